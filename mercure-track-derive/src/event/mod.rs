@@ -1,0 +1,18 @@
+//! `#[derive(MercureEvent)]`: parse → model → expand.
+
+mod attr;
+mod expand;
+mod model;
+
+use proc_macro2::TokenStream;
+
+use crate::errors::Errors;
+
+pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
+    let mut errors = Errors::default();
+    let parsed = attr::parse(input, &mut errors);
+    let event = model::build(input, parsed, &mut errors);
+    let mut tokens = expand::expand(&event, errors.has_errors());
+    tokens.extend(errors.to_compile_errors());
+    tokens
+}

@@ -1,0 +1,260 @@
+//! Stage 2: the validated model of an event.
+
+use std::collections::HashSet;
+
+use super::attr::Parsed;
+use crate::errors::Errors;
+
+pub(crate) struct Event {
+    pub(crate) ident: syn::Ident,
+    pub(crate) type_name: String,
+    pub(crate) topics: Vec<Topic>,
+    pub(crate) private: bool,
+    pub(crate) kind: Kind,
+    pub(crate) fields: Vec<Field>,
+}
+
+pub(crate) enum Kind {
+    /// Published by hand only.
+    Plain,
+    /// Fired by changes of these columns.
+    Triggered(Vec<syn::ExprPath>),
+    /// Built once per commit from the collected events.
+    Batch {
+        collects: Vec<syn::Path>,
+        rule: Rule,
+    },
+}
+
+pub(crate) enum Rule {
+    BuiltIn,
+    Custom(syn::Path),
+}
+
+pub(crate) struct Field {
+    pub(crate) ident: syn::Ident,
+    pub(crate) ty: syn::Type,
+    pub(crate) context: Option<syn::ExprPath>,
+    /// For the built-in batch rule: the collected events' field gathered into this one.
+    pub(crate) from: syn::Ident,
+}
+
+pub(crate) struct Topic {
+    pub(crate) lit: syn::LitStr,
+    pub(crate) parts: Vec<TopicPart>,
+}
+
+pub(crate) enum TopicPart {
+    Text(String),
+    Field(syn::Ident),
+}
+
+pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Errors) -> Event {
+    let ident = input.ident.clone();
+    if !input.generics.params.is_empty() {
+        errors.spanned(
+            &input.generics,
+            "`#[derive(MercureEvent)]` does not support generic events: the registry needs one concrete type per event",
+        );
+    }
+    let named = match &input.data {
+        syn::Data::Struct(syn::DataStruct {
+            fields: syn::Fields::Named(named),
+            ..
+        }) => Some(named),
+        syn::Data::Struct(syn::DataStruct { fields: syn::Fields::Unit, .. }) => None,
+        _ => {
+            errors.spanned(
+                &ident,
+                "`#[derive(MercureEvent)]` expects a struct with named fields",
+            );
+            None
+        }
+    };
+    let attrs = parsed.attrs;
+
+    let type_name = match &attrs.type_name {
+        Some(lit) if lit.value().is_empty() => {
+            errors.spanned(lit, "expected `type = \"...\"` with a non-empty type string");
+            String::new()
+        }
+        Some(lit) => lit.value(),
+        None => {
+            errors.spanned(
+                &ident,
+                format_args!("missing `#[mercure(type = \"...\")]` on event `{ident}`"),
+            );
+            String::new()
+        }
+    };
+
+    let mut fields = Vec::new();
+    if let Some(named) = named {
+        for (field, field_attrs) in named.named.iter().zip(parsed.fields) {
+            let Some(field_ident) = field.ident.clone() else { continue };
+            let from = match &field_attrs.from {
+                Some(lit) => match lit.parse::<syn::Ident>() {
+                    Ok(ident) => ident,
+                    Err(_) => {
+                        errors.spanned(lit, "expected `from = \"field\"`, a field name");
+                        field_ident.clone()
+                    }
+                },
+                None => default_from(&field_ident),
+            };
+            if let (Some(lit), None) = (&field_attrs.from, &attrs.collect) {
+                errors.spanned(lit, "`from` applies to batch events: add `collect(Event, ...)`");
+            }
+            fields.push(Field {
+                ident: field_ident,
+                ty: field.ty.clone(),
+                context: field_attrs.context,
+                from,
+            });
+        }
+    }
+
+    let field_names: HashSet<String> = fields.iter().map(|f| f.ident.to_string()).collect();
+    if attrs.topics.is_empty() && attrs.type_name.is_some() {
+        errors.spanned(
+            &ident,
+            format_args!("missing `#[mercure(topic = \"...\")]` on event `{ident}`: an event needs at least one topic"),
+        );
+    }
+    let topics = attrs
+        .topics
+        .into_iter()
+        .map(|lit| parse_topic(lit, &field_names, &ident, errors))
+        .collect();
+
+    let kind = match (attrs.triggers.is_empty(), attrs.collect) {
+        (true, None) => {
+            if let Some(path) = &attrs.from_collected {
+                errors.spanned(path, "`from_collected` applies to batch events: add `collect(Event, ...)`");
+            }
+            Kind::Plain
+        }
+        (false, None) => {
+            if let Some(path) = &attrs.from_collected {
+                errors.spanned(path, "`from_collected` applies to batch events: add `collect(Event, ...)`");
+            }
+            for field in &fields {
+                if field.context.is_none() {
+                    errors.spanned(
+                        &field.ident,
+                        format_args!(
+                            "field `{}` of a triggered event needs `#[context(Model::column)]`: where its value comes from",
+                            field.ident
+                        ),
+                    );
+                }
+            }
+            Kind::Triggered(attrs.triggers)
+        }
+        (triggers_empty, Some((collect_path, collects))) => {
+            if !triggers_empty {
+                errors.spanned(
+                    &collect_path,
+                    "a batch event is built from the events it collects and cannot also have `#[trigger(...)]`",
+                );
+            }
+            for field in &fields {
+                if let Some(context) = &field.context {
+                    errors.spanned(
+                        context,
+                        "a field of a batch event is gathered from collected events, not read from `#[context(...)]`",
+                    );
+                }
+            }
+            let rule = match attrs.from_collected {
+                Some(path) => Rule::Custom(path),
+                None => {
+                    if fields.is_empty() {
+                        errors.spanned(
+                            &ident,
+                            "the built-in batch rule gathers fields of the collected events: add a field such as `order_ids: Vec<String>`, or use `from_collected = function`",
+                        );
+                    }
+                    Rule::BuiltIn
+                }
+            };
+            Kind::Batch { collects, rule }
+        }
+    };
+
+    Event {
+        ident,
+        type_name,
+        topics,
+        private: attrs.private.is_some(),
+        kind,
+        fields,
+    }
+}
+
+/// `order_ids` gathers `order_id`.
+fn default_from(field: &syn::Ident) -> syn::Ident {
+    let name = field.to_string();
+    match name.strip_suffix('s') {
+        Some(singular) if !singular.is_empty() => syn::Ident::new(singular, field.span()),
+        _ => field.clone(),
+    }
+}
+
+fn parse_topic(
+    lit: syn::LitStr,
+    fields: &HashSet<String>,
+    event: &syn::Ident,
+    errors: &mut Errors,
+) -> Topic {
+    let value = lit.value();
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed {
+                    errors.spanned(&lit, "unclosed `{` in topic template; expected `{field}`");
+                    break;
+                }
+                if !fields.contains(&name) {
+                    let mut known: Vec<_> = fields.iter().map(String::as_str).collect();
+                    known.sort_unstable();
+                    errors.spanned(
+                        &lit,
+                        format_args!(
+                            "topic placeholder `{{{name}}}` names no field of `{event}`; fields: {}",
+                            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        ),
+                    );
+                    continue;
+                }
+                if !text.is_empty() {
+                    parts.push(TopicPart::Text(std::mem::take(&mut text)));
+                }
+                parts.push(TopicPart::Field(syn::Ident::new(&name, lit.span())));
+            }
+            '}' => {
+                errors.spanned(&lit, "unmatched `}` in topic template; expected `{field}`");
+            }
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        parts.push(TopicPart::Text(text));
+    }
+    if value.is_empty() {
+        errors.spanned(&lit, "expected `topic = \"...\"` with a non-empty topic");
+    }
+    Topic { lit, parts }
+}

@@ -1,0 +1,282 @@
+//! Publish [Mercure](https://mercure.rocks) events automatically when database rows change.
+//!
+//! You declare which model fields trigger which events, write through a tracked session, and
+//! after every commit the right events reach the right topics, batched, with their context
+//! resolved; nothing is published for a rollback. Mistakes are compile errors.
+//!
+//! This crate holds the runtime (events, topics, batching, the registry, the publishers and the
+//! development hub) and re-exports the three macros. The tracked session over sqlx lives in
+//! `mercure-track-sqlx`.
+//!
+//! ```
+//! use mercure_track::prelude::*;
+//!
+//! #[derive(Debug, Clone, Tracked)]
+//! #[tracked(table = "orders")]
+//! pub struct Order {
+//!     #[tracked(primary_key)]
+//!     pub id: String,
+//!     pub status: String,
+//! }
+//!
+//! #[derive(Debug, Clone, MercureEvent)]
+//! #[mercure(type = "order_update", topic = "orders/{order_id}")]
+//! #[trigger(Order::status)]
+//! pub struct OrderUpdate {
+//!     #[context(Order::id)]
+//!     pub order_id: String,
+//! }
+//!
+//! #[derive(Debug, Clone, MercureEvent)]
+//! #[mercure(type = "list_update", topic = "orders", collect(OrderUpdate))]
+//! pub struct ListUpdate {
+//!     pub order_ids: Vec<String>,
+//! }
+//!
+//! let event = OrderUpdate { order_id: "abc".into() };
+//! assert_eq!(event.to_json()?, r#"{"type":"order_update","order_id":"abc"}"#);
+//! assert_eq!(event.topics(), ["orders/abc"]);
+//!
+//! // `Order::status` is a typed column marker; the registry knows what it triggers.
+//! let triggered = mercure_track::registry::events_triggered_by(Order::status.trigger_key());
+//! assert_eq!(triggered[0].type_name, "order_update");
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+//!
+//! # `#[derive(Tracked)]`
+//!
+//! On a model struct with named fields. It generates a typed column marker per field, reachable
+//! as `Model::field` (an associated constant of type [`Column<Model, FieldType>`](Column)),
+//! the row markers `Model::INSERT` and `Model::DELETE`, and the [`Model`] implementation: table,
+//! columns, primary key and `belongs_to` links.
+//!
+//! | attribute | on | meaning |
+//! |---|---|---|
+//! | `#[tracked(table = "orders")]` | struct | the SQL table (required) |
+//! | `#[tracked(primary_key)]` | field | the primary key (exactly one field) |
+//! | `#[tracked(belongs_to = Parent)]` | field | a foreign key holding `Parent`'s primary key; contexts are reached through these links |
+//! | `#[tracked(column = "name")]` | field | the SQL column, when it differs from the field name |
+//! | `#[tracked(skip)]` | field | not a column: no marker, never written |
+//!
+//! `Model::field.eq(value)` builds a typed context [`Predicate`]; the value must convert into the
+//! column's type.
+//!
+//! Because the markers are associated constants, a model cannot also have an inherent method
+//! named like one of its fields.
+//!
+//! # `#[derive(MercureEvent)]`
+//!
+//! On a struct with named fields, no generics.
+//!
+//! | attribute | on | meaning |
+//! |---|---|---|
+//! | `#[mercure(type = "order_update")]` | struct | the JSON `type` (required) |
+//! | `#[mercure(topic = "orders/{order_id}")]` | struct | a topic template; repeat for several topics (at least one). Placeholders name fields of the event, whose values are formatted with `Display` |
+//! | `#[mercure(private)]` | struct | publish private updates |
+//! | `#[mercure(collect(EventA, EventB))]` | struct | a batch event built once per commit from these events |
+//! | `#[mercure(from_collected = path::to::function)]` | struct | a hand-written batch rule `fn(&Collected<'_>) -> Option<Self>` instead of the built-in one |
+//! | `#[trigger(Model::field, Model::INSERT, ...)]` | struct | the columns (or row changes) whose changes fire the event |
+//! | `#[context(Model::column)]` | field | the column the field's value is read from; the field's type must be the column's type |
+//! | `#[mercure(from = "order_id")]` | field of a batch event | the field of the collected events gathered into this one (default: this field's name without its final `s`) |
+//!
+//! Keys of one `#[mercure(...)]` may be split over several attributes. Every field of a
+//! triggered event needs `#[context(...)]`.
+//!
+//! **Serialization** is the wire format of the existing frontend: compact JSON, `type` first,
+//! then the fields in declaration order (`{"type":"image_update","order_id":"abc","image_id":7}`).
+//! Fields need [`serde::Serialize`] and [`schemars::JsonSchema`]; the event type itself needs
+//! neither derive.
+//!
+//! **The built-in batch rule**: for each field (a collection such as `Vec<String>`), gather the
+//! `from` field of every collected event, sort, remove duplicates; when every field is empty, no
+//! batch event is published.
+//!
+//! **Reachability**: for every trigger and every context column, the trigger's model must be the
+//! context column's model or reach it through `belongs_to` links; otherwise the compiler reports
+//! "`ColoringVersion` cannot reach `Customer` through `belongs_to` links". See [`reach`] for how
+//! the path is inferred and its limits.
+//!
+//! # `#[mercure_autotrack(EventA, EventB)]`
+//!
+//! On a service struct with a `session` field of a tracked session type (`TrackedSession<DB>`
+//! from `mercure-track-sqlx`); anything else is a compile error on the struct or the field.
+//! Put the same attribute, without arguments, on the service's `impl` block: every method
+//! taking `&mut self` or `mut self` then starts by tracking the listed events on the session,
+//! and every constructor returning `Self` tracks them on the value it builds. This is the Rust
+//! form of the original design's wrapped constructor; no `track_changes` call appears in the
+//! service's own code. [`AutoTracked`] exposes the events and their trigger columns at run time.
+//!
+//! ```
+//! # use mercure_track::prelude::*;
+//! # use mercure_track::{FromContext, MercureEvent, TrackingSession};
+//! # #[derive(Debug, Clone, Tracked)]
+//! # #[tracked(table = "orders")]
+//! # pub struct Order { #[tracked(primary_key)] pub id: String, pub status: String }
+//! # #[derive(Debug, Clone, MercureEvent)]
+//! # #[mercure(type = "order_update", topic = "orders/{order_id}")]
+//! # #[trigger(Order::status)]
+//! # pub struct OrderUpdate { #[context(Order::id)] pub order_id: String }
+//! // A stand-in for `TrackedSession<DB>` that records what is tracked.
+//! #[derive(Default)]
+//! pub struct Session(Vec<&'static str>);
+//! impl TrackingSession for Session {
+//!     type ContextSource = ();
+//!     fn track_event<E: MercureEvent + FromContext<()>>(&mut self) {
+//!         self.0.push(E::TYPE);
+//!     }
+//! }
+//! # impl<S> FromContext<S> for () { fn from_context(_: &mut S) -> Result<(), mercure_track::ContextError> { Ok(()) } }
+//! # // OrderUpdate needs FromContext<()>: a source that yields strings.
+//! # impl mercure_track::ContextSource<String> for () { fn context_value(&mut self, _: usize, _: &'static str) -> Result<String, mercure_track::ContextError> { Ok(String::new()) } }
+//!
+//! #[mercure_autotrack(OrderUpdate)]
+//! pub struct OrderIngestion {
+//!     session: Session,
+//! }
+//!
+//! #[mercure_autotrack]
+//! impl OrderIngestion {
+//!     pub fn new() -> Self {
+//!         Self { session: Session::default() }
+//!     }
+//! }
+//!
+//! let service = OrderIngestion::new();
+//! assert_eq!(service.session.0, ["order_update"]);
+//! assert_eq!(OrderIngestion::trigger_keys(), [Order::status.trigger_key()]);
+//! ```
+//!
+//! # Registries
+//!
+//! Every derived event registers itself at link time: [`registry::events`] lists them all,
+//! [`registry::events_triggered_by`] maps a changed column to its events with one hash lookup,
+//! and [`schema::all_events_schema`] gives the JSON Schema of the union, for frontend type
+//! generators.
+
+pub mod autotrack;
+pub mod event;
+pub mod model;
+pub mod reach;
+pub mod registry;
+pub mod schema;
+pub mod wire;
+
+pub use autotrack::{AutoTracked, TrackingSession};
+pub use event::{
+    AnyEvent, BatchEvent, BatchSpec, Collected, ContextError, ContextPath, ContextSource,
+    EventDescriptor, FromContext, MercureEvent, TriggerSpec,
+};
+pub use model::{Column, ColumnInfo, ColumnKey, Model, ModelInfo, Predicate, RowChange, RowTrigger, Trigger, TriggerKey};
+pub use wire::{ProtocolVersion, Update};
+
+/// `#[derive(Tracked)]`: see the [crate documentation](crate#derivetracked).
+pub use mercure_track_derive::Tracked;
+/// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
+pub use mercure_track_derive::MercureEvent;
+/// `#[mercure_autotrack(...)]`: see the [crate documentation](crate#mercure_autotrackeventa-eventb).
+pub use mercure_track_derive::mercure_autotrack;
+
+/// The names most programs need: `use mercure_track::prelude::*;`.
+pub mod prelude {
+    pub use crate::autotrack::AutoTracked;
+    pub use crate::event::{BatchEvent, Collected, MercureEvent};
+    pub use crate::model::{Model, Trigger};
+    pub use mercure_track_derive::{MercureEvent, Tracked, mercure_autotrack};
+}
+
+/// Paths used by generated code. Not public API: may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::inventory;
+    pub use ::schemars;
+    pub use ::serde;
+    pub use ::serde_json;
+
+    pub use crate::autotrack::{AutoTracked, TrackingSession};
+    pub use crate::event::{
+        AnyEvent, BatchEvent, BatchSpec, Collected, ContextError, ContextPath, ContextSource,
+        EventDescriptor, FromContext, MercureEvent, TriggerSpec,
+    };
+    pub use crate::model::{
+        Column, ColumnInfo, ColumnKey, ColumnOfType, Model, ModelInfo, RowChange, RowTrigger,
+        Trigger, TriggerKey,
+    };
+    pub use crate::reach::{Cons, ForeignKey, Link, MaxDepth, Nil, Reaches};
+    pub use crate::registry::Registration;
+    pub use crate::schema::object_schema;
+
+    /// Checks that `trigger` is a trigger marker and returns its spec skeleton.
+    pub fn trigger<Tr: Trigger>(trigger: Tr, contexts: Vec<ContextPath>) -> TriggerSpec {
+        TriggerSpec {
+            key: trigger.trigger_key(),
+            model: <Tr::Model as Model>::info(),
+            contexts,
+        }
+    }
+
+    /// The key of a context column whose values have type `T`, with the inferred path from the
+    /// trigger's model.
+    pub fn context<T, Tr, C, P>(field: &'static str, _trigger: &Tr, column: C) -> ContextPath
+    where
+        Tr: Trigger,
+        C: ColumnOfType<T> + ColumnKeyed,
+        Tr::Model: Reaches<C::Model, P, MaxDepth, Tr::Model>,
+    {
+        ContextPath {
+            field,
+            column: column.column_key(),
+            links: crate::reach::path::<Tr::Model, C::Model, P>(),
+        }
+    }
+
+    /// As [`context`], for a column of the trigger's own model: no path, no search.
+    pub fn own_context<T, Tr, C>(field: &'static str, _trigger: &Tr, column: C) -> ContextPath
+    where
+        Tr: Trigger,
+        C: ColumnOfType<T, Model = Tr::Model> + ColumnKeyed,
+    {
+        ContextPath {
+            field,
+            column: column.column_key(),
+            links: Vec::new(),
+        }
+    }
+
+    /// Checks a context column's type against its field without a trigger (events published by
+    /// hand may still declare where their fields come from).
+    pub fn context_type<T, C: ColumnOfType<T>>(_column: C) {}
+
+    /// A column marker's registry key.
+    pub trait ColumnKeyed {
+        /// The column's key.
+        fn column_key(&self) -> ColumnKey;
+    }
+
+    impl<M: Model, T> ColumnKeyed for Column<M, T> {
+        fn column_key(&self) -> ColumnKey {
+            self.key()
+        }
+    }
+
+    /// Sorted, unique values: the built-in batch rule.
+    pub fn sorted_unique<T: Ord, C: FromIterator<T>>(mut values: Vec<T>) -> C {
+        values.sort();
+        values.dedup();
+        values.into_iter().collect()
+    }
+
+    /// A foreign key field holds its parent's key, or an optional one.
+    #[diagnostic::on_unimplemented(
+        message = "a `belongs_to` field of type `{Self}` cannot hold the parent's key of type `{K}`",
+        label = "the field's type must be the parent's key type, or an `Option` of it"
+    )]
+    pub trait ForeignKeyOf<K> {}
+    impl<K> ForeignKeyOf<K> for K {}
+    impl<K> ForeignKeyOf<K> for Option<K> {}
+
+    /// Checks a `belongs_to` field's type against the parent's key.
+    pub fn assert_foreign_key<F: ForeignKeyOf<K>, K>() {}
+
+    /// Checks, for `#[mercure_autotrack]`, that the `session` field has a tracked session type.
+    pub fn assert_tracking_session<S: TrackingSession + ?Sized>() {}
+}

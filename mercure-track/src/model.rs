@@ -1,0 +1,298 @@
+//! Tracked models: table metadata, typed column markers and context predicates.
+//!
+//! Everything here is produced by `#[derive(Tracked)]`; users name the generated values
+//! (`Order::status`, `Order::INSERT`) and rarely implement these traits by hand.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// A database table whose writes are tracked.
+///
+/// Implemented by `#[derive(Tracked)]`.
+pub trait Model: Sized + Send + Sync + 'static {
+    /// The Rust name of the model (`"Order"`), used in logs and error messages.
+    const NAME: &'static str;
+    /// The SQL table (`"orders"`).
+    const TABLE: &'static str;
+    /// Every column of the model, in field declaration order (skipped fields excluded).
+    const COLUMNS: &'static [ColumnInfo];
+    /// Index of the primary key in [`Model::COLUMNS`].
+    const PRIMARY_KEY: usize;
+    /// The primary key's Rust type.
+    type Key: Clone + Send + Sync + fmt::Debug + 'static;
+    /// The declared `belongs_to` links, as a type-level list (see [`crate::reach`]).
+    type Parents;
+
+    /// The primary key of this row.
+    fn key(&self) -> &Self::Key;
+
+    /// Static metadata of the model, for code that works on erased models.
+    fn info() -> ModelInfo {
+        ModelInfo {
+            name: Self::NAME,
+            table: Self::TABLE,
+            columns: Self::COLUMNS,
+            primary_key: Self::PRIMARY_KEY,
+        }
+    }
+}
+
+/// Type-erased metadata of a [`Model`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModelInfo {
+    /// The Rust name of the model.
+    pub name: &'static str,
+    /// The SQL table.
+    pub table: &'static str,
+    /// The columns, in field order.
+    pub columns: &'static [ColumnInfo],
+    /// Index of the primary key in `columns`.
+    pub primary_key: usize,
+}
+
+impl ModelInfo {
+    /// The primary key column.
+    pub fn primary_key_column(&self) -> &'static ColumnInfo {
+        &self.columns[self.primary_key]
+    }
+}
+
+/// Static description of one column of a [`Model`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ColumnInfo {
+    /// The Rust field name (`"selected_coloring_id"`).
+    pub field: &'static str,
+    /// The SQL column name (the field name unless `#[tracked(column = "...")]`).
+    pub name: &'static str,
+    /// Whether this column is the primary key.
+    pub primary_key: bool,
+    /// The table this column points to when declared `#[tracked(belongs_to = Parent)]`.
+    pub belongs_to: Option<&'static str>,
+}
+
+/// Identifies a column across the whole program: table and column name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ColumnKey {
+    /// The SQL table.
+    pub table: &'static str,
+    /// The SQL column.
+    pub column: &'static str,
+}
+
+impl fmt::Display for ColumnKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.table, self.column)
+    }
+}
+
+/// A typed column marker: `Order::status` is a `Column<Order, OrderStatus>`.
+///
+/// It names the column and carries its Rust type, so that triggers, contexts and predicates
+/// are checked by the compiler.
+pub struct Column<M, T> {
+    index: usize,
+    _marker: PhantomData<fn() -> (M, T)>,
+}
+
+// Manual impls: a derive would require `M: Clone` and `T: Clone`.
+impl<M, T> Clone for Column<M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M, T> Copy for Column<M, T> {}
+
+impl<M: Model, T> fmt::Debug for Column<M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}::{}", M::NAME, self.info().field)
+    }
+}
+
+impl<M, T> Column<M, T> {
+    /// The marker of the column at `index` in `M::COLUMNS`. Called by the derive only.
+    #[doc(hidden)]
+    pub const fn __new(index: usize) -> Self {
+        Self {
+            index,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Index of the column in [`Model::COLUMNS`].
+    pub const fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl<M: Model, T> Column<M, T> {
+    /// The static description of this column.
+    pub fn info(&self) -> &'static ColumnInfo {
+        &M::COLUMNS[self.index]
+    }
+
+    /// The SQL column name.
+    pub fn name(&self) -> &'static str {
+        self.info().name
+    }
+
+    /// Table and column, as used by the event registry.
+    pub fn key(&self) -> ColumnKey {
+        ColumnKey {
+            table: M::TABLE,
+            column: self.name(),
+        }
+    }
+
+    /// A context predicate `column = value`, e.g. `Order::id.eq("abc")`.
+    ///
+    /// The value must convert into the column's type: `Order::id.eq(42)` does not compile
+    /// when the key is a `String`.
+    pub fn eq(self, value: impl Into<T>) -> Predicate
+    where
+        T: Send + Sync + 'static,
+    {
+        Predicate {
+            column: self.key(),
+            value: Arc::new(value.into()),
+        }
+    }
+}
+
+/// A typed context predicate `column = value`, built by [`Column::eq`].
+///
+/// A session uses its predicates to fill event context fields reading that column, instead of
+/// querying the database.
+#[derive(Clone)]
+pub struct Predicate {
+    column: ColumnKey,
+    value: Arc<dyn Any + Send + Sync>,
+}
+
+impl Predicate {
+    /// The column the predicate constrains.
+    pub fn column(&self) -> ColumnKey {
+        self.column
+    }
+
+    /// The value, if it has type `T`.
+    pub fn value<T: 'static>(&self) -> Option<&T> {
+        self.value.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Predicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Predicate({} = ..)", self.column)
+    }
+}
+
+/// What happened to a row: the trigger of `Order::INSERT` and `Order::DELETE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RowChange {
+    /// A row was inserted.
+    Insert,
+    /// A row was deleted.
+    Delete,
+}
+
+/// A row-level trigger marker: `Order::INSERT` and `Order::DELETE`.
+pub struct RowTrigger<M> {
+    change: RowChange,
+    _marker: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for RowTrigger<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M> Copy for RowTrigger<M> {}
+
+impl<M> RowTrigger<M> {
+    /// The marker of a row-level change. Called by the derive only.
+    #[doc(hidden)]
+    pub const fn __new(change: RowChange) -> Self {
+        Self {
+            change,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<M: Model> fmt::Debug for RowTrigger<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}::{:?}", M::NAME, self.change)
+    }
+}
+
+/// What a change to the database looks like to the event registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TriggerKey {
+    /// A column of an existing row changed value.
+    Column(ColumnKey),
+    /// A row was inserted into or deleted from a table.
+    Row {
+        /// The SQL table.
+        table: &'static str,
+        /// Insert or delete.
+        change: RowChange,
+    },
+}
+
+impl fmt::Display for TriggerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Column(column) => column.fmt(f),
+            Self::Row { table, change } => write!(f, "{table}:{change:?}"),
+        }
+    }
+}
+
+/// Something that can be named in `#[trigger(...)]`: a column marker or a row marker.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tracked column",
+    label = "expected a column marker such as `Order::status`, or `Order::INSERT` / `Order::DELETE`",
+    note = "trigger columns are the fields of a `#[derive(Tracked)]` model that are not `#[tracked(skip)]`"
+)]
+pub trait Trigger: Copy {
+    /// The model whose rows fire the trigger.
+    type Model: Model;
+
+    /// The registry key of the trigger.
+    fn trigger_key(&self) -> TriggerKey;
+}
+
+impl<M: Model, T> Trigger for Column<M, T> {
+    type Model = M;
+
+    fn trigger_key(&self) -> TriggerKey {
+        TriggerKey::Column(self.key())
+    }
+}
+
+impl<M: Model> Trigger for RowTrigger<M> {
+    type Model = M;
+
+    fn trigger_key(&self) -> TriggerKey {
+        TriggerKey::Row {
+            table: M::TABLE,
+            change: self.change,
+        }
+    }
+}
+
+/// A column marker whose value has type `T`: checks `#[context(...)]` field types.
+#[diagnostic::on_unimplemented(
+    message = "the context field has type `{T}`, which does not match the column `{Self}`",
+    label = "the field's type must be the column's type"
+)]
+pub trait ColumnOfType<T> {
+    /// The model that owns the column.
+    type Model: Model;
+}
+
+impl<M: Model, T> ColumnOfType<T> for Column<M, T> {
+    type Model = M;
+}

@@ -1,0 +1,143 @@
+//! The program's events, found without a hand-kept list.
+//!
+//! `#[derive(MercureEvent)]` submits each event's [`EventDescriptor`] to a link-time
+//! collection (`inventory`); the first lookup builds the indexes below once, so that a changed
+//! column finds the events it triggers with one hash lookup instead of a scan of every event.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::event::EventDescriptor;
+use crate::model::TriggerKey;
+
+/// A registered event. Submitted by generated code.
+#[doc(hidden)]
+pub struct Registration(pub &'static EventDescriptor);
+
+inventory::collect!(Registration);
+
+struct Index {
+    all: Vec<&'static EventDescriptor>,
+    by_trigger: HashMap<TriggerKey, Vec<&'static EventDescriptor>>,
+    by_type_id: HashMap<TypeId, &'static EventDescriptor>,
+    by_type_name: HashMap<&'static str, Vec<&'static EventDescriptor>>,
+    batches_by_collected: HashMap<TypeId, Vec<&'static EventDescriptor>>,
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut all: Vec<&'static EventDescriptor> =
+            inventory::iter::<Registration>.into_iter().map(|r| r.0).collect();
+        // Link order is not specified: sort for stable schemas and iteration.
+        all.sort_by_key(|d| (d.type_name, d.rust_name));
+        let mut index = Index {
+            all: all.clone(),
+            by_trigger: HashMap::new(),
+            by_type_id: HashMap::new(),
+            by_type_name: HashMap::new(),
+            batches_by_collected: HashMap::new(),
+        };
+        for descriptor in all {
+            index
+                .by_type_id
+                .insert((descriptor.type_id)(), descriptor);
+            index
+                .by_type_name
+                .entry(descriptor.type_name)
+                .or_default()
+                .push(descriptor);
+            for trigger in (descriptor.triggers)() {
+                let events = index.by_trigger.entry(trigger.key).or_default();
+                if !events.contains(&descriptor) {
+                    events.push(descriptor);
+                }
+            }
+            if let Some(batch) = &descriptor.batch {
+                for collected in (batch.collects)() {
+                    index
+                        .batches_by_collected
+                        .entry(collected)
+                        .or_default()
+                        .push(descriptor);
+                }
+            }
+        }
+        index
+    })
+}
+
+/// Every event of the program, individual and batch, sorted by type string.
+pub fn events() -> &'static [&'static EventDescriptor] {
+    &index().all
+}
+
+/// The individual (non-batch) events.
+pub fn individual_events() -> impl Iterator<Item = &'static EventDescriptor> {
+    events().iter().copied().filter(|d| !d.is_batch())
+}
+
+/// The batch events.
+pub fn batch_events() -> impl Iterator<Item = &'static EventDescriptor> {
+    events().iter().copied().filter(|d| d.is_batch())
+}
+
+/// The events a change of `key` triggers.
+pub fn events_triggered_by(key: TriggerKey) -> &'static [&'static EventDescriptor] {
+    index().by_trigger.get(&key).map_or(&[], Vec::as_slice)
+}
+
+/// The descriptor of the event type with this `TypeId`.
+pub fn event_by_type_id(type_id: TypeId) -> Option<&'static EventDescriptor> {
+    index().by_type_id.get(&type_id).copied()
+}
+
+/// The event whose JSON `type` is `type_name`.
+pub fn event_by_type_name(type_name: &str) -> Option<&'static EventDescriptor> {
+    index()
+        .by_type_name
+        .get(type_name)
+        .and_then(|events| events.first().copied())
+}
+
+/// The batch events that collect events of type `collected`.
+pub fn batches_collecting(collected: TypeId) -> &'static [&'static EventDescriptor] {
+    index()
+        .batches_by_collected
+        .get(&collected)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// A problem with the registered events that the compiler cannot see across crates.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two event types share one JSON `type` string: a frontend could not tell them apart.
+    #[error("events `{first}` and `{second}` share the type string \"{type_name}\"")]
+    DuplicateType {
+        /// The shared `type` string.
+        type_name: &'static str,
+        /// One Rust type.
+        first: &'static str,
+        /// The other Rust type.
+        second: &'static str,
+    },
+}
+
+/// Checks the registry as a whole; call it in a test or at start-up.
+pub fn validate() -> Result<(), Vec<RegistryError>> {
+    let mut errors = Vec::new();
+    let mut by_name: Vec<_> = index().by_type_name.iter().collect();
+    by_name.sort_by_key(|(name, _)| **name);
+    for (type_name, events) in by_name {
+        for pair in events.windows(2) {
+            errors.push(RegistryError::DuplicateType {
+                type_name,
+                first: pair[0].rust_name,
+                second: pair[1].rust_name,
+            });
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
