@@ -119,15 +119,18 @@
 //! // A stand-in for `TrackedSession<DB>` that records what is tracked.
 //! #[derive(Default)]
 //! pub struct Session(Vec<&'static str>);
+//! pub struct NoContext;
+//! impl<T> mercure_track::ContextSource<T> for NoContext {
+//!     fn context_value(&mut self, _: usize, name: &'static str) -> Result<T, mercure_track::ContextError> {
+//!         Err(mercure_track::ContextError::Missing { field: name })
+//!     }
+//! }
 //! impl TrackingSession for Session {
-//!     type ContextSource = ();
-//!     fn track_event<E: MercureEvent + FromContext<()>>(&mut self) {
+//!     type ContextSource = NoContext;
+//!     fn track_event<E: MercureEvent + FromContext<NoContext>>(&mut self) {
 //!         self.0.push(E::TYPE);
 //!     }
 //! }
-//! # impl<S> FromContext<S> for () { fn from_context(_: &mut S) -> Result<(), mercure_track::ContextError> { Ok(()) } }
-//! # // OrderUpdate needs FromContext<()>: a source that yields strings.
-//! # impl mercure_track::ContextSource<String> for () { fn context_value(&mut self, _: usize, _: &'static str) -> Result<String, mercure_track::ContextError> { Ok(String::new()) } }
 //!
 //! #[mercure_autotrack(OrderUpdate)]
 //! pub struct OrderIngestion {
@@ -214,37 +217,12 @@ pub mod __private {
         }
     }
 
-    /// The key of a context column whose values have type `T`, with the inferred path from the
-    /// trigger's model.
-    pub fn context<T, Tr, C, P>(field: &'static str, _trigger: &Tr, column: C) -> ContextPath
-    where
-        Tr: Trigger,
-        C: ColumnOfType<T> + ColumnKeyed,
-        Tr::Model: Reaches<C::Model, P, MaxDepth, Tr::Model>,
-    {
-        ContextPath {
-            field,
-            column: column.column_key(),
-            links: crate::reach::path::<Tr::Model, C::Model, P>(),
-        }
+    /// The key of a context column, checking that its values have the field's type `T`.
+    pub fn context_column<T, C: ColumnOfType<T> + ColumnKeyed>(column: C) -> ColumnKey {
+        column.column_key()
     }
 
-    /// As [`context`], for a column of the trigger's own model: no path, no search.
-    pub fn own_context<T, Tr, C>(field: &'static str, _trigger: &Tr, column: C) -> ContextPath
-    where
-        Tr: Trigger,
-        C: ColumnOfType<T, Model = Tr::Model> + ColumnKeyed,
-    {
-        ContextPath {
-            field,
-            column: column.column_key(),
-            links: Vec::new(),
-        }
-    }
-
-    /// Checks a context column's type against its field without a trigger (events published by
-    /// hand may still declare where their fields come from).
-    pub fn context_type<T, C: ColumnOfType<T>>(_column: C) {}
+    pub use crate::reach::path;
 
     /// A column marker's registry key.
     pub trait ColumnKeyed {

@@ -32,13 +32,15 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
             expand::service(&service)
         }
         Ok(syn::Item::Impl(block)) => {
-            if !events.is_empty() {
+            if events.is_empty() {
+                expand::impl_block(block)
+            } else {
                 errors.spanned(
                     &args,
                     "on an `impl` block, `#[mercure_autotrack]` takes no events: list them on the struct",
                 );
+                quote::quote!(#block)
             }
-            expand::impl_block(block)
         }
         Ok(other) => {
             errors.spanned(

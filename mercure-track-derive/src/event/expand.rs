@@ -117,16 +117,12 @@ fn topic_expr(topic: &Topic) -> TokenStream {
     }
 }
 
-/// Same model when the paths before the last segment are the same tokens (`Order::status` and
-/// `Order::id`): no reachability search then, so that a self-referencing model is not ambiguous.
-fn model_path(path: &syn::ExprPath) -> String {
-    let segments: Vec<String> = path
-        .path
-        .segments
-        .iter()
-        .map(|s| quote!(#s).to_string())
-        .collect();
-    segments[..segments.len().saturating_sub(1)].join("::")
+/// The model part of a column marker path: `Order` in `Order::status`.
+fn model_path(path: &syn::ExprPath) -> syn::Path {
+    let mut model = path.path.clone();
+    model.segments.pop();
+    model.segments.pop_punct();
+    model
 }
 
 fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
@@ -137,21 +133,26 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
             let context = field.context.as_ref()?;
             let name = field.ident.to_string();
             let ty = &field.ty;
-            Some(if model_path(context) == trigger_model {
-                quote_spanned! {context.span()=>
-                    #p::own_context::<#ty, _, _>(#name, &__trigger, #context)
-                }
+            let context_model = model_path(context);
+            // Same model when the paths are the same tokens: no search then, so that a model
+            // that belongs to itself is not ambiguous.
+            let links = if quote!(#context_model).to_string() == quote!(#trigger_model).to_string() {
+                quote!(::std::vec::Vec::new())
             } else {
                 quote_spanned! {context.span()=>
-                    #p::context::<#ty, _, _, _>(#name, &__trigger, #context)
+                    #p::path::<#trigger_model, #context_model, _>()
+                }
+            };
+            Some(quote_spanned! {context.span()=>
+                #p::ContextPath {
+                    field: #name,
+                    column: #p::context_column::<#ty, _>(#context),
+                    links: #links,
                 }
             })
         });
         quote_spanned! {trigger.span()=>
-            {
-                let __trigger = #trigger;
-                #p::trigger(__trigger, ::std::vec![#(#contexts),*])
-            }
+            #p::trigger(#trigger, ::std::vec![#(#contexts),*])
         }
     });
     quote! {
@@ -203,7 +204,7 @@ fn context_type_checks(event: &Event) -> TokenStream {
     let checks = event.fields.iter().filter_map(|field| {
         let context = field.context.as_ref()?;
         let ty = &field.ty;
-        Some(quote_spanned! {context.span()=> #p::context_type::<#ty, _>(#context); })
+        Some(quote_spanned! {context.span()=> #p::context_column::<#ty, _>(#context); })
     });
     quote!(const _: fn() = || { #(#checks)* };)
 }
@@ -260,9 +261,20 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
             }
         }
     };
-    let event_checks = collects
-        .iter()
-        .map(|c| quote_spanned! {c.span()=> __is_event::<#c>(); });
+    // The built-in rule's `collected.of::<E>()` already requires each collected type to be an
+    // event; a hand-written rule may not look at all of them.
+    let event_checks = match rule {
+        Rule::BuiltIn => TokenStream::new(),
+        Rule::Custom(_) => {
+            let checks = collects
+                .iter()
+                .map(|c| quote_spanned! {c.span()=> __is_event::<#c>(); });
+            quote! {
+                fn __is_event<E: #p::MercureEvent>() {}
+                #(#checks)*
+            }
+        }
+    };
     let spec = quote! {
         ::core::option::Option::Some(#p::BatchSpec {
             collects: __collects,
@@ -280,9 +292,7 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
         }
 
         fn __collects() -> ::std::vec::Vec<::core::any::TypeId> {
-            // Each collected type must be an event.
-            fn __is_event<E: #p::MercureEvent>() {}
-            #(#event_checks)*
+            #event_checks
             ::std::vec![#(#type_ids),*]
         }
 

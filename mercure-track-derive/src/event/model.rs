@@ -149,6 +149,11 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                     );
                 }
             }
+            for path in attrs.triggers.iter().chain(fields.iter().filter_map(|f| f.context.as_ref())) {
+                if path.path.segments.len() < 2 {
+                    errors.spanned(path, "expected a column marker `Model::field`, such as `Order::status`");
+                }
+            }
             Kind::Triggered(attrs.triggers)
         }
         (triggers_empty, Some((collect_path, collects))) => {

@@ -1,0 +1,9 @@
+use mercure_track::prelude::*;
+use mercure_track_tests::domain::ImageUpdate;
+
+#[mercure_autotrack(ImageUpdate)]
+struct ColoringGenerationService {
+    session: sqlx::SqlitePool,
+}
+
+fn main() {}

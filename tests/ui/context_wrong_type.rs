@@ -1,0 +1,12 @@
+use mercure_track::prelude::*;
+use mercure_track_tests::domain::Order;
+
+#[derive(MercureEvent)]
+#[mercure(type = "order_update", topic = "orders/{order_id}")]
+#[trigger(Order::status)]
+struct OrderUpdate {
+    #[context(Order::id)]
+    order_id: i64,
+}
+
+fn main() {}
