@@ -158,7 +158,10 @@
 
 pub mod autotrack;
 pub mod event;
+#[cfg(feature = "dev-hub")]
+pub mod hub;
 pub mod model;
+pub mod publisher;
 pub mod reach;
 pub mod registry;
 pub mod schema;
@@ -170,6 +173,10 @@ pub use event::{
     EventDescriptor, FromContext, MercureEvent, TriggerSpec,
 };
 pub use model::{Column, ColumnInfo, ColumnKey, Model, ModelInfo, Predicate, RowChange, RowTrigger, Trigger, TriggerKey};
+pub use publisher::{
+    HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
+    RecordingPublisher,
+};
 pub use wire::{ProtocolVersion, Update};
 
 /// `#[derive(Tracked)]`: see the [crate documentation](crate#derivetracked).

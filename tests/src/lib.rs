@@ -2,3 +2,4 @@
 //! fixtures, the compile-fail suite (`tests/ui`), and integration tests (`tests/*.rs`).
 
 pub mod domain;
+pub mod sse;

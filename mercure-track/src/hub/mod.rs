@@ -1,0 +1,199 @@
+//! The development hub: a small Mercure hub for examples and tests.
+//!
+//! **For development only.** It keeps its history in memory, runs in one process and is
+//! tuned for clarity, not for thousands of subscribers; production uses the reference hub
+//! (<https://mercure.rocks>), which speaks the same protocol, so switching is a matter of
+//! `MERCURE_URL`.
+//!
+//! It follows protocol 0.x as the reference hub implements it:
+//!
+//! - **publish** (`POST`, form body): a JWT whose `mercure.publish` selectors (`*`, exact
+//!   topics, URI templates) cover every topic; 400 for a missing topic or a bad `retry`; 401
+//!   for a missing or bad token and for topics not covered; the answer's body is the update id;
+//! - **subscribe** (`GET`, `topic` repeated): a server-sent event stream of the updates any of
+//!   whose topics a selector matches; private updates only for subscribers whose JWT
+//!   (`Authorization` header or `mercureAuthorization` cookie) `mercure.subscribe` selectors
+//!   match one of the update's topics; anonymous subscribers when configured; `Last-Event-ID`
+//!   (header or `lastEventID` query parameter) replays the updates since that id from a bounded
+//!   history; heartbeats keep idle connections open.
+//!
+//! ```no_run
+//! use mercure_track::hub::{DevHub, DevHubConfig};
+//! use mercure_track::publisher::JwtKey;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = JwtKey::new("!ChangeThisMercureHubJWTSecretKey!");
+//! let hub = DevHub::new(DevHubConfig::new(key.clone(), key))?;
+//! let running = hub.bind("127.0.0.1:3001".parse()?).await?;
+//! println!("hub at {}", running.url());
+//! running.wait().await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod history;
+mod publish;
+mod selector;
+mod subscribe;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderValue;
+use axum::routing::get;
+use tokio::task::JoinHandle;
+
+use crate::publisher::{Algorithm, ConfigError, JwtKey};
+use crate::wire::HUB_PATH;
+
+/// Configuration of the development hub.
+#[derive(Debug, Clone)]
+pub struct DevHubConfig {
+    /// Verifies publishers' JWTs: the shared secret (HS256) or the PEM public key (RS256).
+    pub publisher_key: JwtKey,
+    /// The algorithm of publishers' JWTs.
+    pub publisher_algorithm: Algorithm,
+    /// Verifies subscribers' JWTs.
+    pub subscriber_key: JwtKey,
+    /// The algorithm of subscribers' JWTs.
+    pub subscriber_algorithm: Algorithm,
+    /// Whether subscribers without a JWT may subscribe (to public updates). Default: yes.
+    pub anonymous: bool,
+    /// How many updates are kept for `Last-Event-ID` replay. Default: 10 000.
+    pub history_size: usize,
+    /// Interval of heartbeat comments on idle streams. Default: 15 s.
+    pub heartbeat: Duration,
+}
+
+impl DevHubConfig {
+    /// A configuration with HS256 keys for publishers and subscribers, anonymous subscribers
+    /// allowed.
+    pub fn new(publisher_key: JwtKey, subscriber_key: JwtKey) -> Self {
+        Self {
+            publisher_key,
+            publisher_algorithm: Algorithm::Hs256,
+            subscriber_key,
+            subscriber_algorithm: Algorithm::Hs256,
+            anonymous: true,
+            history_size: 10_000,
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+
+    /// Allows or refuses anonymous subscribers.
+    #[must_use]
+    pub fn anonymous(mut self, allowed: bool) -> Self {
+        self.anonymous = allowed;
+        self
+    }
+
+    /// Sets the history size.
+    #[must_use]
+    pub fn history_size(mut self, size: usize) -> Self {
+        self.history_size = size;
+        self
+    }
+
+    /// Sets the heartbeat interval.
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+}
+
+pub(crate) struct HubState {
+    config: DevHubConfig,
+    publisher: auth::Verifier,
+    subscriber: auth::Verifier,
+    history: history::History,
+}
+
+/// The development hub. See the [module documentation](self).
+#[derive(Clone)]
+pub struct DevHub {
+    state: Arc<HubState>,
+}
+
+impl std::fmt::Debug for DevHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevHub").field("config", &self.state.config).finish()
+    }
+}
+
+impl DevHub {
+    /// A hub; a key that cannot be used is an error.
+    pub fn new(config: DevHubConfig) -> Result<Self, ConfigError> {
+        let publisher = auth::Verifier::new(&config.publisher_key, config.publisher_algorithm)?;
+        let subscriber = auth::Verifier::new(&config.subscriber_key, config.subscriber_algorithm)?;
+        let history = history::History::new(config.history_size);
+        Ok(Self {
+            state: Arc::new(HubState {
+                config,
+                publisher,
+                subscriber,
+                history,
+            }),
+        })
+    }
+
+    /// The hub's routes, at `/.well-known/mercure`, to mount in an application.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route(HUB_PATH, get(subscribe::subscribe).post(publish::publish))
+            .layer(axum::middleware::map_response(discovery_link))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves the hub alone on `addr` (port 0 picks a free port).
+    pub async fn bind(&self, addr: SocketAddr) -> std::io::Result<RunningHub> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let router: Router = self.router();
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(RunningHub { addr, task })
+    }
+}
+
+async fn discovery_link(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        "link",
+        HeaderValue::from_static("</.well-known/mercure>; rel=\"mercure\""),
+    );
+    response
+}
+
+/// A development hub serving on a socket; stopped when dropped.
+#[derive(Debug)]
+pub struct RunningHub {
+    addr: SocketAddr,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningHub {
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub URL (`http://127.0.0.1:PORT/.well-known/mercure`).
+    pub fn url(&self) -> String {
+        format!("http://{}{HUB_PATH}", self.addr)
+    }
+
+    /// Serves until the server fails.
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(error) => Err(std::io::Error::other(error)),
+        }
+    }
+}
+
+impl Drop for RunningHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

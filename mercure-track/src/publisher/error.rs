@@ -1,0 +1,95 @@
+//! The errors of configuring and publishing.
+
+/// A publisher could not be configured.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The hub URL does not parse or is not http(s).
+    #[error("invalid hub URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The URL is https but the crate was built without TLS.
+    #[error("hub URL {url:?} is https: enable the `rustls` feature of mercure-track")]
+    TlsDisabled {
+        /// The URL as given.
+        url: String,
+    },
+    /// `MERCURE_URL` is not set.
+    #[error("MERCURE_URL is not set")]
+    MissingUrl,
+    /// An environment variable has a value that is not understood.
+    #[error("{variable} has an invalid value: expected {expected}")]
+    InvalidEnv {
+        /// The variable.
+        variable: &'static str,
+        /// What it may hold.
+        expected: &'static str,
+    },
+    /// The JWT key could not be used (an RS256 key that is not PEM, say).
+    #[error("the JWT key cannot be used: {0}")]
+    InvalidKey(#[source] jsonwebtoken::errors::Error),
+    /// The HTTP client could not be built.
+    #[error("the HTTP client could not be built: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// A publish failed. A tracked session logs these and never fails a commit for them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The hub answered 401 or 403: the JWT is wrong or does not cover the topics.
+    #[error("the hub refused the publisher's JWT (HTTP {status})")]
+    Unauthorized {
+        /// 401 or 403.
+        status: u16,
+    },
+    /// The hub answered another non-2xx status.
+    #[error("the hub answered HTTP {status}: {body}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The start of the answer's body.
+        body: String,
+    },
+    /// The hub could not be reached (connection refused, DNS, reset).
+    #[error("the hub could not be reached: {0}")]
+    Connect(#[source] reqwest::Error),
+    /// The hub did not answer within the timeout.
+    #[error("the hub did not answer within the timeout")]
+    Timeout(#[source] reqwest::Error),
+    /// Another transport failure.
+    #[error("the request to the hub failed: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The event could not be serialized.
+    #[error("the event could not be serialized: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// The JWT could not be signed.
+    #[error("the JWT could not be signed: {0}")]
+    Jwt(#[source] jsonwebtoken::errors::Error),
+    /// The update has no topic; a hub would refuse it.
+    #[error("the update has no topic")]
+    NoTopic,
+}
+
+impl PublishError {
+    /// Whether trying again later may succeed (the hub was down, overloaded or slow).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Connect(_) | Self::Timeout(_) | Self::Transport(_) => true,
+            Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            Self::Unauthorized { .. } | Self::Serialize(_) | Self::Jwt(_) | Self::NoTopic => false,
+        }
+    }
+
+    /// The HTTP status the hub answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Unauthorized { status } | Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}

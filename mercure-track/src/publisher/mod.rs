@@ -1,0 +1,76 @@
+//! Publishing updates: the [`Publisher`] trait, the HTTP [`HubPublisher`] and the
+//! [`RecordingPublisher`] for tests.
+
+mod config;
+mod error;
+mod hub;
+mod jwt;
+mod recording;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use config::{Algorithm, DEFAULT_TIMEOUT, HubConfig, JwtKey};
+pub use error::{ConfigError, PublishError};
+pub use hub::HubPublisher;
+pub use jwt::JwtSigner;
+pub use recording::{RecordedUpdate, RecordingPublisher};
+
+use crate::event::MercureEvent;
+use crate::wire::Update;
+
+/// A boxed future, so that [`Publisher`] stays object safe (`Arc<dyn Publisher>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What became of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// The hub accepted the update; one id per HTTP update sent (one per topic under the 1.0
+    /// drafts' rule).
+    Published {
+        /// The update ids the hub answered.
+        ids: Vec<String>,
+    },
+    /// Publishing is not configured (no JWT key): nothing was sent. A warning was logged once.
+    Skipped,
+}
+
+impl PublishOutcome {
+    /// The update ids, empty when skipped.
+    pub fn ids(&self) -> &[String] {
+        match self {
+            Self::Published { ids } => ids,
+            Self::Skipped => &[],
+        }
+    }
+}
+
+/// Where updates go: a hub over HTTP, a recording for tests, an outbox.
+///
+/// Object safe: sessions hold an `Arc<dyn Publisher>`.
+pub trait Publisher: Send + Sync + 'static {
+    /// Publishes one update.
+    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>>;
+}
+
+/// `publish(&event)` for every publisher.
+pub trait PublisherExt: Publisher {
+    /// Publishes an event to its topics, with its JSON as data.
+    fn publish<'a, E: MercureEvent>(
+        &'a self,
+        event: &E,
+    ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>> {
+        match event.to_update() {
+            Ok(update) => self.publish_update(update),
+            Err(error) => Box::pin(std::future::ready(Err(PublishError::Serialize(error)))),
+        }
+    }
+}
+
+impl<P: Publisher + ?Sized> PublisherExt for P {}
+
+impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
+    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+        (**self).publish_update(update)
+    }
+}
