@@ -1,1 +1,60 @@
-//! placeholder
+//! The tracked session of mercure-track over sqlx, for SQLite and PostgreSQL.
+//!
+//! A [`TrackedSession`] wraps sqlx transactions. Writes through the setters that
+//! `#[derive(Tracked)]` generates (`order.set_status(&mut session, ...)`), `insert` and
+//! `delete` are recorded when they change something; after each commit the events they
+//! trigger are published, each with the context of its own row, once.
+//!
+//! ```no_run
+//! # use mercure_track::prelude::*;
+//! # #[derive(Debug, Clone, sqlx::FromRow, Tracked)]
+//! # #[tracked(table = "orders")]
+//! # pub struct Order { #[tracked(primary_key)] pub id: String, pub status: String }
+//! # #[derive(Debug, Clone, MercureEvent)]
+//! # #[mercure(type = "order_update", topic = "orders/{order_id}")]
+//! # #[trigger(Order::status)]
+//! # pub struct OrderUpdate { #[context(Order::id)] pub order_id: String }
+//! use mercure_track::HubPublisher;
+//! use mercure_track_sqlx::TrackedSession;
+//!
+//! # async fn run(pool: sqlx::SqlitePool) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut session = TrackedSession::new(pool, HubPublisher::from_env()?);
+//! session.track_changes::<OrderUpdate>();
+//! let mut order = Order::find(&mut session, "abc").await?;
+//! order.set_status(&mut session, "READY_FOR_REVIEW").await?;
+//! session.commit().await?; // publishes {"type":"order_update","order_id":"abc"} to orders/abc
+//! # Ok(()) }
+//! ```
+//!
+//! # How a commit works
+//!
+//! 1. Each setter runs `UPDATE t SET c = $1 WHERE key = $2 AND c IS DISTINCT FROM $1`; one
+//!    affected row means a change, recorded with the row's key when it triggers a tracked event.
+//! 2. At commit, before the transaction commits, the contexts are resolved per changed row:
+//!    one query per event and changed model for all its rows (`key = ANY($1)` on PostgreSQL,
+//!    `key IN (...)` on SQLite), joining along the `belongs_to` path the compiler inferred.
+//!    A column with exactly one session predicate takes that value without a query; a
+//!    context that is the changed row's own key needs none either.
+//! 3. The transaction commits; then each distinct event is published to its topics, followed
+//!    by the batch events built from them. With a background [`TaskTracker`] the commit returns
+//!    as soon as the transaction is committed.
+//!
+//! A rollback, a rolled-back nested transaction, or a session dropped without commit
+//! forgets its changes: nothing is published for them.
+//!
+//! [`TaskTracker`]: tokio_util::task::TaskTracker
+
+mod dialect;
+mod dispatch;
+mod error;
+mod resolve;
+mod session;
+mod tracked;
+mod write;
+
+pub use dialect::{Dialect, SqlQuery, TrackedKey};
+pub use error::Error;
+pub use resolve::ContextRow;
+pub use session::{CommitSummary, TrackedSession, UnresolvedContext};
+pub use tokio_util::task::TaskTracker;
+pub use write::Binder;

@@ -165,6 +165,7 @@ pub mod publisher;
 pub mod reach;
 pub mod registry;
 pub mod schema;
+pub mod session;
 pub mod wire;
 
 pub use autotrack::{AutoTracked, TrackingSession};
@@ -214,6 +215,7 @@ pub mod __private {
     pub use crate::reach::{Cons, ForeignKey, Link, MaxDepth, Nil, Reaches};
     pub use crate::registry::Registration;
     pub use crate::schema::object_schema;
+    pub use crate::session::{BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn};
 
     /// Checks that `trigger` is a trigger marker and returns its spec skeleton.
     pub fn trigger<Tr: Trigger>(trigger: Tr, contexts: Vec<ContextPath>) -> TriggerSpec {

@@ -13,7 +13,7 @@ pub enum OrderStatus {
 }
 
 /// An order.
-#[derive(Debug, Clone, Tracked)]
+#[derive(Debug, Clone, sqlx::FromRow, Tracked)]
 #[tracked(table = "orders")]
 pub struct Order {
     /// Key.
@@ -23,11 +23,12 @@ pub struct Order {
     pub status: String,
     /// A note, not a column.
     #[tracked(skip)]
+    #[sqlx(skip)]
     pub note: Option<String>,
 }
 
 /// A line of an order.
-#[derive(Debug, Clone, Tracked)]
+#[derive(Debug, Clone, sqlx::FromRow, Tracked)]
 #[tracked(table = "line_items")]
 pub struct LineItem {
     /// Key.
@@ -39,7 +40,7 @@ pub struct LineItem {
 }
 
 /// An image of a line item.
-#[derive(Debug, Clone, Tracked)]
+#[derive(Debug, Clone, sqlx::FromRow, Tracked)]
 #[tracked(table = "images")]
 pub struct Image {
     /// Key.
@@ -52,11 +53,12 @@ pub struct Image {
     pub selected_coloring_id: Option<i64>,
     /// The selected svg.
     #[tracked(column = "selected_svg")]
+    #[sqlx(rename = "selected_svg")]
     pub selected_svg_id: Option<i64>,
 }
 
 /// A coloring of an image.
-#[derive(Debug, Clone, Tracked)]
+#[derive(Debug, Clone, sqlx::FromRow, Tracked)]
 #[tracked(table = "coloring_versions")]
 pub struct ColoringVersion {
     /// Key.
@@ -70,7 +72,7 @@ pub struct ColoringVersion {
 }
 
 /// An svg of an image.
-#[derive(Debug, Clone, Tracked)]
+#[derive(Debug, Clone, sqlx::FromRow, Tracked)]
 #[tracked(table = "svg_versions")]
 pub struct SvgVersion {
     /// Key.
@@ -84,7 +86,7 @@ pub struct SvgVersion {
 }
 
 /// A category tree: a model that belongs to itself.
-#[derive(Debug, Clone, Tracked)]
+#[derive(Debug, Clone, sqlx::FromRow, Tracked)]
 #[tracked(table = "categories")]
 pub struct Category {
     /// Key.
@@ -166,4 +168,17 @@ pub struct OrderStatusChanged {
     pub order_id: String,
     /// The new status.
     pub status: OrderStatus,
+}
+
+/// A line item was removed: triggered by a delete, resolved before the row disappears.
+#[derive(Debug, Clone, PartialEq, MercureEvent)]
+#[mercure(type = "line_item_removed", topic = "orders/{order_id}")]
+#[trigger(LineItem::DELETE)]
+pub struct LineItemRemoved {
+    /// The order.
+    #[context(Order::id)]
+    pub order_id: String,
+    /// The removed line item.
+    #[context(LineItem::id)]
+    pub line_item_id: i64,
 }

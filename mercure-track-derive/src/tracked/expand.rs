@@ -1,7 +1,7 @@
 //! Stage 3: the generated code of `#[derive(Tracked)]`.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::model::Model;
@@ -71,6 +71,8 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         None => (quote!(()), quote!(&()), 0),
     };
 
+    let methods = session_methods(model);
+
     quote! {
         #[automatically_derived]
         impl #ident {
@@ -98,5 +100,122 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         const _: fn() = || {
             #(#foreign_key_checks)*
         };
+
+        #methods
+    }
+}
+
+/// Setters, `find`, `insert` and `delete`, generic over the session (see
+/// `mercure_track::session`).
+fn session_methods(model: &Model) -> TokenStream {
+    let p = quote!(::mercure_track::__private);
+    let ident = &model.ident;
+    let Some(pk) = model.primary_key.map(|i| &model.columns[i]) else {
+        return TokenStream::new();
+    };
+    let key_ty = &pk.ty;
+    let key_field = &pk.field;
+    let setters = model.columns.iter().filter(|c| !c.primary_key).map(|column| {
+        let field = &column.field;
+        let vis = &column.vis;
+        let ty = &column.ty;
+        let name = field.to_string();
+        let name = name.trim_start_matches("r#");
+        let setter = format_ident!("set_{}", name, span = field.span());
+        let by_key = format_ident!("set_{}_by_key", name, span = field.span());
+        let doc = format!(
+            "Sets `{name}` in the database and in this value, through a tracked session. \
+             Returns whether the value changed (decided by the database); a change is recorded \
+             for the events `{ident}::{name}` triggers. A missing row is an error."
+        );
+        let doc_by_key = format!(
+            "Sets `{name}` of the row with key `key`, without loading it. Returns whether the \
+             value changed."
+        );
+        quote! {
+            #[doc = #doc]
+            #vis async fn #setter<__S>(
+                &mut self,
+                session: &mut __S,
+                value: impl ::core::convert::Into<#ty>,
+            ) -> ::core::result::Result<bool, __S::Error>
+            where
+                __S: #p::WriteColumn<#ident, #ty>,
+            {
+                let value: #ty = value.into();
+                let changed = session.write_column(#ident::#field, &self.#key_field, &value).await?;
+                self.#field = value;
+                ::core::result::Result::Ok(changed)
+            }
+
+            #[doc = #doc_by_key]
+            #vis async fn #by_key<__S>(
+                session: &mut __S,
+                key: impl ::core::convert::Into<#key_ty>,
+                value: impl ::core::convert::Into<#ty>,
+            ) -> ::core::result::Result<bool, __S::Error>
+            where
+                __S: #p::WriteColumn<#ident, #ty>,
+            {
+                let key: #key_ty = key.into();
+                let value: #ty = value.into();
+                session.write_column(#ident::#field, &key, &value).await
+            }
+        }
+    });
+    let bind_bounds = model.columns.iter().map(|column| {
+        let ty = &column.ty;
+        quote!(#p::BindValue<#ty>)
+    });
+    let binds = model.columns.iter().map(|column| {
+        let field = &column.field;
+        let ty = &column.ty;
+        quote!(<__B as #p::BindValue<#ty>>::bind_value(binder, &self.#field);)
+    });
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #(#setters)*
+
+            /// Loads the row with key `key` through a session; a missing row is an error.
+            pub async fn find<__S>(
+                session: &mut __S,
+                key: impl ::core::convert::Into<#key_ty>,
+            ) -> ::core::result::Result<Self, __S::Error>
+            where
+                __S: #p::FindRow<#ident>,
+            {
+                let key: #key_ty = key.into();
+                session.find_row(&key).await
+            }
+
+            /// Inserts this row through a tracked session, recording `INSERT` for the events it
+            /// triggers.
+            pub async fn insert<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
+            where
+                __S: #p::InsertRow<#ident>,
+            {
+                session.insert_row(self).await
+            }
+
+            /// Deletes this row through a tracked session; the contexts of the events `DELETE`
+            /// triggers are resolved before the row disappears. A missing row is an error.
+            pub async fn delete<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
+            where
+                __S: #p::DeleteRow<#ident>,
+            {
+                session.delete_row(&self.#key_field).await
+            }
+        }
+
+        #[automatically_derived]
+        impl<__B> #p::BindColumns<__B> for #ident
+        where
+            __B: #(#bind_bounds)+*
+        {
+            fn bind_columns(&self, binder: &mut __B) {
+                #(#binds)*
+            }
+        }
     }
 }

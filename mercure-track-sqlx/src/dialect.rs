@@ -1,0 +1,196 @@
+//! Everything that differs between SQLite and PostgreSQL, in one place.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures_util::future::BoxFuture;
+use sqlx::{Database, Decode, Encode, Postgres, Row as _, Sqlite, Type};
+
+/// A query with its bound arguments.
+pub type SqlQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// A database the tracked session runs on: SQLite or PostgreSQL.
+///
+/// Both accept `$N` placeholders (sqlx maps SQLite's `$N` to argument N), so statements differ
+/// only where this trait says.
+pub trait Dialect: Database + Sized {
+    /// The null-safe "differs from" operator of the setters' `UPDATE`.
+    const DISTINCT_FROM: &'static str;
+
+    /// Runs a statement; returns the number of rows it affected.
+    fn execute<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<u64, sqlx::Error>>;
+
+    /// Runs a query; returns its rows.
+    fn fetch_all<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>>;
+
+    /// Runs a query; returns its first row, if any.
+    fn fetch_optional<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>>;
+
+    /// Decodes column `index` of `row`.
+    fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> Decode<'r, Self> + Type<Self>;
+}
+
+/// A primary key type the session can track: it is bound and decoded, compared and hashed.
+///
+/// Implemented for every type with the needed sqlx traits (on PostgreSQL, also an array type,
+/// for `= ANY($1)`).
+pub trait TrackedKey<DB: Dialect>:
+    Clone + Eq + Hash + Debug + Send + Sync + 'static + for<'q> Encode<'q, DB> + Type<DB> + for<'r> Decode<'r, DB>
+{
+    /// Appends "`column` is one of `count` keys" to `sql`, with parameters from `$first`.
+    fn push_any_of(sql: &mut String, column: &str, first: usize, count: usize);
+
+    /// Binds `keys` as [`TrackedKey::push_any_of`] expects.
+    fn bind_keys<'q>(query: SqlQuery<'q, DB>, keys: &'q [Self]) -> SqlQuery<'q, DB>;
+
+    /// The most keys one statement can take (the rest go in further statements).
+    const MAX_KEYS_PER_STATEMENT: usize;
+}
+
+impl Dialect for Sqlite {
+    // `IS DISTINCT FROM` needs SQLite 3.39; `IS NOT` is the same test on every version.
+    const DISTINCT_FROM: &'static str = "IS NOT";
+
+    fn execute<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
+        Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+    }
+
+    fn fetch_all<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
+        Box::pin(query.fetch_all(conn))
+    }
+
+    fn fetch_optional<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
+        Box::pin(query.fetch_optional(conn))
+    }
+
+    fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> Decode<'r, Self> + Type<Self>,
+    {
+        row.try_get(index)
+    }
+}
+
+impl<K> TrackedKey<Sqlite> for K
+where
+    K: Clone + Eq + Hash + Debug + Send + Sync + 'static + for<'q> Encode<'q, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Sqlite>,
+{
+    fn push_any_of(sql: &mut String, column: &str, first: usize, count: usize) {
+        sql.push_str(column);
+        sql.push_str(" IN (");
+        for n in 0..count {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + n).to_string());
+        }
+        sql.push(')');
+    }
+
+    fn bind_keys<'q>(mut query: SqlQuery<'q, Sqlite>, keys: &'q [Self]) -> SqlQuery<'q, Sqlite> {
+        for key in keys {
+            query = query.bind(key);
+        }
+        query
+    }
+
+    // SQLite allows 32 766 parameters per statement since 3.32.
+    const MAX_KEYS_PER_STATEMENT: usize = 30_000;
+}
+
+impl Dialect for Postgres {
+    const DISTINCT_FROM: &'static str = "IS DISTINCT FROM";
+
+    fn execute<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
+        Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+    }
+
+    fn fetch_all<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
+        Box::pin(query.fetch_all(conn))
+    }
+
+    fn fetch_optional<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
+        query: SqlQuery<'q, Self>,
+    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
+        Box::pin(query.fetch_optional(conn))
+    }
+
+    fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> Decode<'r, Self> + Type<Self>,
+    {
+        row.try_get(index)
+    }
+}
+
+impl<K> TrackedKey<Postgres> for K
+where
+    K: Clone
+        + Eq
+        + Hash
+        + Debug
+        + Send
+        + Sync
+        + 'static
+        + for<'q> Encode<'q, Postgres>
+        + Type<Postgres>
+        + for<'r> Decode<'r, Postgres>
+        + sqlx::postgres::PgHasArrayType,
+{
+    fn push_any_of(sql: &mut String, column: &str, first: usize, _count: usize) {
+        // One array parameter: the statement is the same for 1 or 10 000 keys.
+        sql.push_str(column);
+        sql.push_str(" = ANY($");
+        sql.push_str(&first.to_string());
+        sql.push(')');
+    }
+
+    fn bind_keys<'q>(query: SqlQuery<'q, Postgres>, keys: &'q [Self]) -> SqlQuery<'q, Postgres> {
+        query.bind(keys)
+    }
+
+    const MAX_KEYS_PER_STATEMENT: usize = usize::MAX;
+}
+
+/// A quoted SQL identifier; `schema.table` is quoted part by part. The derive accepts only
+/// plain names, so there is nothing to escape.
+pub(crate) fn quote(name: &str) -> String {
+    let mut quoted = String::with_capacity(name.len() + 2);
+    for (i, part) in name.split('.').enumerate() {
+        if i > 0 {
+            quoted.push('.');
+        }
+        quoted.push('"');
+        quoted.push_str(part);
+        quoted.push('"');
+    }
+    quoted
+}

@@ -1,0 +1,109 @@
+//! After the commit: deduplicate, build batch events, publish (awaited or in the background).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use mercure_track::{AnyEvent, Collected, Publisher, Update, registry};
+use tokio_util::task::TaskTracker;
+
+/// An event ready to publish.
+pub(crate) struct Outgoing {
+    pub(crate) event_type: &'static str,
+    pub(crate) update: Update,
+}
+
+/// The updates of a commit: individual events once each, then its batch events.
+pub(crate) struct Prepared {
+    pub(crate) individual: Vec<Outgoing>,
+    pub(crate) batch: Vec<Outgoing>,
+}
+
+/// Deduplicates `events` (same type, same JSON: one publish) and builds the batch events that
+/// collect them.
+pub(crate) fn prepare(events: Vec<Box<dyn AnyEvent>>) -> Prepared {
+    let mut seen = HashSet::new();
+    let mut unique = Vec::with_capacity(events.len());
+    let mut individual = Vec::with_capacity(events.len());
+    for event in events {
+        let descriptor = event.event_descriptor();
+        let Some(update) = to_update(event.as_ref()) else { continue };
+        if seen.insert(((descriptor.type_id)(), update.data.clone())) {
+            individual.push(Outgoing {
+                event_type: descriptor.type_name,
+                update,
+            });
+            unique.push(event);
+        }
+    }
+
+    let mut batch = Vec::new();
+    let mut built = HashSet::new();
+    let collected = Collected::new(&unique);
+    for event in &unique {
+        for descriptor in registry::batches_collecting((event.event_descriptor().type_id)()) {
+            // One batch event of each type per commit.
+            if !built.insert((descriptor.type_id)()) {
+                continue;
+            }
+            let Some(rule) = &descriptor.batch else { continue };
+            if let Some(batch_event) = (rule.build)(&collected)
+                && let Some(update) = to_update(batch_event.as_ref())
+            {
+                batch.push(Outgoing {
+                    event_type: descriptor.type_name,
+                    update,
+                });
+            }
+        }
+    }
+    Prepared { individual, batch }
+}
+
+fn to_update(event: &dyn AnyEvent) -> Option<Update> {
+    match event.event_update() {
+        Ok(update) => Some(update),
+        Err(error) => {
+            tracing::warn!(
+                event_type = event.event_descriptor().type_name,
+                %error,
+                "event skipped: it could not be serialized"
+            );
+            None
+        }
+    }
+}
+
+/// Publishes `updates`: as tasks of `tracker` when there is one (the call returns at once),
+/// otherwise concurrently, returning when all are done. Failures are logged, never returned.
+pub(crate) async fn publish(publisher: &Arc<dyn Publisher>, tracker: Option<&TaskTracker>, updates: Vec<Outgoing>) {
+    match tracker {
+        Some(tracker) => {
+            for outgoing in updates {
+                tracker.spawn(publish_one(publisher.clone(), outgoing));
+            }
+        }
+        None => {
+            futures_util::future::join_all(
+                updates
+                    .into_iter()
+                    .map(|outgoing| publish_one(publisher.clone(), outgoing)),
+            )
+            .await;
+        }
+    }
+}
+
+async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) {
+    let Outgoing { event_type, update } = outgoing;
+    let topics = update.topics.clone();
+    match publisher.publish_update(update).await {
+        Ok(outcome) => tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published"),
+        Err(error) => tracing::warn!(
+            event_type,
+            ?topics,
+            status = ?error.status(),
+            %error,
+            "event not published"
+        ),
+    }
+}

@@ -1,0 +1,334 @@
+//! The tracked session: a thin wrapper over sqlx transactions that records changes and
+//! publishes their events after each commit.
+
+use std::any::TypeId;
+use std::sync::Arc;
+
+use mercure_track::{
+    AnyEvent, EventDescriptor, FromContext, MercureEvent, Model, Predicate, Publisher, TrackingSession, TriggerKey,
+};
+use sqlx::{Pool, Transaction};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::dialect::{Dialect, TrackedKey};
+use crate::dispatch;
+use crate::error::Error;
+use crate::resolve::{Change, ContextRow, ErasedKey, ResolveScope, Resolver, resolver};
+use crate::tracked::TrackedEvents;
+
+/// One entry of the change log of the open transaction.
+enum Entry<DB: Dialect> {
+    /// A row changed; its events are resolved at commit, with the other rows of its model.
+    Changed {
+        model: TypeId,
+        change: Change,
+        resolver: Resolver<DB>,
+    },
+    /// Events already resolved (a deleted row's, before it disappeared).
+    Resolved(Vec<Box<dyn AnyEvent>>),
+}
+
+/// What to do with an event whose context cannot be resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnresolvedContext {
+    /// Log a warning naming the event and the row, and skip the event (the default).
+    #[default]
+    Skip,
+    /// Fail the commit (the transaction is rolled back).
+    Fail,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitSummary {
+    /// Changes recorded in the transaction.
+    pub changes: usize,
+    /// Individual events published (after deduplication).
+    pub events: usize,
+    /// Batch events published.
+    pub batch_events: usize,
+    /// Queries run to resolve contexts.
+    pub context_queries: usize,
+}
+
+/// A session whose writes are tracked: changes made through the generated setters, `insert`
+/// and `delete` are recorded, and after each commit the events they trigger are published.
+///
+/// The session opens a transaction when first used and after each commit; [`conn`](Self::conn)
+/// gives that transaction's connection to plain sqlx. Dropping the session without committing
+/// rolls back and publishes nothing.
+pub struct TrackedSession<DB: Dialect> {
+    pool: Pool<DB>,
+    tx: Option<Transaction<'static, DB>>,
+    /// The change-log length when each open nested transaction began.
+    nested: Vec<usize>,
+    log: Vec<Entry<DB>>,
+    tracked: TrackedEvents<DB>,
+    predicates: Vec<Predicate>,
+    publisher: Arc<dyn Publisher>,
+    tasks: Option<TaskTracker>,
+    unresolved: UnresolvedContext,
+}
+
+impl<DB: Dialect> std::fmt::Debug for TrackedSession<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackedSession")
+            .field("in_transaction", &self.tx.is_some())
+            .field("nested", &self.nested.len())
+            .field("changes", &self.log.len())
+            .field("tracked", &self.tracked.descriptors().map(|d| d.type_name).collect::<Vec<_>>())
+            .field("predicates", &self.predicates)
+            .field("background", &self.tasks.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Dialect> TrackedSession<DB> {
+    /// A session on `pool` publishing through `publisher`; commits await their publishes.
+    pub fn new(pool: Pool<DB>, publisher: impl Publisher) -> Self {
+        Self::with_publisher(pool, Arc::new(publisher))
+    }
+
+    /// As [`TrackedSession::new`], with a shared publisher.
+    pub fn with_publisher(pool: Pool<DB>, publisher: Arc<dyn Publisher>) -> Self {
+        Self {
+            pool,
+            tx: None,
+            nested: Vec::new(),
+            log: Vec::new(),
+            tracked: TrackedEvents::default(),
+            predicates: Vec::new(),
+            publisher,
+            tasks: None,
+            unresolved: UnresolvedContext::default(),
+        }
+    }
+
+    /// Publishes in the background: commits return once the transaction is committed, and
+    /// the publishes run as tasks of `tracker` (close and wait on it at shutdown to drain them).
+    #[must_use]
+    pub fn background(mut self, tracker: TaskTracker) -> Self {
+        self.tasks = Some(tracker);
+        self
+    }
+
+    /// Chooses what an unresolvable context does.
+    #[must_use]
+    pub fn on_unresolved_context(mut self, policy: UnresolvedContext) -> Self {
+        self.unresolved = policy;
+        self
+    }
+
+    /// Tracks the changes that trigger `E`; chainable and idempotent.
+    pub fn track_changes<E>(&mut self) -> &mut Self
+    where
+        E: MercureEvent + FromContext<ContextRow<DB>>,
+    {
+        self.tracked.track::<E>();
+        self
+    }
+
+    /// Adds a context predicate (`Order::id.eq("abc")`); chainable. A column with exactly one
+    /// predicate in the session takes that value in every event of the session, without a
+    /// query; with none (or several), contexts are read from the database for each changed row.
+    pub fn add_tracking_context(&mut self, predicate: Predicate) -> &mut Self {
+        self.predicates.push(predicate);
+        self
+    }
+
+    /// The events this session tracks.
+    pub fn tracked_events(&self) -> Vec<&'static EventDescriptor> {
+        self.tracked.descriptors().collect()
+    }
+
+    /// The connection of the open transaction (opened if needed), for plain sqlx.
+    pub async fn conn(&mut self) -> Result<&mut DB::Connection, Error> {
+        let tx = match self.tx.take() {
+            Some(tx) => tx,
+            None => self.pool.begin().await?,
+        };
+        Ok(&mut **self.tx.insert(tx))
+    }
+
+    /// Commits the transaction, then publishes the events of its changes: each individual
+    /// event once, to its own topics, then the batch events built from them. A failed publish
+    /// is logged and does not fail the commit. Committing with nothing open does nothing.
+    pub async fn commit(&mut self) -> Result<CommitSummary, Error> {
+        let Some(mut tx) = self.tx.take() else {
+            return Ok(CommitSummary::default());
+        };
+        self.nested.clear();
+        let log = std::mem::take(&mut self.log);
+        let span = tracing::info_span!(
+            "mercure_track.commit",
+            changes = log.len(),
+            events = tracing::field::Empty,
+            batch_events = tracing::field::Empty,
+            context_queries = tracing::field::Empty,
+        );
+        async move {
+            let changes = log.len();
+            let (events, context_queries) = match self.resolve(&mut tx, log).await {
+                Ok(resolved) => resolved,
+                Err(error) => {
+                    // The commit fails as a whole: nothing is kept, nothing is published.
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::warn!(%rollback, "rollback after a failed resolution failed");
+                    }
+                    return Err(error);
+                }
+            };
+            tx.commit().await?;
+            let prepared = dispatch::prepare(events);
+            let summary = CommitSummary {
+                changes,
+                events: prepared.individual.len(),
+                batch_events: prepared.batch.len(),
+                context_queries,
+            };
+            let span = tracing::Span::current();
+            span.record("events", summary.events);
+            span.record("batch_events", summary.batch_events);
+            span.record("context_queries", summary.context_queries);
+            let mut updates = prepared.individual;
+            updates.extend(prepared.batch);
+            dispatch::publish(&self.publisher, self.tasks.as_ref(), updates).await;
+            Ok(summary)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Rolls the transaction back: its changes are forgotten and nothing is published.
+    pub async fn rollback(&mut self) -> Result<(), Error> {
+        self.log.clear();
+        self.nested.clear();
+        if let Some(tx) = self.tx.take() {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+
+    /// Begins a nested transaction (a savepoint).
+    pub async fn begin_nested(&mut self) -> Result<(), Error> {
+        let depth = self.nested.len();
+        let sql = format!("SAVEPOINT mercure_track_{depth}");
+        DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
+        self.nested.push(self.log.len());
+        Ok(())
+    }
+
+    /// Ends the innermost nested transaction, keeping its changes for the commit.
+    pub async fn commit_nested(&mut self) -> Result<(), Error> {
+        let depth = self.nested.len().checked_sub(1).ok_or(Error::NoNestedTransaction)?;
+        let sql = format!("RELEASE SAVEPOINT mercure_track_{depth}");
+        DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
+        self.nested.pop();
+        Ok(())
+    }
+
+    /// Rolls back the innermost nested transaction: its changes are forgotten and publish
+    /// nothing.
+    pub async fn rollback_nested(&mut self) -> Result<(), Error> {
+        let depth = self.nested.len().checked_sub(1).ok_or(Error::NoNestedTransaction)?;
+        let rollback = format!("ROLLBACK TO SAVEPOINT mercure_track_{depth}");
+        let release = format!("RELEASE SAVEPOINT mercure_track_{depth}");
+        let conn = self.conn().await?;
+        DB::execute(conn, sqlx::query(&rollback)).await?;
+        DB::execute(conn, sqlx::query(&release)).await?;
+        if let Some(mark) = self.nested.pop() {
+            self.log.truncate(mark);
+        }
+        Ok(())
+    }
+
+    /// Records a change of a row of `M` when it fires a tracked event.
+    pub(crate) fn record<M>(&mut self, trigger: TriggerKey, key: &M::Key)
+    where
+        M: Model,
+        M::Key: TrackedKey<DB>,
+    {
+        if self.tracked.fires(trigger) {
+            self.log.push(Entry::Changed {
+                model: TypeId::of::<M>(),
+                change: Change {
+                    key: Arc::new(key.clone()) as ErasedKey,
+                    trigger,
+                },
+                resolver: resolver::<DB, M>(),
+            });
+        }
+    }
+
+    /// Resolves, now, the events a change of `key` fires: for a row about to be deleted.
+    pub(crate) async fn record_resolved<M>(&mut self, trigger: TriggerKey, key: &M::Key) -> Result<(), Error>
+    where
+        M: Model,
+        M::Key: TrackedKey<DB>,
+    {
+        if !self.tracked.fires(trigger) {
+            return Ok(());
+        }
+        let changes = [Change {
+            key: Arc::new(key.clone()),
+            trigger,
+        }];
+        let scope = ResolveScope {
+            tracked: &self.tracked,
+            predicates: &self.predicates,
+            fail_unresolved: self.unresolved == UnresolvedContext::Fail,
+        };
+        let tx = match self.tx.as_mut() {
+            Some(tx) => tx,
+            None => return Ok(()),
+        };
+        let resolved = resolver::<DB, M>()(&mut **tx, &changes, &scope).await?;
+        self.log.push(Entry::Resolved(resolved.events));
+        Ok(())
+    }
+
+    /// Resolves every change of the log: one resolver call per changed model.
+    async fn resolve(
+        &self,
+        tx: &mut Transaction<'static, DB>,
+        log: Vec<Entry<DB>>,
+    ) -> Result<(Vec<Box<dyn AnyEvent>>, usize), Error> {
+        let mut events = Vec::new();
+        let mut by_model: Vec<(TypeId, Resolver<DB>, Vec<Change>)> = Vec::new();
+        for entry in log {
+            match entry {
+                Entry::Resolved(resolved) => events.extend(resolved),
+                Entry::Changed { model, change, resolver } => {
+                    match by_model.iter_mut().find(|(m, ..)| *m == model) {
+                        Some((_, _, changes)) => changes.push(change),
+                        None => by_model.push((model, resolver, vec![change])),
+                    }
+                }
+            }
+        }
+        let scope = ResolveScope {
+            tracked: &self.tracked,
+            predicates: &self.predicates,
+            fail_unresolved: self.unresolved == UnresolvedContext::Fail,
+        };
+        let mut queries = 0;
+        for (_, resolver, changes) in &by_model {
+            let resolved = resolver(&mut **tx, changes, &scope).await?;
+            queries += resolved.queries;
+            events.extend(resolved.events);
+        }
+        Ok((events, queries))
+    }
+}
+
+impl<DB: Dialect> TrackingSession for TrackedSession<DB> {
+    type ContextSource = ContextRow<DB>;
+
+    fn track_event<E>(&mut self)
+    where
+        E: MercureEvent + FromContext<ContextRow<DB>>,
+    {
+        self.tracked.track::<E>();
+    }
+}

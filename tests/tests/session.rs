@@ -1,0 +1,431 @@
+//! The tracked session against real SQLite and PostgreSQL: every scenario runs on both, each
+//! test on a fresh database (SQLite file) or schema (PostgreSQL).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mercure_track::{MercureEvent, RecordingPublisher};
+use mercure_track_sqlx::{Error, TaskTracker, TrackedSession, UnresolvedContext};
+use mercure_track_tests::domain::*;
+use mercure_track_tests::publishers::{FailingPublisher, GatedPublisher};
+
+/// The updates recorded, as (topics, data) pairs.
+fn published(recording: &RecordingPublisher) -> Vec<(Vec<String>, String)> {
+    recording
+        .updates()
+        .into_iter()
+        .map(|u| (u.update.topics, u.update.data))
+        .collect()
+}
+
+fn image_update(order: &str, image: i64) -> (Vec<String>, String) {
+    let event = ImageUpdate { order_id: order.into(), image_id: image };
+    (event.topics(), event.to_json().expect("json"))
+}
+
+fn image_count(count: usize) -> (Vec<String>, String) {
+    let event = ImageCount { count };
+    (event.topics(), event.to_json().expect("json"))
+}
+
+fn order_update(order: &str) -> (Vec<String>, String) {
+    let event = OrderUpdate { order_id: order.into() };
+    (event.topics(), event.to_json().expect("json"))
+}
+
+macro_rules! session_tests {
+    ($module:ident, $db:ty, $setup:expr) => {
+        mod $module {
+            use super::*;
+
+            type Db = $db;
+
+            /// A database with the seed rows, and a session recording what it publishes.
+            macro_rules! setup {
+                ($name:expr) => {{
+                    let Some(db) = $setup($name).await else { return };
+                    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+                    db
+                }};
+            }
+
+            fn new_session(pool: &sqlx::Pool<Db>, recording: &RecordingPublisher) -> TrackedSession<Db> {
+                TrackedSession::new(pool.clone(), recording.clone())
+            }
+
+            #[tokio::test]
+            async fn setter_publishes_after_commit_with_the_rows_context() {
+                let db = setup!("setter_publishes_after_commit_with_the_rows_context");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<ImageUpdate>();
+                let mut version = ColoringVersion::find(&mut session, 200).await.expect("find");
+                assert!(version.set_status(&mut session, "PROCESSING").await.expect("set"));
+                assert_eq!(version.status, "PROCESSING");
+                assert!(recording.is_empty(), "nothing is published before the commit");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(summary.changes, 1);
+                assert_eq!(summary.events, 1);
+                // One query resolves the order through images and line items.
+                assert_eq!(summary.context_queries, 1);
+                // Then the batch event of the test domain that counts image updates.
+                assert_eq!(published(&recording), [image_update("B", 20), image_count(1)]);
+                let stored: (String,) = sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 200")
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("read");
+                assert_eq!(stored.0, "PROCESSING");
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn rollback_and_drop_publish_nothing_and_forget_their_changes() {
+                let db = setup!("rollback_and_drop_publish_nothing_and_forget_their_changes");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<OrderUpdate>();
+                Order::set_status_by_key(&mut session, "A", "CANCELLED").await.expect("set");
+                session.rollback().await.expect("rollback");
+                // The next commit carries only its own changes.
+                Order::set_status_by_key(&mut session, "B", "READY").await.expect("set");
+                session.commit().await.expect("commit");
+                assert_eq!(published(&recording), [order_update("B"), list_update(&["B"])]);
+
+                let mut dropped = session_for(&db.pool, &recording);
+                Order::set_status_by_key(&mut dropped, "C", "READY").await.expect("set");
+                drop(dropped);
+                let status: (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = 'C'")
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("read");
+                assert_eq!(status.0, "NEW", "dropping the session rolled back");
+                assert_eq!(recording.len(), 2, "nothing more was published");
+                finish(db).await;
+            }
+
+            fn session_for(pool: &sqlx::Pool<Db>, recording: &RecordingPublisher) -> TrackedSession<Db> {
+                let mut session = new_session(pool, recording);
+                session.track_changes::<OrderUpdate>();
+                session
+            }
+
+            fn list_update(ids: &[&str]) -> (Vec<String>, String) {
+                let event = ListUpdate { order_ids: ids.iter().map(|s| s.to_string()).collect() };
+                (event.topics(), event.to_json().expect("json"))
+            }
+
+            #[tokio::test]
+            async fn an_unchanged_value_changes_and_records_nothing() {
+                let db = setup!("an_unchanged_value_changes_and_records_nothing");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                let mut order = Order::find(&mut session, "A").await.expect("find");
+                assert!(!order.set_status(&mut session, "NEW").await.expect("set"));
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(summary.changes, 0);
+                assert!(recording.is_empty());
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn a_missing_row_is_an_error() {
+                let db = setup!("a_missing_row_is_an_error");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                let error = Order::set_status_by_key(&mut session, "NOPE", "X").await.expect_err("missing");
+                assert!(matches!(error, Error::RowNotFound { table: "orders", .. }), "{error}");
+                let error = Order::find(&mut session, "NOPE").await.expect_err("missing");
+                assert!(matches!(error, Error::RowNotFound { .. }), "{error}");
+                let error = LineItem { id: 99, order_id: "A".into() }.delete(&mut session).await.expect_err("missing");
+                assert!(matches!(error, Error::RowNotFound { .. }), "{error}");
+                drop(session);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn two_orders_in_one_commit_get_their_own_contexts() {
+                let db = setup!("two_orders_in_one_commit_get_their_own_contexts");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<ImageUpdate>();
+                for id in [100, 200, 300] {
+                    ColoringVersion::set_status_by_key(&mut session, id, "READY").await.expect("set");
+                }
+                // The same image through its svg and its second coloring: one event.
+                SvgVersion::set_status_by_key(&mut session, 1000, "READY").await.expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 101, "READY").await.expect("set");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(summary.changes, 5);
+                // One query per changed model: coloring versions, svg versions.
+                assert_eq!(summary.context_queries, 2);
+                let mut got = published(&recording);
+                got.sort();
+                let mut want = vec![image_update("A", 10), image_update("B", 20), image_update("C", 30), image_count(3)];
+                want.sort();
+                assert_eq!(got, want);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn five_writes_to_one_order_publish_one_event_and_one_batch() {
+                let db = setup!("five_writes_to_one_order_publish_one_event_and_one_batch");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                for status in ["S1", "S2", "S3", "S4", "S5"] {
+                    Order::set_status_by_key(&mut session, "C", status).await.expect("set");
+                }
+                Order::set_status_by_key(&mut session, "A", "S1").await.expect("set");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!((summary.changes, summary.events, summary.batch_events), (6, 2, 1));
+                let got = published(&recording);
+                assert_eq!(got.len(), 3);
+                assert!(got.contains(&order_update("C")) && got.contains(&order_update("A")));
+                // Batch: sorted, unique, once, after the individual events.
+                assert_eq!(got[2], list_update(&["A", "C"]));
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn several_commits_in_one_session_each_publish_their_own() {
+                let db = setup!("several_commits_in_one_session_each_publish_their_own");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                Order::set_status_by_key(&mut session, "A", "ONE").await.expect("set");
+                session.commit().await.expect("commit");
+                assert_eq!(published(&recording), [order_update("A"), list_update(&["A"])]);
+                recording.take();
+                Order::set_status_by_key(&mut session, "B", "TWO").await.expect("set");
+                session.commit().await.expect("commit");
+                assert_eq!(published(&recording), [order_update("B"), list_update(&["B"])]);
+                // A commit with nothing open is a no-op.
+                assert_eq!(session.commit().await.expect("commit").changes, 0);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn a_rolled_back_nested_transaction_publishes_nothing() {
+                let db = setup!("a_rolled_back_nested_transaction_publishes_nothing");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                Order::set_status_by_key(&mut session, "A", "KEPT").await.expect("set");
+                session.begin_nested().await.expect("savepoint");
+                Order::set_status_by_key(&mut session, "B", "UNDONE").await.expect("set");
+                session.rollback_nested().await.expect("rollback to savepoint");
+                session.begin_nested().await.expect("savepoint");
+                Order::set_status_by_key(&mut session, "C", "KEPT").await.expect("set");
+                session.commit_nested().await.expect("release");
+                assert!(matches!(session.commit_nested().await, Err(Error::NoNestedTransaction)));
+                session.commit().await.expect("commit");
+                let mut got = published(&recording);
+                got.sort();
+                let mut want = vec![order_update("A"), order_update("C"), list_update(&["A", "C"])];
+                want.sort();
+                assert_eq!(got, want);
+                let statuses: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM orders ORDER BY id")
+                    .fetch_all(&db.pool)
+                    .await
+                    .expect("read");
+                assert_eq!(statuses[1], ("B".to_owned(), "NEW".to_owned()));
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn predicates_determine_context_values_when_single() {
+                let db = setup!("predicates_determine_context_values_when_single");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                // The session asserts it works on order B: no query for the order id.
+                session
+                    .track_changes::<ImageUpdate>()
+                    .add_tracking_context(Order::id.eq("B"))
+                    .add_tracking_context(Image::id.eq(20));
+                ColoringVersion::set_status_by_key(&mut session, 200, "READY").await.expect("set");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(summary.context_queries, 0);
+                assert_eq!(published(&recording), [image_update("B", 20), image_count(1)]);
+
+                // Two values for one column determine nothing: each row is resolved.
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session
+                    .track_changes::<ImageUpdate>()
+                    .add_tracking_context(Order::id.eq("A"))
+                    .add_tracking_context(Order::id.eq("B"));
+                ColoringVersion::set_status_by_key(&mut session, 100, "DONE").await.expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 200, "DONE").await.expect("set");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(summary.context_queries, 1);
+                let mut got = published(&recording);
+                got.sort();
+                assert_eq!(got, [image_update("A", 10), image_update("B", 20), image_count(2)]);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn insert_and_delete_trigger_events_resolved_in_time() {
+                let db = setup!("insert_and_delete_trigger_events_resolved_in_time");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                session.track_changes::<LineItemRemoved>();
+                Order { id: "D".into(), status: "NEW".into(), note: None }.insert(&mut session).await.expect("insert");
+                let item = LineItem::find(&mut session, 3).await.expect("find");
+                sqlx::query("DELETE FROM coloring_versions WHERE image_id = 30").execute(session.conn().await.expect("conn")).await.expect("plain sqlx");
+                sqlx::query("DELETE FROM images WHERE id = 30").execute(session.conn().await.expect("conn")).await.expect("plain sqlx");
+                item.delete(&mut session).await.expect("delete");
+                session.commit().await.expect("commit");
+                let got = published(&recording);
+                let removed = LineItemRemoved { order_id: "C".into(), line_item_id: 3 };
+                assert!(got.contains(&(removed.topics(), removed.to_json().expect("json"))), "{got:?}");
+                assert!(got.contains(&order_update("D")), "{got:?}");
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn an_unresolvable_context_skips_or_fails_as_configured() {
+                let db = setup!("an_unresolvable_context_skips_or_fails_as_configured");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<ImageUpdate>();
+                // Coloring 400's line item points to an order that does not exist.
+                ColoringVersion::set_status_by_key(&mut session, 400, "READY").await.expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 100, "READY").await.expect("set");
+                session.commit().await.expect("commit");
+                assert_eq!(published(&recording), [image_update("A", 10), image_count(1)]);
+
+                let recording = RecordingPublisher::new();
+                let mut strict = new_session(&db.pool, &recording).on_unresolved_context(UnresolvedContext::Fail);
+                strict.track_changes::<ImageUpdate>();
+                ColoringVersion::set_status_by_key(&mut strict, 400, "FAILED").await.expect("set");
+                let error = strict.commit().await.expect_err("unresolvable");
+                assert!(matches!(error, Error::UnresolvedContext { event: "image_update", table: "coloring_versions", .. }), "{error}");
+                assert!(recording.is_empty());
+                let status: (String,) = sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 400")
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("read");
+                assert_eq!(status.0, "READY", "the failed commit was rolled back");
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn a_failing_hub_never_fails_the_commit() {
+                let db = setup!("a_failing_hub_never_fails_the_commit");
+                let mut session = TrackedSession::new(db.pool.clone(), FailingPublisher);
+                session.track_changes::<OrderUpdate>();
+                Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
+                let summary = session.commit().await.expect("the commit stands");
+                assert_eq!(summary.events, 1);
+                let status: (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = 'A'")
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("read");
+                assert_eq!(status.0, "READY");
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn background_commit_returns_before_publishing_and_awaited_does_not() {
+                let db = setup!("background_commit_returns_before_publishing_and_awaited_does_not");
+                // Background: the commit returns while the publisher is still held at its gate.
+                let gated = GatedPublisher::closed();
+                let tracker = TaskTracker::new();
+                let mut session = TrackedSession::new(db.pool.clone(), gated.clone()).background(tracker.clone());
+                session.track_changes::<OrderUpdate>();
+                Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
+                session.commit().await.expect("commit");
+                assert!(gated.recording.is_empty());
+                gated.gate.add_permits(10);
+                tracker.close();
+                tracker.wait().await;
+                assert_eq!(gated.recording.len(), 2, "the drained tasks published the event and the batch");
+
+                // Awaited: the commit is not done until the publishes are.
+                let gated = GatedPublisher::closed();
+                let mut session = TrackedSession::new(db.pool.clone(), gated.clone());
+                session.track_changes::<OrderUpdate>();
+                Order::set_status_by_key(&mut session, "B", "READY").await.expect("set");
+                let commit = tokio::spawn(async move { session.commit().await.map(|s| s.events) });
+                gated.entered.notified().await;
+                assert!(!commit.is_finished(), "the commit waits for its publishes");
+                gated.gate.add_permits(10);
+                assert_eq!(commit.await.expect("task").expect("commit"), 1);
+                assert_eq!(gated.recording.len(), 2);
+                finish(db).await;
+            }
+
+            #[mercure_track::mercure_autotrack(ImageUpdate)]
+            struct ColoringGenerationService {
+                session: TrackedSession<Db>,
+            }
+
+            #[mercure_track::mercure_autotrack]
+            impl ColoringGenerationService {
+                async fn process(&mut self, version_id: i64) -> Result<(), Error> {
+                    let mut version = ColoringVersion::find(&mut self.session, version_id).await?;
+                    version.set_status(&mut self.session, "PROCESSING").await?;
+                    self.session.commit().await?;
+                    version.set_status(&mut self.session, "DONE").await?;
+                    self.session.commit().await?;
+                    Ok(())
+                }
+            }
+
+            #[tokio::test]
+            async fn an_autotracked_service_needs_no_track_changes() {
+                let db = setup!("an_autotracked_service_needs_no_track_changes");
+                let recording = RecordingPublisher::new();
+                let mut service = ColoringGenerationService { session: new_session(&db.pool, &recording) };
+                service.process(300).await.expect("process");
+                let commit = [image_update("C", 30), image_count(1)];
+                assert_eq!(published(&recording), [commit.clone(), commit].concat());
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            async fn commits_publish_through_the_development_hub_over_http() {
+                use mercure_track::hub::{DevHub, DevHubConfig};
+                use mercure_track::publisher::{HubConfig, JwtKey};
+                let db = setup!("commits_publish_through_the_development_hub_over_http");
+                let key = JwtKey::new("session-test-key-0123456789");
+                let hub = DevHub::new(DevHubConfig::new(key.clone(), key.clone()))
+                    .expect("hub")
+                    .bind("127.0.0.1:0".parse().expect("addr"))
+                    .await
+                    .expect("bind");
+                let client = reqwest::Client::new();
+                let mut stream = mercure_track_tests::sse::subscribe(&client, &hub.url(), &["orders", "orders/{id}"], None, None)
+                    .await
+                    .expect("subscribe");
+                let publisher = mercure_track::HubPublisher::new(HubConfig::new(&hub.url()).expect("url").key(key)).expect("publisher");
+                let mut session = TrackedSession::new(db.pool.clone(), publisher);
+                session.track_changes::<OrderUpdate>();
+                Order::set_status_by_key(&mut session, "B", "READY").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
+                session.commit().await.expect("commit");
+                let events = stream.collect(3, Duration::from_secs(5)).await;
+                let data: BTreeSet<_> = events.iter().map(|e| e.data.clone()).collect();
+                assert_eq!(
+                    data,
+                    BTreeSet::from([
+                        order_update("A").1,
+                        order_update("B").1,
+                        r#"{"type":"list_update","order_ids":["A","B"]}"#.to_owned(),
+                    ])
+                );
+                assert_eq!(stream.next_within(Duration::from_millis(300)).await, None);
+                finish(db).await;
+            }
+        }
+    };
+}
+
+async fn sqlite_db(_test: &str) -> Option<mercure_track_tests::db::SqliteDb> {
+    Some(mercure_track_tests::db::sqlite().await)
+}
+
+async fn finish(db: impl mercure_track_tests::db::TestDb) {
+    db.finish().await;
+}
+
+session_tests!(sqlite, sqlx::Sqlite, super::sqlite_db);
+session_tests!(postgres, sqlx::Postgres, mercure_track_tests::db::postgres);
