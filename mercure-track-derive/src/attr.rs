@@ -14,7 +14,12 @@ pub(crate) struct SeenKeys {
 
 impl SeenKeys {
     /// Records `key`; reports a duplicate on its token and returns `false` when seen before.
-    pub(crate) fn first(&mut self, meta: &ParseNestedMeta<'_>, key: &str, errors: &mut Errors) -> bool {
+    pub(crate) fn first(
+        &mut self,
+        meta: &ParseNestedMeta<'_>,
+        key: &str,
+        errors: &mut Errors,
+    ) -> bool {
         if self.seen.insert(key.to_owned()) {
             true
         } else {
@@ -36,7 +41,11 @@ pub(crate) fn key_name(meta: &ParseNestedMeta<'_>) -> String {
 
 /// Reports an unknown key, listing the valid ones, and consumes its value so that parsing goes
 /// on with the next key.
-pub(crate) fn unknown_key(meta: &ParseNestedMeta<'_>, valid: &str, errors: &mut Errors) -> syn::Result<()> {
+pub(crate) fn unknown_key(
+    meta: &ParseNestedMeta<'_>,
+    valid: &str,
+    errors: &mut Errors,
+) -> syn::Result<()> {
     errors.push(meta.error(format_args!(
         "unknown key `{}`; expected one of: {valid}",
         key_name(meta)
@@ -65,7 +74,10 @@ pub(crate) fn string_value(meta: &ParseNestedMeta<'_>, expected: &str) -> syn::R
             lit: syn::Lit::Str(lit),
             ..
         }) => Ok(lit),
-        other => Err(syn::Error::new_spanned(other, format_args!("expected `{expected}`"))),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format_args!("expected `{expected}`"),
+        )),
     }
 }
 

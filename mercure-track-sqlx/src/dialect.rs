@@ -46,7 +46,16 @@ pub trait Dialect: Database + Sized {
 /// Implemented for every type with the needed sqlx traits (on PostgreSQL, also an array type,
 /// for `= ANY($1)`).
 pub trait TrackedKey<DB: Dialect>:
-    Clone + Eq + Hash + Debug + Send + Sync + 'static + for<'q> Encode<'q, DB> + Type<DB> + for<'r> Decode<'r, DB>
+    Clone
+    + Eq
+    + Hash
+    + Debug
+    + Send
+    + Sync
+    + 'static
+    + for<'q> Encode<'q, DB>
+    + Type<DB>
+    + for<'r> Decode<'r, DB>
 {
     /// Appends "`column` is one of `count` keys" to `sql`, with parameters from `$first`.
     fn push_any_of(sql: &mut String, column: &str, first: usize, count: usize);
@@ -93,7 +102,16 @@ impl Dialect for Sqlite {
 
 impl<K> TrackedKey<Sqlite> for K
 where
-    K: Clone + Eq + Hash + Debug + Send + Sync + 'static + for<'q> Encode<'q, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Sqlite>,
+    K: Clone
+        + Eq
+        + Hash
+        + Debug
+        + Send
+        + Sync
+        + 'static
+        + for<'q> Encode<'q, Sqlite>
+        + Type<Sqlite>
+        + for<'r> Decode<'r, Sqlite>,
 {
     fn push_any_of(sql: &mut String, column: &str, first: usize, count: usize) {
         sql.push_str(column);

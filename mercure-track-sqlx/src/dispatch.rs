@@ -26,7 +26,9 @@ pub(crate) fn prepare(events: Vec<Box<dyn AnyEvent>>) -> Prepared {
     let mut individual = Vec::with_capacity(events.len());
     for event in events {
         let descriptor = event.event_descriptor();
-        let Some(update) = to_update(event.as_ref()) else { continue };
+        let Some(update) = to_update(event.as_ref()) else {
+            continue;
+        };
         if seen.insert(((descriptor.type_id)(), update.data.clone())) {
             individual.push(Outgoing {
                 event_type: descriptor.type_name,
@@ -45,7 +47,9 @@ pub(crate) fn prepare(events: Vec<Box<dyn AnyEvent>>) -> Prepared {
             if !built.insert((descriptor.type_id)()) {
                 continue;
             }
-            let Some(rule) = &descriptor.batch else { continue };
+            let Some(rule) = &descriptor.batch else {
+                continue;
+            };
             if let Some(batch_event) = (rule.build)(&collected)
                 && let Some(update) = to_update(batch_event.as_ref())
             {
@@ -75,7 +79,11 @@ fn to_update(event: &dyn AnyEvent) -> Option<Update> {
 
 /// Publishes `updates`: as tasks of `tracker` when there is one (the call returns at once),
 /// otherwise concurrently, returning when all are done. Failures are logged, never returned.
-pub(crate) async fn publish(publisher: &Arc<dyn Publisher>, tracker: Option<&TaskTracker>, updates: Vec<Outgoing>) {
+pub(crate) async fn publish(
+    publisher: &Arc<dyn Publisher>,
+    tracker: Option<&TaskTracker>,
+    updates: Vec<Outgoing>,
+) {
     match tracker {
         Some(tracker) => {
             for outgoing in updates {
@@ -97,7 +105,9 @@ async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) {
     let Outgoing { event_type, update } = outgoing;
     let topics = update.topics.clone();
     match publisher.publish_update(update).await {
-        Ok(outcome) => tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published"),
+        Ok(outcome) => {
+            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published")
+        }
         Err(error) => tracing::warn!(
             event_type,
             ?topics,

@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use mercure_track::{AnyEvent, ContextError, ContextPath, ContextSource, Model, Predicate, TriggerKey, TriggerSpec};
+use mercure_track::{
+    AnyEvent, ContextError, ContextPath, ContextSource, Model, Predicate, TriggerKey, TriggerSpec,
+};
 use sqlx::{Database, Decode, Type};
 
 use crate::dialect::{Dialect, TrackedKey, quote};
@@ -44,6 +46,9 @@ pub(crate) type Resolver<DB> = for<'a> fn(
     &'a ResolveScope<'a, DB>,
 ) -> BoxFuture<'a, Result<Resolved, Error>>;
 
+/// A tracked event, the keys it needs in first-changed order, and the same keys as a set.
+type EventKeys<'e, DB, K> = (&'e TrackedEvent<DB>, Vec<K>, HashSet<K>);
+
 /// The resolver of model `M`.
 pub(crate) fn resolver<DB, M>() -> Resolver<DB>
 where
@@ -66,9 +71,11 @@ where
 {
     Box::pin(async move {
         // The keys each tracked event needs, unique, in the order they changed.
-        let mut per_event: Vec<(&TrackedEvent<DB>, Vec<M::Key>, HashSet<M::Key>)> = Vec::new();
+        let mut per_event: Vec<EventKeys<'_, DB, M::Key>> = Vec::new();
         for change in changes {
-            let Some(key) = change.key.downcast_ref::<M::Key>() else { continue };
+            let Some(key) = change.key.downcast_ref::<M::Key>() else {
+                continue;
+            };
             for event in scope.tracked.triggered_by(change.trigger) {
                 let index = match per_event.iter().position(|(e, ..)| std::ptr::eq(*e, event)) {
                     Some(index) => index,
@@ -86,7 +93,9 @@ where
 
         let mut resolved = Resolved::default();
         for (event, keys, _) in per_event {
-            let Some(spec) = event.spec_for_table(M::TABLE) else { continue };
+            let Some(spec) = event.spec_for_table(M::TABLE) else {
+                continue;
+            };
             let plan = Plan::new::<M>(spec, scope.predicates);
             let mut rows: HashMap<M::Key, DB::Row> = HashMap::new();
             if plan.needs_query {
@@ -105,7 +114,12 @@ where
                     (false, _) => None,
                     (true, Some(row)) => Some(row),
                     (true, None) => {
-                        unresolved::<M>(event, &key, scope.fail_unresolved, "no row joins it to its context")?;
+                        unresolved::<M>(
+                            event,
+                            &key,
+                            scope.fail_unresolved,
+                            "no row joins it to its context",
+                        )?;
                         continue;
                     }
                 };
@@ -263,7 +277,9 @@ pub struct ContextRow<DB: Dialect> {
 
 impl<DB: Dialect> std::fmt::Debug for ContextRow<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ContextRow").field("fields", &self.slots.len()).finish_non_exhaustive()
+        f.debug_struct("ContextRow")
+            .field("fields", &self.slots.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -275,15 +291,19 @@ where
     fn context_value(&mut self, field: usize, name: &'static str) -> Result<T, ContextError> {
         match self.slots.get(field) {
             Some(Slot::Column(index)) => {
-                let row = self.row.as_ref().ok_or(ContextError::Missing { field: name })?;
+                let row = self
+                    .row
+                    .as_ref()
+                    .ok_or(ContextError::Missing { field: name })?;
                 DB::decode(row, *index).map_err(|error| ContextError::Decode {
                     field: name,
                     source: Box::new(error),
                 })
             }
-            Some(Slot::Predicate(predicate)) => {
-                predicate.value::<T>().cloned().ok_or(ContextError::Missing { field: name })
-            }
+            Some(Slot::Predicate(predicate)) => predicate
+                .value::<T>()
+                .cloned()
+                .ok_or(ContextError::Missing { field: name }),
             Some(Slot::Key) => self
                 .key
                 .downcast_ref::<T>()

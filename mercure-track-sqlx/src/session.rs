@@ -5,7 +5,8 @@ use std::any::TypeId;
 use std::sync::Arc;
 
 use mercure_track::{
-    AnyEvent, EventDescriptor, FromContext, MercureEvent, Model, Predicate, Publisher, TrackingSession, TriggerKey,
+    AnyEvent, EventDescriptor, FromContext, MercureEvent, Model, Predicate, Publisher,
+    TrackingSession, TriggerKey,
 };
 use sqlx::{Pool, Transaction};
 use tokio_util::task::TaskTracker;
@@ -77,7 +78,14 @@ impl<DB: Dialect> std::fmt::Debug for TrackedSession<DB> {
             .field("in_transaction", &self.tx.is_some())
             .field("nested", &self.nested.len())
             .field("changes", &self.log.len())
-            .field("tracked", &self.tracked.descriptors().map(|d| d.type_name).collect::<Vec<_>>())
+            .field(
+                "tracked",
+                &self
+                    .tracked
+                    .descriptors()
+                    .map(|d| d.type_name)
+                    .collect::<Vec<_>>(),
+            )
             .field("predicates", &self.predicates)
             .field("background", &self.tasks.is_some())
             .finish_non_exhaustive()
@@ -169,7 +177,12 @@ impl<DB: Dialect> TrackedSession<DB> {
         );
         async move {
             let changes = log.len();
-            let (events, context_queries) = match self.resolve(&mut tx, log).await {
+            let scope = ResolveScope {
+                tracked: &self.tracked,
+                predicates: &self.predicates,
+                fail_unresolved: self.unresolved == UnresolvedContext::Fail,
+            };
+            let (events, context_queries) = match resolve_log(&mut tx, log, &scope).await {
                 Ok(resolved) => resolved,
                 Err(error) => {
                     // The commit fails as a whole: nothing is kept, nothing is published.
@@ -221,7 +234,11 @@ impl<DB: Dialect> TrackedSession<DB> {
 
     /// Ends the innermost nested transaction, keeping its changes for the commit.
     pub async fn commit_nested(&mut self) -> Result<(), Error> {
-        let depth = self.nested.len().checked_sub(1).ok_or(Error::NoNestedTransaction)?;
+        let depth = self
+            .nested
+            .len()
+            .checked_sub(1)
+            .ok_or(Error::NoNestedTransaction)?;
         let sql = format!("RELEASE SAVEPOINT mercure_track_{depth}");
         DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
         self.nested.pop();
@@ -231,7 +248,11 @@ impl<DB: Dialect> TrackedSession<DB> {
     /// Rolls back the innermost nested transaction: its changes are forgotten and publish
     /// nothing.
     pub async fn rollback_nested(&mut self) -> Result<(), Error> {
-        let depth = self.nested.len().checked_sub(1).ok_or(Error::NoNestedTransaction)?;
+        let depth = self
+            .nested
+            .len()
+            .checked_sub(1)
+            .ok_or(Error::NoNestedTransaction)?;
         let rollback = format!("ROLLBACK TO SAVEPOINT mercure_track_{depth}");
         let release = format!("RELEASE SAVEPOINT mercure_track_{depth}");
         let conn = self.conn().await?;
@@ -262,7 +283,11 @@ impl<DB: Dialect> TrackedSession<DB> {
     }
 
     /// Resolves, now, the events a change of `key` fires: for a row about to be deleted.
-    pub(crate) async fn record_resolved<M>(&mut self, trigger: TriggerKey, key: &M::Key) -> Result<(), Error>
+    pub(crate) async fn record_resolved<M>(
+        &mut self,
+        trigger: TriggerKey,
+        key: &M::Key,
+    ) -> Result<(), Error>
     where
         M: Model,
         M::Key: TrackedKey<DB>,
@@ -287,39 +312,39 @@ impl<DB: Dialect> TrackedSession<DB> {
         self.log.push(Entry::Resolved(resolved.events));
         Ok(())
     }
+}
 
-    /// Resolves every change of the log: one resolver call per changed model.
-    async fn resolve(
-        &self,
-        tx: &mut Transaction<'static, DB>,
-        log: Vec<Entry<DB>>,
-    ) -> Result<(Vec<Box<dyn AnyEvent>>, usize), Error> {
-        let mut events = Vec::new();
-        let mut by_model: Vec<(TypeId, Resolver<DB>, Vec<Change>)> = Vec::new();
-        for entry in log {
-            match entry {
-                Entry::Resolved(resolved) => events.extend(resolved),
-                Entry::Changed { model, change, resolver } => {
-                    match by_model.iter_mut().find(|(m, ..)| *m == model) {
-                        Some((_, _, changes)) => changes.push(change),
-                        None => by_model.push((model, resolver, vec![change])),
-                    }
-                }
-            }
+/// Resolves every change of the log: one resolver call per changed model.
+///
+/// A free function over the parts of the session it reads, so that the commit future does not
+/// hold a shared reference to the session (whose connection need not be `Sync`).
+async fn resolve_log<DB: Dialect>(
+    tx: &mut Transaction<'static, DB>,
+    log: Vec<Entry<DB>>,
+    scope: &ResolveScope<'_, DB>,
+) -> Result<(Vec<Box<dyn AnyEvent>>, usize), Error> {
+    let mut events = Vec::new();
+    let mut by_model: Vec<(TypeId, Resolver<DB>, Vec<Change>)> = Vec::new();
+    for entry in log {
+        match entry {
+            Entry::Resolved(resolved) => events.extend(resolved),
+            Entry::Changed {
+                model,
+                change,
+                resolver,
+            } => match by_model.iter_mut().find(|(m, ..)| *m == model) {
+                Some((_, _, changes)) => changes.push(change),
+                None => by_model.push((model, resolver, vec![change])),
+            },
         }
-        let scope = ResolveScope {
-            tracked: &self.tracked,
-            predicates: &self.predicates,
-            fail_unresolved: self.unresolved == UnresolvedContext::Fail,
-        };
-        let mut queries = 0;
-        for (_, resolver, changes) in &by_model {
-            let resolved = resolver(&mut **tx, changes, &scope).await?;
-            queries += resolved.queries;
-            events.extend(resolved.events);
-        }
-        Ok((events, queries))
     }
+    let mut queries = 0;
+    for (_, resolver, changes) in &by_model {
+        let resolved = resolver(&mut **tx, changes, scope).await?;
+        queries += resolved.queries;
+        events.extend(resolved.events);
+    }
+    Ok((events, queries))
 }
 
 impl<DB: Dialect> TrackingSession for TrackedSession<DB> {

@@ -3,7 +3,10 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 
-use mercure_track::{AnyEvent, ContextError, EventDescriptor, FromContext, MercureEvent, TriggerKey, TriggerSpec, registry};
+use mercure_track::{
+    AnyEvent, ContextError, EventDescriptor, FromContext, MercureEvent, TriggerKey, TriggerSpec,
+    registry,
+};
 
 use crate::dialect::Dialect;
 use crate::resolve::ContextRow;
@@ -32,7 +35,9 @@ pub(crate) struct TrackedEvents<DB: Dialect> {
 
 impl<DB: Dialect> Default for TrackedEvents<DB> {
     fn default() -> Self {
-        Self { events: HashMap::new() }
+        Self {
+            events: HashMap::new(),
+        }
     }
 }
 
@@ -49,15 +54,20 @@ impl<DB: Dialect> TrackedEvents<DB> {
     where
         E: MercureEvent + FromContext<ContextRow<DB>>,
     {
-        self.events.entry(TypeId::of::<E>()).or_insert_with(|| TrackedEvent {
-            descriptor: E::descriptor(),
-            build: build::<DB, E>,
-            triggers: (E::descriptor().triggers)(),
-        });
+        self.events
+            .entry(TypeId::of::<E>())
+            .or_insert_with(|| TrackedEvent {
+                descriptor: E::descriptor(),
+                build: build::<DB, E>,
+                triggers: (E::descriptor().triggers)(),
+            });
     }
 
     /// The tracked events a change of `trigger` fires, through the registry's index.
-    pub(crate) fn triggered_by(&self, trigger: TriggerKey) -> impl Iterator<Item = &TrackedEvent<DB>> {
+    pub(crate) fn triggered_by(
+        &self,
+        trigger: TriggerKey,
+    ) -> impl Iterator<Item = &TrackedEvent<DB>> {
         registry::events_triggered_by(trigger)
             .iter()
             .filter_map(|descriptor| self.events.get(&(descriptor.type_id)()))

@@ -1,9 +1,9 @@
 //! The statements behind the generated setters, `find`, `insert` and `delete`. Values are
 //! always bound, never written into the SQL.
 
-use std::future::Future;
-
-use mercure_track::__private::{BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn};
+use mercure_track::__private::{
+    BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn,
+};
 use mercure_track::{Column, Model, RowChange, RowTrigger, Trigger};
 use sqlx::{Encode, FromRow, Type};
 
@@ -20,31 +20,29 @@ where
 {
     type Error = Error;
 
-    fn write_column<'a>(
+    async fn write_column<'a>(
         &'a mut self,
         column: Column<M, T>,
         key: &'a M::Key,
         value: &'a T,
-    ) -> impl Future<Output = Result<bool, Error>> + Send + 'a {
-        async move {
-            let table = quote(M::TABLE);
-            let name = quote(column.name());
-            let key_column = quote(M::info().primary_key_column().name);
-            // The database decides whether the value changes, in the statement itself: a
-            // concurrent writer cannot make an unchanged value look changed, or the reverse.
-            let sql = format!(
-                "UPDATE {table} SET {name} = $1 WHERE {key_column} = $2 AND {name} {} $1",
-                DB::DISTINCT_FROM
-            );
-            let conn = self.conn().await?;
-            let affected = DB::execute(conn, sqlx::query(&sql).bind(value).bind(key)).await?;
-            if affected == 0 {
-                ensure_exists::<DB, M>(conn, key).await?;
-                return Ok(false);
-            }
-            self.record::<M>(column.trigger_key(), key);
-            Ok(true)
+    ) -> Result<bool, Error> {
+        let table = quote(M::TABLE);
+        let name = quote(column.name());
+        let key_column = quote(M::info().primary_key_column().name);
+        // The database decides whether the value changes, in the statement itself: a
+        // concurrent writer cannot make an unchanged value look changed, or the reverse.
+        let sql = format!(
+            "UPDATE {table} SET {name} = $1 WHERE {key_column} = $2 AND {name} {} $1",
+            DB::DISTINCT_FROM
+        );
+        let conn = self.conn().await?;
+        let affected = DB::execute(conn, sqlx::query(&sql).bind(value).bind(key)).await?;
+        if affected == 0 {
+            ensure_exists::<DB, M>(conn, key).await?;
+            return Ok(false);
         }
+        self.record::<M>(column.trigger_key(), key);
+        Ok(true)
     }
 }
 
@@ -88,19 +86,17 @@ where
 {
     type Error = Error;
 
-    fn find_row<'a>(&'a mut self, key: &'a M::Key) -> impl Future<Output = Result<M, Error>> + Send + 'a {
-        async move {
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {} = $1",
-                column_list::<M>(),
-                quote(M::TABLE),
-                quote(M::info().primary_key_column().name)
-            );
-            let row = DB::fetch_optional(self.conn().await?, sqlx::query(&sql).bind(key))
-                .await?
-                .ok_or_else(|| not_found::<M>(key))?;
-            Ok(M::from_row(&row)?)
-        }
+    async fn find_row<'a>(&'a mut self, key: &'a M::Key) -> Result<M, Error> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1",
+            column_list::<M>(),
+            quote(M::TABLE),
+            quote(M::info().primary_key_column().name)
+        );
+        let row = DB::fetch_optional(self.conn().await?, sqlx::query(&sql).bind(key))
+            .await?
+            .ok_or_else(|| not_found::<M>(key))?;
+        Ok(M::from_row(&row)?)
     }
 }
 
@@ -127,25 +123,26 @@ where
 {
     type Error = Error;
 
-    fn insert_row<'a>(&'a mut self, row: &'a M) -> impl Future<Output = Result<(), Error>> + Send + 'a {
-        async move {
-            let params: Vec<String> = (1..=M::COLUMNS.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                quote(M::TABLE),
-                column_list::<M>(),
-                params.join(", ")
-            );
-            let mut binder = Binder {
-                query: Some(sqlx::query(&sql)),
-            };
-            row.bind_columns(&mut binder);
-            if let Some(query) = binder.query {
-                DB::execute(self.conn().await?, query).await?;
-            }
-            self.record::<M>(RowTrigger::<M>::__new(RowChange::Insert).trigger_key(), row.key());
-            Ok(())
+    async fn insert_row<'a>(&'a mut self, row: &'a M) -> Result<(), Error> {
+        let params: Vec<String> = (1..=M::COLUMNS.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(M::TABLE),
+            column_list::<M>(),
+            params.join(", ")
+        );
+        let mut binder = Binder {
+            query: Some(sqlx::query(&sql)),
+        };
+        row.bind_columns(&mut binder);
+        if let Some(query) = binder.query {
+            DB::execute(self.conn().await?, query).await?;
         }
+        self.record::<M>(
+            RowTrigger::<M>::__new(RowChange::Insert).trigger_key(),
+            row.key(),
+        );
+        Ok(())
     }
 }
 
@@ -157,22 +154,20 @@ where
 {
     type Error = Error;
 
-    fn delete_row<'a>(&'a mut self, key: &'a M::Key) -> impl Future<Output = Result<(), Error>> + Send + 'a {
-        async move {
-            self.conn().await?;
-            // The row is still there: resolve the contexts of its DELETE events now.
-            self.record_resolved::<M>(RowTrigger::<M>::__new(RowChange::Delete).trigger_key(), key)
-                .await?;
-            let sql = format!(
-                "DELETE FROM {} WHERE {} = $1",
-                quote(M::TABLE),
-                quote(M::info().primary_key_column().name)
-            );
-            let affected = DB::execute(self.conn().await?, sqlx::query(&sql).bind(key)).await?;
-            if affected == 0 {
-                return Err(not_found::<M>(key));
-            }
-            Ok(())
+    async fn delete_row<'a>(&'a mut self, key: &'a M::Key) -> Result<(), Error> {
+        self.conn().await?;
+        // The row is still there: resolve the contexts of its DELETE events now.
+        self.record_resolved::<M>(RowTrigger::<M>::__new(RowChange::Delete).trigger_key(), key)
+            .await?;
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = $1",
+            quote(M::TABLE),
+            quote(M::info().primary_key_column().name)
+        );
+        let affected = DB::execute(self.conn().await?, sqlx::query(&sql).bind(key)).await?;
+        if affected == 0 {
+            return Err(not_found::<M>(key));
         }
+        Ok(())
     }
 }

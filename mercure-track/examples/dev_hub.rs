@@ -28,7 +28,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             JwtKey::new(DEVELOPMENT_KEY)
         }
     };
-    let config = DevHubConfig::new(key("MERCURE_PUBLISHER_JWT_KEY"), key("MERCURE_SUBSCRIBER_JWT_KEY"));
+    let config = DevHubConfig::new(
+        key("MERCURE_PUBLISHER_JWT_KEY"),
+        key("MERCURE_SUBSCRIBER_JWT_KEY"),
+    );
     let running = DevHub::new(config)?.bind(addr.parse()?).await?;
     println!("development hub at {} (not for production)", running.url());
     tokio::select! {

@@ -173,17 +173,20 @@ pub use event::{
     AnyEvent, BatchEvent, BatchSpec, Collected, ContextError, ContextPath, ContextSource,
     EventDescriptor, FromContext, MercureEvent, TriggerSpec,
 };
-pub use model::{Column, ColumnInfo, ColumnKey, Model, ModelInfo, Predicate, RowChange, RowTrigger, Trigger, TriggerKey};
+pub use model::{
+    Column, ColumnInfo, ColumnKey, Model, ModelInfo, Predicate, RowChange, RowTrigger, Trigger,
+    TriggerKey,
+};
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
 };
 pub use wire::{ProtocolVersion, Update};
 
-/// `#[derive(Tracked)]`: see the [crate documentation](crate#derivetracked).
-pub use mercure_track_derive::Tracked;
 /// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
 pub use mercure_track_derive::MercureEvent;
+/// `#[derive(Tracked)]`: see the [crate documentation](crate#derivetracked).
+pub use mercure_track_derive::Tracked;
 /// `#[mercure_autotrack(...)]`: see the [crate documentation](crate#mercure_autotrackeventa-eventb).
 pub use mercure_track_derive::mercure_autotrack;
 

@@ -28,8 +28,10 @@ struct Index {
 fn index() -> &'static Index {
     static INDEX: OnceLock<Index> = OnceLock::new();
     INDEX.get_or_init(|| {
-        let mut all: Vec<&'static EventDescriptor> =
-            inventory::iter::<Registration>.into_iter().map(|r| r.0).collect();
+        let mut all: Vec<&'static EventDescriptor> = inventory::iter::<Registration>
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
         // Link order is not specified: sort for stable schemas and iteration.
         all.sort_by_key(|d| (d.type_name, d.rust_name));
         let mut index = Index {
@@ -40,9 +42,7 @@ fn index() -> &'static Index {
             batches_by_collected: HashMap::new(),
         };
         for descriptor in all {
-            index
-                .by_type_id
-                .insert((descriptor.type_id)(), descriptor);
+            index.by_type_id.insert((descriptor.type_id)(), descriptor);
             index
                 .by_type_name
                 .entry(descriptor.type_name)
@@ -139,5 +139,9 @@ pub fn validate() -> Result<(), Vec<RegistryError>> {
             });
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

@@ -72,3 +72,72 @@ fn attach_definitions(schema: &mut Schema, mut generator: SchemaGenerator) {
         schema.insert("$defs".to_owned(), serde_json::Value::Object(defs));
     }
 }
+
+/// An OpenAPI 3.1 document with every registered event under `components/schemas` and the
+/// union as `MercureEvent`, for generators such as Orval. `path` documents the update stream
+/// (`GET` returning the union); `title` and `version` fill `info`.
+pub fn openapi_document(title: &str, version: &str, path: &str) -> serde_json::Value {
+    let union = all_events_schema().to_value();
+    let mut schemas = serde_json::Map::new();
+    if let Some(serde_json::Value::Object(defs)) = union.get("$defs") {
+        for (name, schema) in defs {
+            schemas.insert(name.clone(), rewrite_refs(schema.clone()));
+        }
+    }
+    let mut event_union = union;
+    if let Some(object) = event_union.as_object_mut() {
+        object.remove("$defs");
+        object.remove("$schema");
+    }
+    schemas.insert("MercureEvent".to_owned(), rewrite_refs(event_union));
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": { "title": title, "version": version },
+        "paths": {
+            path: {
+                "get": {
+                    "operationId": "mercureEvents",
+                    "summary": "The JSON data of the Mercure updates this application publishes",
+                    "responses": {
+                        "200": {
+                            "description": "One event",
+                            "content": {
+                                "application/json": {
+                                    "schema": { "$ref": "#/components/schemas/MercureEvent" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "components": { "schemas": schemas },
+    })
+}
+
+/// Points `#/$defs/X` references at `#/components/schemas/X`.
+fn rewrite_refs(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(object) => serde_json::Value::Object(
+            object
+                .into_iter()
+                .map(|(key, value)| match (key.as_str(), value) {
+                    ("$ref" | "mapping", serde_json::Value::String(reference)) => (
+                        key,
+                        serde_json::Value::String(
+                            reference.replace("#/$defs/", "#/components/schemas/"),
+                        ),
+                    ),
+                    (_, value) => (key, rewrite_refs(value)),
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(rewrite_refs).collect())
+        }
+        serde_json::Value::String(text) if text.starts_with("#/$defs/") => {
+            serde_json::Value::String(text.replace("#/$defs/", "#/components/schemas/"))
+        }
+        other => other,
+    }
+}

@@ -29,7 +29,10 @@ pub trait FindRow<M: Model>: Send {
     type Error;
 
     /// The row with primary key `key`; an error when there is none.
-    fn find_row<'a>(&'a mut self, key: &'a M::Key) -> impl Future<Output = Result<M, Self::Error>> + Send + 'a;
+    fn find_row<'a>(
+        &'a mut self,
+        key: &'a M::Key,
+    ) -> impl Future<Output = Result<M, Self::Error>> + Send + 'a;
 }
 
 /// A session that can insert rows of `M`.
@@ -38,7 +41,10 @@ pub trait InsertRow<M: Model>: Send {
     type Error;
 
     /// Inserts `row` (every column) and records `M::INSERT`.
-    fn insert_row<'a>(&'a mut self, row: &'a M) -> impl Future<Output = Result<(), Self::Error>> + Send + 'a;
+    fn insert_row<'a>(
+        &'a mut self,
+        row: &'a M,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'a;
 }
 
 /// A session that can delete rows of `M`.
@@ -48,7 +54,10 @@ pub trait DeleteRow<M: Model>: Send {
 
     /// Deletes the row with primary key `key`, resolving the contexts of `M::DELETE` events
     /// first; an error when there is no such row.
-    fn delete_row<'a>(&'a mut self, key: &'a M::Key) -> impl Future<Output = Result<(), Self::Error>> + Send + 'a;
+    fn delete_row<'a>(
+        &'a mut self,
+        key: &'a M::Key,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'a;
 }
 
 /// Binds every column value of a row, in [`Model::COLUMNS`] order. Implemented by

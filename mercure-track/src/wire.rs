@@ -23,7 +23,10 @@ pub struct Update {
 
 impl Update {
     /// An update of `data` to `topics`.
-    pub fn new<T: Into<String>>(topics: impl IntoIterator<Item = T>, data: impl Into<String>) -> Self {
+    pub fn new<T: Into<String>>(
+        topics: impl IntoIterator<Item = T>,
+        data: impl Into<String>,
+    ) -> Self {
         Self {
             topics: topics.into_iter().map(Into::into).collect(),
             data: data.into(),
@@ -68,9 +71,8 @@ impl Update {
     /// The form body of this update restricted to `topics` (one update per topic, for hubs that
     /// follow the 1.0 drafts).
     pub fn form_body_for(&self, topics: &[String]) -> String {
-        let mut form = url::form_urlencoded::Serializer::new(String::with_capacity(
-            self.data.len() + 64,
-        ));
+        let mut form =
+            url::form_urlencoded::Serializer::new(String::with_capacity(self.data.len() + 64));
         for topic in topics {
             form.append_pair("topic", topic);
         }

@@ -72,7 +72,10 @@ pub async fn sqlite() -> SqliteDb {
         .connect_with(options)
         .await
         .expect("open SQLite");
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await.expect("migrate SQLite");
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&pool)
+        .await
+        .expect("migrate SQLite");
     SqliteDb { pool, path }
 }
 
@@ -92,7 +95,10 @@ impl PostgresDb {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.pool.close()).await;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await {
             let _ = conn.execute("SET lock_timeout = '5s'").await;
-            if let Err(error) = conn.execute(format!("DROP SCHEMA \"{}\" CASCADE", self.schema).as_str()).await {
+            if let Err(error) = conn
+                .execute(format!("DROP SCHEMA \"{}\" CASCADE", self.schema).as_str())
+                .await
+            {
                 eprintln!("schema {} left behind: {error}", self.schema);
             }
         }
@@ -106,13 +112,20 @@ pub async fn postgres(test: &str) -> Option<PostgresDb> {
         Ok(url) if !url.is_empty() => url,
         _ => {
             let required = std::env::var(PG_REQUIRED_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
-            assert!(!required, "{PG_REQUIRED_VAR} is set but {PG_URL_VAR} is not: the PostgreSQL tests cannot run");
-            eprintln!("SKIPPED {test}: set {PG_URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run it");
+            assert!(
+                !required,
+                "{PG_REQUIRED_VAR} is set but {PG_URL_VAR} is not: the PostgreSQL tests cannot run"
+            );
+            eprintln!(
+                "SKIPPED {test}: set {PG_URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run it"
+            );
             return None;
         }
     };
     let schema = unique("mt");
-    let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to PostgreSQL");
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("connect to PostgreSQL");
     admin
         .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
         .await
@@ -130,7 +143,10 @@ pub async fn postgres(test: &str) -> Option<PostgresDb> {
         .connect(&url)
         .await
         .expect("PostgreSQL pool");
-    sqlx::migrate!("./migrations/postgres").run(&pool).await.expect("migrate PostgreSQL");
+    sqlx::migrate!("./migrations/postgres")
+        .run(&pool)
+        .await
+        .expect("migrate PostgreSQL");
     Some(PostgresDb { pool, schema, url })
 }
 

@@ -138,7 +138,11 @@ pub struct ListUpdate {
 
 /// A category was renamed: context on the model that belongs to itself.
 #[derive(Debug, Clone, PartialEq, MercureEvent)]
-#[mercure(type = "category_update", topic = "categories/{category_id}", topic = "categories")]
+#[mercure(
+    type = "category_update",
+    topic = "categories/{category_id}",
+    topic = "categories"
+)]
 #[trigger(Category::name)]
 pub struct CategoryUpdate {
     /// The category.

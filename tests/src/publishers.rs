@@ -11,7 +11,10 @@ use tokio::sync::{Notify, Semaphore};
 pub struct FailingPublisher;
 
 impl Publisher for FailingPublisher {
-    fn publish_update(&self, _update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+    fn publish_update(
+        &self,
+        _update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         Box::pin(async {
             Err(PublishError::Status {
                 status: 503,
@@ -45,7 +48,10 @@ impl GatedPublisher {
 }
 
 impl Publisher for GatedPublisher {
-    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+    fn publish_update(
+        &self,
+        update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         Box::pin(async move {
             self.entered.notify_one();
             let permit = self.gate.acquire().await;

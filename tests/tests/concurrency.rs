@@ -11,7 +11,10 @@ const SESSIONS: i64 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_hundred_concurrent_sessions_publish_each_event_once_with_its_context() {
-    let Some(db) = mercure_track_tests::db::postgres("one_hundred_concurrent_sessions").await else { return };
+    let Some(db) = mercure_track_tests::db::postgres("one_hundred_concurrent_sessions").await
+    else {
+        return;
+    };
     // Order n has line item n, image 1000 + n, coloring version 2000 + n.
     let mut seed = String::new();
     for n in 0..SESSIONS {
@@ -33,7 +36,9 @@ async fn one_hundred_concurrent_sessions_publish_each_event_once_with_its_contex
         let recording = recording.clone();
         tasks.push(tokio::spawn(async move {
             let mut session = TrackedSession::new(pool, recording);
-            session.track_changes::<ImageUpdate>().track_changes::<OrderUpdate>();
+            session
+                .track_changes::<ImageUpdate>()
+                .track_changes::<OrderUpdate>();
             ColoringVersion::set_status_by_key(&mut session, 2000 + n, "PROCESSING").await?;
             Order::set_status_by_key(&mut session, format!("o{n}"), "PROCESSING").await?;
             session.commit().await
@@ -49,9 +54,17 @@ async fn one_hundred_concurrent_sessions_publish_each_event_once_with_its_contex
         *counts.entry(update.update.data.clone()).or_default() += 1;
     }
     for n in 0..SESSIONS {
-        let image = ImageUpdate { order_id: format!("o{n}"), image_id: 1000 + n };
-        let order = OrderUpdate { order_id: format!("o{n}") };
-        for json in [image.to_json().expect("json"), order.to_json().expect("json")] {
+        let image = ImageUpdate {
+            order_id: format!("o{n}"),
+            image_id: 1000 + n,
+        };
+        let order = OrderUpdate {
+            order_id: format!("o{n}"),
+        };
+        for json in [
+            image.to_json().expect("json"),
+            order.to_json().expect("json"),
+        ] {
             assert_eq!(counts.remove(&json), Some(1), "{json} exactly once");
         }
         // Each session's batch holds its own order only.
@@ -59,7 +72,10 @@ async fn one_hundred_concurrent_sessions_publish_each_event_once_with_its_contex
         assert_eq!(counts.remove(&batch), Some(1), "{batch} exactly once");
     }
     // What remains is the image-count batch of the test domain, one per session.
-    assert_eq!(counts.remove(r#"{"type":"image_count","count":1}"#), Some(SESSIONS as usize));
+    assert_eq!(
+        counts.remove(r#"{"type":"image_count","count":1}"#),
+        Some(SESSIONS as usize)
+    );
     assert!(counts.is_empty(), "unexpected updates: {counts:?}");
     db.drop_schema().await;
 }

@@ -42,16 +42,25 @@ async fn commits_are_spans_and_publish_outcomes_are_events() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let db = mercure_track_tests::db::sqlite().await;
-    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
     let mut session = TrackedSession::new(db.pool.clone(), RecordingPublisher::new());
     session.track_changes::<OrderUpdate>();
-    Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
-    Order::set_status_by_key(&mut session, "B", "READY").await.expect("set");
+    Order::set_status_by_key(&mut session, "A", "READY")
+        .await
+        .expect("set");
+    Order::set_status_by_key(&mut session, "B", "READY")
+        .await
+        .expect("set");
     session.commit().await.expect("commit");
 
     let mut failing = TrackedSession::new(db.pool.clone(), FailingPublisher);
     failing.track_changes::<OrderUpdate>();
-    Order::set_status_by_key(&mut failing, "C", "READY").await.expect("set");
+    Order::set_status_by_key(&mut failing, "C", "READY")
+        .await
+        .expect("set");
     failing.commit().await.expect("commit");
 
     let text = captured.text();
@@ -59,9 +68,14 @@ async fn commits_are_spans_and_publish_outcomes_are_events() {
         text.contains("mercure_track.commit{changes=2 events=2 batch_events=1 context_queries=0}: mercure_track_sqlx::session: close"),
         "{text}"
     );
-    assert!(text.contains("event published") && text.contains("event_type=\"order_update\""), "{text}");
     assert!(
-        text.contains("event not published") && text.contains("status=Some(503)") && text.contains("orders/C"),
+        text.contains("event published") && text.contains("event_type=\"order_update\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("event not published")
+            && text.contains("status=Some(503)")
+            && text.contains("orders/C"),
         "{text}"
     );
 }

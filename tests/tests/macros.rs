@@ -12,16 +12,32 @@ use mercure_track_tests::domain::*;
 
 #[test]
 fn wire_format_is_type_first_compact_in_declaration_order() {
-    let order = OrderUpdate { order_id: "abc".into() };
-    assert_eq!(order.to_json().unwrap(), r#"{"type":"order_update","order_id":"abc"}"#);
-    let image = ImageUpdate { order_id: "abc".into(), image_id: 7 };
+    let order = OrderUpdate {
+        order_id: "abc".into(),
+    };
+    assert_eq!(
+        order.to_json().unwrap(),
+        r#"{"type":"order_update","order_id":"abc"}"#
+    );
+    let image = ImageUpdate {
+        order_id: "abc".into(),
+        image_id: 7,
+    };
     assert_eq!(
         image.to_json().unwrap(),
         r#"{"type":"image_update","order_id":"abc","image_id":7}"#
     );
-    let list = ListUpdate { order_ids: vec!["abc".into(), "def".into()] };
-    assert_eq!(list.to_json().unwrap(), r#"{"type":"list_update","order_ids":["abc","def"]}"#);
-    let status = OrderStatusChanged { order_id: "a\"b".into(), status: OrderStatus::ReadyForReview };
+    let list = ListUpdate {
+        order_ids: vec!["abc".into(), "def".into()],
+    };
+    assert_eq!(
+        list.to_json().unwrap(),
+        r#"{"type":"list_update","order_ids":["abc","def"]}"#
+    );
+    let status = OrderStatusChanged {
+        order_id: "a\"b".into(),
+        status: OrderStatus::ReadyForReview,
+    };
     assert_eq!(
         status.to_json().unwrap(),
         r#"{"type":"order_status","order_id":"a\"b","status":"ReadyForReview"}"#
@@ -30,7 +46,10 @@ fn wire_format_is_type_first_compact_in_declaration_order() {
 
 #[test]
 fn topics_fill_placeholders_and_updates_carry_privacy() {
-    let image = ImageUpdate { order_id: "abc".into(), image_id: 7 };
+    let image = ImageUpdate {
+        order_id: "abc".into(),
+        image_id: 7,
+    };
     assert_eq!(image.topics(), ["orders/abc"]);
     let update = image.to_update().unwrap();
     assert!(update.private);
@@ -46,13 +65,20 @@ fn column_markers_carry_table_column_and_key_metadata() {
     assert_eq!(Order::status.name(), "status");
     assert_eq!(Image::selected_svg_id.name(), "selected_svg");
     assert_eq!(Image::selected_svg_id.info().field, "selected_svg_id");
-    assert_eq!(format!("{:?}", ColoringVersion::status), "ColoringVersion::status");
+    assert_eq!(
+        format!("{:?}", ColoringVersion::status),
+        "ColoringVersion::status"
+    );
     assert_eq!(<Order as Model>::TABLE, "orders");
     // `note` is skipped: two columns only.
     assert_eq!(<Order as Model>::COLUMNS.len(), 2);
     assert_eq!(<Image as Model>::info().primary_key_column().name, "id");
     assert_eq!(ColoringVersion::image_id.info().belongs_to, Some("images"));
-    let order = Order { id: "k".into(), status: "NEW".into(), note: None };
+    let order = Order {
+        id: "k".into(),
+        status: "NEW".into(),
+        note: None,
+    };
     assert_eq!(order.key(), "k");
 }
 
@@ -69,20 +95,35 @@ fn predicates_are_typed() {
 #[test]
 fn registry_finds_events_by_trigger_without_a_hand_kept_list() {
     let names = |key| {
-        let mut names: Vec<_> =
-            registry::events_triggered_by(key).iter().map(|d| d.type_name).collect();
+        let mut names: Vec<_> = registry::events_triggered_by(key)
+            .iter()
+            .map(|d| d.type_name)
+            .collect();
         names.sort_unstable();
         names
     };
     assert_eq!(names(Order::status.trigger_key()), ["order_update"]);
     assert_eq!(names(Order::INSERT.trigger_key()), ["order_update"]);
-    assert_eq!(names(Image::selected_svg_id.trigger_key()), ["image_update"]);
-    assert_eq!(names(ColoringVersion::status.trigger_key()), ["image_update"]);
+    assert_eq!(
+        names(Image::selected_svg_id.trigger_key()),
+        ["image_update"]
+    );
+    assert_eq!(
+        names(ColoringVersion::status.trigger_key()),
+        ["image_update"]
+    );
     assert!(names(Order::DELETE.trigger_key()).is_empty());
     assert!(names(LineItem::order_id.trigger_key()).is_empty());
 
     let all: Vec<_> = registry::events().iter().map(|d| d.type_name).collect();
-    for expected in ["order_update", "image_update", "list_update", "category_update", "image_count", "order_status"] {
+    for expected in [
+        "order_update",
+        "image_update",
+        "list_update",
+        "category_update",
+        "image_count",
+        "order_status",
+    ] {
         assert!(all.contains(&expected), "{expected} missing from {all:?}");
     }
     let batches: Vec<_> = registry::batch_events().map(|d| d.rust_name).collect();
@@ -95,7 +136,10 @@ fn registry_finds_events_by_trigger_without_a_hand_kept_list() {
             .collect::<Vec<_>>(),
         ["ListUpdate"]
     );
-    assert_eq!(registry::event_by_type_name("image_update").map(|d| d.rust_name), Some("ImageUpdate"));
+    assert_eq!(
+        registry::event_by_type_name("image_update").map(|d| d.rust_name),
+        Some("ImageUpdate")
+    );
     assert!(registry::validate().is_ok());
 }
 
@@ -115,7 +159,11 @@ fn context_paths_follow_belongs_to_links_per_trigger() {
         .collect();
     assert_eq!(
         hops,
-        ["coloring_versions.image_id->images", "images.line_item_id->line_items", "line_items.order_id->orders"]
+        [
+            "coloring_versions.image_id->images",
+            "images.line_item_id->line_items",
+            "line_items.order_id->orders"
+        ]
     );
     let image = &from_coloring.contexts[1];
     assert_eq!(image.column.to_string(), "images.id");
@@ -135,27 +183,49 @@ fn context_paths_follow_belongs_to_links_per_trigger() {
 #[test]
 fn builtin_batch_rule_sorts_dedups_and_skips_empty_commits() {
     let events: Vec<Box<dyn AnyEvent>> = vec![
-        Box::new(OrderUpdate { order_id: "def".into() }),
-        Box::new(ImageUpdate { order_id: "zzz".into(), image_id: 1 }),
-        Box::new(OrderUpdate { order_id: "abc".into() }),
-        Box::new(OrderUpdate { order_id: "def".into() }),
+        Box::new(OrderUpdate {
+            order_id: "def".into(),
+        }),
+        Box::new(ImageUpdate {
+            order_id: "zzz".into(),
+            image_id: 1,
+        }),
+        Box::new(OrderUpdate {
+            order_id: "abc".into(),
+        }),
+        Box::new(OrderUpdate {
+            order_id: "def".into(),
+        }),
     ];
     let collected = Collected::new(&events);
     assert_eq!(
         ListUpdate::from_collected(&collected),
-        Some(ListUpdate { order_ids: vec!["abc".into(), "def".into()] })
+        Some(ListUpdate {
+            order_ids: vec!["abc".into(), "def".into()]
+        })
     );
-    assert_eq!(ImageCount::from_collected(&collected), Some(ImageCount { count: 1 }));
+    assert_eq!(
+        ImageCount::from_collected(&collected),
+        Some(ImageCount { count: 1 })
+    );
 
-    let only_images: Vec<Box<dyn AnyEvent>> =
-        vec![Box::new(ImageUpdate { order_id: "x".into(), image_id: 2 })];
-    assert_eq!(ListUpdate::from_collected(&Collected::new(&only_images)), None);
+    let only_images: Vec<Box<dyn AnyEvent>> = vec![Box::new(ImageUpdate {
+        order_id: "x".into(),
+        image_id: 2,
+    })];
+    assert_eq!(
+        ListUpdate::from_collected(&Collected::new(&only_images)),
+        None
+    );
     assert_eq!(ListUpdate::from_collected(&Collected::new(&[])), None);
 
     // Through the erased descriptor, as a session does.
     let build = ListUpdate::descriptor().batch.expect("batch").build;
     let built = build(&collected).expect("a batch event");
-    assert_eq!(built.event_json().unwrap(), r#"{"type":"list_update","order_ids":["abc","def"]}"#);
+    assert_eq!(
+        built.event_json().unwrap(),
+        r#"{"type":"list_update","order_ids":["abc","def"]}"#
+    );
 }
 
 /// A context source with fixed values per field name.
@@ -163,8 +233,15 @@ struct Fixed(HashMap<&'static str, serde_json::Value>);
 
 impl<T: serde::de::DeserializeOwned> ContextSource<T> for Fixed {
     fn context_value(&mut self, _field: usize, name: &'static str) -> Result<T, ContextError> {
-        let value = self.0.get(name).cloned().ok_or(ContextError::Missing { field: name })?;
-        serde_json::from_value(value).map_err(|e| ContextError::Decode { field: name, source: e.into() })
+        let value = self
+            .0
+            .get(name)
+            .cloned()
+            .ok_or(ContextError::Missing { field: name })?;
+        serde_json::from_value(value).map_err(|e| ContextError::Decode {
+            field: name,
+            source: e.into(),
+        })
     }
 }
 
@@ -175,11 +252,20 @@ fn events_are_built_from_context_values() {
         ("image_id", serde_json::json!(7)),
     ]));
     let event = ImageUpdate::from_context(&mut source).unwrap();
-    assert_eq!(event, ImageUpdate { order_id: "abc".into(), image_id: 7 });
+    assert_eq!(
+        event,
+        ImageUpdate {
+            order_id: "abc".into(),
+            image_id: 7
+        }
+    );
 
     let mut missing = Fixed(HashMap::from([("order_id", serde_json::json!("abc"))]));
     let error = ImageUpdate::from_context(&mut missing).unwrap_err();
-    assert!(matches!(error, ContextError::Missing { field: "image_id" }), "{error}");
+    assert!(
+        matches!(error, ContextError::Missing { field: "image_id" }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -187,13 +273,19 @@ fn json_schema_per_event_and_union() {
     let one = schema::event_schema::<ImageUpdate>().to_value();
     assert_eq!(one["properties"]["type"]["const"], "image_update");
     assert_eq!(one["properties"]["image_id"]["type"], "integer");
-    assert_eq!(one["required"], serde_json::json!(["type", "order_id", "image_id"]));
+    assert_eq!(
+        one["required"],
+        serde_json::json!(["type", "order_id", "image_id"])
+    );
     assert_eq!(one["additionalProperties"], false);
 
     let union = schema::all_events_schema().to_value();
     let mapping = &union["discriminator"]["mapping"];
     assert_eq!(mapping["list_update"], "#/$defs/ListUpdate");
-    assert_eq!(union["$defs"]["ListUpdate"]["properties"]["order_ids"]["type"], "array");
+    assert_eq!(
+        union["$defs"]["ListUpdate"]["properties"]["order_ids"]["type"],
+        "array"
+    );
     // The status enum of a hand-published event is a shared definition.
     assert!(union["$defs"]["OrderStatus"].is_object(), "{union:#}");
     assert!(union["oneOf"].as_array().is_some_and(|a| a.len() >= 6));
@@ -223,11 +315,17 @@ struct ColoringService {
 #[mercure_autotrack]
 impl ColoringService {
     fn new() -> Self {
-        Self { session: RecordingSession::default(), calls: 0 }
+        Self {
+            session: RecordingSession::default(),
+            calls: 0,
+        }
     }
 
     async fn build_later() -> Self {
-        Self { session: RecordingSession::default(), calls: 0 }
+        Self {
+            session: RecordingSession::default(),
+            calls: 0,
+        }
     }
 
     fn process(&mut self) -> usize {
@@ -249,16 +347,25 @@ fn autotrack_tracks_in_constructors_and_mut_methods() {
     assert_eq!(service.peek(), 2);
 
     // A service built by a struct literal starts tracking in its first `&mut self` method.
-    let mut literal = ColoringService { session: RecordingSession::default(), calls: 0 };
+    let mut literal = ColoringService {
+        session: RecordingSession::default(),
+        calls: 0,
+    };
     assert_eq!(literal.peek(), 0);
     assert_eq!(literal.process(), 2);
 
     let built = futures_util::FutureExt::now_or_never(ColoringService::build_later()).unwrap();
     assert_eq!(built.peek(), 2);
 
-    let events: Vec<_> = ColoringService::tracked_events().iter().map(|d| d.type_name).collect();
+    let events: Vec<_> = ColoringService::tracked_events()
+        .iter()
+        .map(|d| d.type_name)
+        .collect();
     assert_eq!(events, ["image_update", "order_update"]);
-    let keys: Vec<_> = ColoringService::trigger_keys().iter().map(ToString::to_string).collect();
+    let keys: Vec<_> = ColoringService::trigger_keys()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         keys,
         [

@@ -19,7 +19,10 @@ fn published(recording: &RecordingPublisher) -> Vec<(Vec<String>, String)> {
 }
 
 fn image_update(order: &str, image: i64) -> (Vec<String>, String) {
-    let event = ImageUpdate { order_id: order.into(), image_id: image };
+    let event = ImageUpdate {
+        order_id: order.into(),
+        image_id: image,
+    };
     (event.topics(), event.to_json().expect("json"))
 }
 
@@ -29,7 +32,9 @@ fn image_count(count: usize) -> (Vec<String>, String) {
 }
 
 fn order_update(order: &str) -> (Vec<String>, String) {
-    let event = OrderUpdate { order_id: order.into() };
+    let event = OrderUpdate {
+        order_id: order.into(),
+    };
     (event.topics(), event.to_json().expect("json"))
 }
 
@@ -43,13 +48,21 @@ macro_rules! session_tests {
             /// A database with the seed rows, and a session recording what it publishes.
             macro_rules! setup {
                 ($name:expr) => {{
-                    let Some(db) = $setup($name).await else { return };
-                    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+                    let Some(db) = $setup($name).await else {
+                        return;
+                    };
+                    sqlx::raw_sql(mercure_track_tests::db::SEED)
+                        .execute(&db.pool)
+                        .await
+                        .expect("seed");
                     db
                 }};
             }
 
-            fn new_session(pool: &sqlx::Pool<Db>, recording: &RecordingPublisher) -> TrackedSession<Db> {
+            fn new_session(
+                pool: &sqlx::Pool<Db>,
+                recording: &RecordingPublisher,
+            ) -> TrackedSession<Db> {
                 TrackedSession::new(pool.clone(), recording.clone())
             }
 
@@ -59,21 +72,35 @@ macro_rules! session_tests {
                 let recording = RecordingPublisher::new();
                 let mut session = new_session(&db.pool, &recording);
                 session.track_changes::<ImageUpdate>();
-                let mut version = ColoringVersion::find(&mut session, 200).await.expect("find");
-                assert!(version.set_status(&mut session, "PROCESSING").await.expect("set"));
+                let mut version = ColoringVersion::find(&mut session, 200)
+                    .await
+                    .expect("find");
+                assert!(
+                    version
+                        .set_status(&mut session, "PROCESSING")
+                        .await
+                        .expect("set")
+                );
                 assert_eq!(version.status, "PROCESSING");
-                assert!(recording.is_empty(), "nothing is published before the commit");
+                assert!(
+                    recording.is_empty(),
+                    "nothing is published before the commit"
+                );
                 let summary = session.commit().await.expect("commit");
                 assert_eq!(summary.changes, 1);
                 assert_eq!(summary.events, 1);
                 // One query resolves the order through images and line items.
                 assert_eq!(summary.context_queries, 1);
                 // Then the batch event of the test domain that counts image updates.
-                assert_eq!(published(&recording), [image_update("B", 20), image_count(1)]);
-                let stored: (String,) = sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 200")
-                    .fetch_one(&db.pool)
-                    .await
-                    .expect("read");
+                assert_eq!(
+                    published(&recording),
+                    [image_update("B", 20), image_count(1)]
+                );
+                let stored: (String,) =
+                    sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 200")
+                        .fetch_one(&db.pool)
+                        .await
+                        .expect("read");
                 assert_eq!(stored.0, "PROCESSING");
                 finish(db).await;
             }
@@ -84,15 +111,24 @@ macro_rules! session_tests {
                 let recording = RecordingPublisher::new();
                 let mut session = new_session(&db.pool, &recording);
                 session.track_changes::<OrderUpdate>();
-                Order::set_status_by_key(&mut session, "A", "CANCELLED").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "CANCELLED")
+                    .await
+                    .expect("set");
                 session.rollback().await.expect("rollback");
                 // The next commit carries only its own changes.
-                Order::set_status_by_key(&mut session, "B", "READY").await.expect("set");
+                Order::set_status_by_key(&mut session, "B", "READY")
+                    .await
+                    .expect("set");
                 session.commit().await.expect("commit");
-                assert_eq!(published(&recording), [order_update("B"), list_update(&["B"])]);
+                assert_eq!(
+                    published(&recording),
+                    [order_update("B"), list_update(&["B"])]
+                );
 
                 let mut dropped = session_for(&db.pool, &recording);
-                Order::set_status_by_key(&mut dropped, "C", "READY").await.expect("set");
+                Order::set_status_by_key(&mut dropped, "C", "READY")
+                    .await
+                    .expect("set");
                 drop(dropped);
                 let status: (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = 'C'")
                     .fetch_one(&db.pool)
@@ -103,14 +139,19 @@ macro_rules! session_tests {
                 finish(db).await;
             }
 
-            fn session_for(pool: &sqlx::Pool<Db>, recording: &RecordingPublisher) -> TrackedSession<Db> {
+            fn session_for(
+                pool: &sqlx::Pool<Db>,
+                recording: &RecordingPublisher,
+            ) -> TrackedSession<Db> {
                 let mut session = new_session(pool, recording);
                 session.track_changes::<OrderUpdate>();
                 session
             }
 
             fn list_update(ids: &[&str]) -> (Vec<String>, String) {
-                let event = ListUpdate { order_ids: ids.iter().map(|s| s.to_string()).collect() };
+                let event = ListUpdate {
+                    order_ids: ids.iter().map(|s| s.to_string()).collect(),
+                };
                 (event.topics(), event.to_json().expect("json"))
             }
 
@@ -132,11 +173,30 @@ macro_rules! session_tests {
                 let db = setup!("a_missing_row_is_an_error");
                 let recording = RecordingPublisher::new();
                 let mut session = session_for(&db.pool, &recording);
-                let error = Order::set_status_by_key(&mut session, "NOPE", "X").await.expect_err("missing");
-                assert!(matches!(error, Error::RowNotFound { table: "orders", .. }), "{error}");
-                let error = Order::find(&mut session, "NOPE").await.expect_err("missing");
+                let error = Order::set_status_by_key(&mut session, "NOPE", "X")
+                    .await
+                    .expect_err("missing");
+                assert!(
+                    matches!(
+                        error,
+                        Error::RowNotFound {
+                            table: "orders",
+                            ..
+                        }
+                    ),
+                    "{error}"
+                );
+                let error = Order::find(&mut session, "NOPE")
+                    .await
+                    .expect_err("missing");
                 assert!(matches!(error, Error::RowNotFound { .. }), "{error}");
-                let error = LineItem { id: 99, order_id: "A".into() }.delete(&mut session).await.expect_err("missing");
+                let error = LineItem {
+                    id: 99,
+                    order_id: "A".into(),
+                }
+                .delete(&mut session)
+                .await
+                .expect_err("missing");
                 assert!(matches!(error, Error::RowNotFound { .. }), "{error}");
                 drop(session);
                 finish(db).await;
@@ -149,18 +209,29 @@ macro_rules! session_tests {
                 let mut session = new_session(&db.pool, &recording);
                 session.track_changes::<ImageUpdate>();
                 for id in [100, 200, 300] {
-                    ColoringVersion::set_status_by_key(&mut session, id, "READY").await.expect("set");
+                    ColoringVersion::set_status_by_key(&mut session, id, "READY")
+                        .await
+                        .expect("set");
                 }
                 // The same image through its svg and its second coloring: one event.
-                SvgVersion::set_status_by_key(&mut session, 1000, "READY").await.expect("set");
-                ColoringVersion::set_status_by_key(&mut session, 101, "READY").await.expect("set");
+                SvgVersion::set_status_by_key(&mut session, 1000, "READY")
+                    .await
+                    .expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 101, "READY")
+                    .await
+                    .expect("set");
                 let summary = session.commit().await.expect("commit");
                 assert_eq!(summary.changes, 5);
                 // One query per changed model: coloring versions, svg versions.
                 assert_eq!(summary.context_queries, 2);
                 let mut got = published(&recording);
                 got.sort();
-                let mut want = vec![image_update("A", 10), image_update("B", 20), image_update("C", 30), image_count(3)];
+                let mut want = vec![
+                    image_update("A", 10),
+                    image_update("B", 20),
+                    image_update("C", 30),
+                    image_count(3),
+                ];
                 want.sort();
                 assert_eq!(got, want);
                 finish(db).await;
@@ -172,11 +243,18 @@ macro_rules! session_tests {
                 let recording = RecordingPublisher::new();
                 let mut session = session_for(&db.pool, &recording);
                 for status in ["S1", "S2", "S3", "S4", "S5"] {
-                    Order::set_status_by_key(&mut session, "C", status).await.expect("set");
+                    Order::set_status_by_key(&mut session, "C", status)
+                        .await
+                        .expect("set");
                 }
-                Order::set_status_by_key(&mut session, "A", "S1").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "S1")
+                    .await
+                    .expect("set");
                 let summary = session.commit().await.expect("commit");
-                assert_eq!((summary.changes, summary.events, summary.batch_events), (6, 2, 1));
+                assert_eq!(
+                    (summary.changes, summary.events, summary.batch_events),
+                    (6, 2, 1)
+                );
                 let got = published(&recording);
                 assert_eq!(got.len(), 3);
                 assert!(got.contains(&order_update("C")) && got.contains(&order_update("A")));
@@ -190,13 +268,23 @@ macro_rules! session_tests {
                 let db = setup!("several_commits_in_one_session_each_publish_their_own");
                 let recording = RecordingPublisher::new();
                 let mut session = session_for(&db.pool, &recording);
-                Order::set_status_by_key(&mut session, "A", "ONE").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "ONE")
+                    .await
+                    .expect("set");
                 session.commit().await.expect("commit");
-                assert_eq!(published(&recording), [order_update("A"), list_update(&["A"])]);
+                assert_eq!(
+                    published(&recording),
+                    [order_update("A"), list_update(&["A"])]
+                );
                 recording.take();
-                Order::set_status_by_key(&mut session, "B", "TWO").await.expect("set");
+                Order::set_status_by_key(&mut session, "B", "TWO")
+                    .await
+                    .expect("set");
                 session.commit().await.expect("commit");
-                assert_eq!(published(&recording), [order_update("B"), list_update(&["B"])]);
+                assert_eq!(
+                    published(&recording),
+                    [order_update("B"), list_update(&["B"])]
+                );
                 // A commit with nothing open is a no-op.
                 assert_eq!(session.commit().await.expect("commit").changes, 0);
                 finish(db).await;
@@ -207,24 +295,41 @@ macro_rules! session_tests {
                 let db = setup!("a_rolled_back_nested_transaction_publishes_nothing");
                 let recording = RecordingPublisher::new();
                 let mut session = session_for(&db.pool, &recording);
-                Order::set_status_by_key(&mut session, "A", "KEPT").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "KEPT")
+                    .await
+                    .expect("set");
                 session.begin_nested().await.expect("savepoint");
-                Order::set_status_by_key(&mut session, "B", "UNDONE").await.expect("set");
-                session.rollback_nested().await.expect("rollback to savepoint");
+                Order::set_status_by_key(&mut session, "B", "UNDONE")
+                    .await
+                    .expect("set");
+                session
+                    .rollback_nested()
+                    .await
+                    .expect("rollback to savepoint");
                 session.begin_nested().await.expect("savepoint");
-                Order::set_status_by_key(&mut session, "C", "KEPT").await.expect("set");
+                Order::set_status_by_key(&mut session, "C", "KEPT")
+                    .await
+                    .expect("set");
                 session.commit_nested().await.expect("release");
-                assert!(matches!(session.commit_nested().await, Err(Error::NoNestedTransaction)));
+                assert!(matches!(
+                    session.commit_nested().await,
+                    Err(Error::NoNestedTransaction)
+                ));
                 session.commit().await.expect("commit");
                 let mut got = published(&recording);
                 got.sort();
-                let mut want = vec![order_update("A"), order_update("C"), list_update(&["A", "C"])];
+                let mut want = vec![
+                    order_update("A"),
+                    order_update("C"),
+                    list_update(&["A", "C"]),
+                ];
                 want.sort();
                 assert_eq!(got, want);
-                let statuses: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM orders ORDER BY id")
-                    .fetch_all(&db.pool)
-                    .await
-                    .expect("read");
+                let statuses: Vec<(String, String)> =
+                    sqlx::query_as("SELECT id, status FROM orders ORDER BY id")
+                        .fetch_all(&db.pool)
+                        .await
+                        .expect("read");
                 assert_eq!(statuses[1], ("B".to_owned(), "NEW".to_owned()));
                 finish(db).await;
             }
@@ -239,10 +344,15 @@ macro_rules! session_tests {
                     .track_changes::<ImageUpdate>()
                     .add_tracking_context(Order::id.eq("B"))
                     .add_tracking_context(Image::id.eq(20));
-                ColoringVersion::set_status_by_key(&mut session, 200, "READY").await.expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 200, "READY")
+                    .await
+                    .expect("set");
                 let summary = session.commit().await.expect("commit");
                 assert_eq!(summary.context_queries, 0);
-                assert_eq!(published(&recording), [image_update("B", 20), image_count(1)]);
+                assert_eq!(
+                    published(&recording),
+                    [image_update("B", 20), image_count(1)]
+                );
 
                 // Two values for one column determine nothing: each row is resolved.
                 let recording = RecordingPublisher::new();
@@ -251,13 +361,20 @@ macro_rules! session_tests {
                     .track_changes::<ImageUpdate>()
                     .add_tracking_context(Order::id.eq("A"))
                     .add_tracking_context(Order::id.eq("B"));
-                ColoringVersion::set_status_by_key(&mut session, 100, "DONE").await.expect("set");
-                ColoringVersion::set_status_by_key(&mut session, 200, "DONE").await.expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 100, "DONE")
+                    .await
+                    .expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 200, "DONE")
+                    .await
+                    .expect("set");
                 let summary = session.commit().await.expect("commit");
                 assert_eq!(summary.context_queries, 1);
                 let mut got = published(&recording);
                 got.sort();
-                assert_eq!(got, [image_update("A", 10), image_update("B", 20), image_count(2)]);
+                assert_eq!(
+                    got,
+                    [image_update("A", 10), image_update("B", 20), image_count(2)]
+                );
                 finish(db).await;
             }
 
@@ -267,15 +384,34 @@ macro_rules! session_tests {
                 let recording = RecordingPublisher::new();
                 let mut session = session_for(&db.pool, &recording);
                 session.track_changes::<LineItemRemoved>();
-                Order { id: "D".into(), status: "NEW".into(), note: None }.insert(&mut session).await.expect("insert");
+                Order {
+                    id: "D".into(),
+                    status: "NEW".into(),
+                    note: None,
+                }
+                .insert(&mut session)
+                .await
+                .expect("insert");
                 let item = LineItem::find(&mut session, 3).await.expect("find");
-                sqlx::query("DELETE FROM coloring_versions WHERE image_id = 30").execute(session.conn().await.expect("conn")).await.expect("plain sqlx");
-                sqlx::query("DELETE FROM images WHERE id = 30").execute(session.conn().await.expect("conn")).await.expect("plain sqlx");
+                sqlx::query("DELETE FROM coloring_versions WHERE image_id = 30")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("plain sqlx");
+                sqlx::query("DELETE FROM images WHERE id = 30")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("plain sqlx");
                 item.delete(&mut session).await.expect("delete");
                 session.commit().await.expect("commit");
                 let got = published(&recording);
-                let removed = LineItemRemoved { order_id: "C".into(), line_item_id: 3 };
-                assert!(got.contains(&(removed.topics(), removed.to_json().expect("json"))), "{got:?}");
+                let removed = LineItemRemoved {
+                    order_id: "C".into(),
+                    line_item_id: 3,
+                };
+                assert!(
+                    got.contains(&(removed.topics(), removed.to_json().expect("json"))),
+                    "{got:?}"
+                );
                 assert!(got.contains(&order_update("D")), "{got:?}");
                 finish(db).await;
             }
@@ -287,22 +423,43 @@ macro_rules! session_tests {
                 let mut session = new_session(&db.pool, &recording);
                 session.track_changes::<ImageUpdate>();
                 // Coloring 400's line item points to an order that does not exist.
-                ColoringVersion::set_status_by_key(&mut session, 400, "READY").await.expect("set");
-                ColoringVersion::set_status_by_key(&mut session, 100, "READY").await.expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 400, "READY")
+                    .await
+                    .expect("set");
+                ColoringVersion::set_status_by_key(&mut session, 100, "READY")
+                    .await
+                    .expect("set");
                 session.commit().await.expect("commit");
-                assert_eq!(published(&recording), [image_update("A", 10), image_count(1)]);
+                assert_eq!(
+                    published(&recording),
+                    [image_update("A", 10), image_count(1)]
+                );
 
                 let recording = RecordingPublisher::new();
-                let mut strict = new_session(&db.pool, &recording).on_unresolved_context(UnresolvedContext::Fail);
+                let mut strict = new_session(&db.pool, &recording)
+                    .on_unresolved_context(UnresolvedContext::Fail);
                 strict.track_changes::<ImageUpdate>();
-                ColoringVersion::set_status_by_key(&mut strict, 400, "FAILED").await.expect("set");
-                let error = strict.commit().await.expect_err("unresolvable");
-                assert!(matches!(error, Error::UnresolvedContext { event: "image_update", table: "coloring_versions", .. }), "{error}");
-                assert!(recording.is_empty());
-                let status: (String,) = sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 400")
-                    .fetch_one(&db.pool)
+                ColoringVersion::set_status_by_key(&mut strict, 400, "FAILED")
                     .await
-                    .expect("read");
+                    .expect("set");
+                let error = strict.commit().await.expect_err("unresolvable");
+                assert!(
+                    matches!(
+                        error,
+                        Error::UnresolvedContext {
+                            event: "image_update",
+                            table: "coloring_versions",
+                            ..
+                        }
+                    ),
+                    "{error}"
+                );
+                assert!(recording.is_empty());
+                let status: (String,) =
+                    sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 400")
+                        .fetch_one(&db.pool)
+                        .await
+                        .expect("read");
                 assert_eq!(status.0, "READY", "the failed commit was rolled back");
                 finish(db).await;
             }
@@ -312,7 +469,9 @@ macro_rules! session_tests {
                 let db = setup!("a_failing_hub_never_fails_the_commit");
                 let mut session = TrackedSession::new(db.pool.clone(), FailingPublisher);
                 session.track_changes::<OrderUpdate>();
-                Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "READY")
+                    .await
+                    .expect("set");
                 let summary = session.commit().await.expect("the commit stands");
                 assert_eq!(summary.events, 1);
                 let status: (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = 'A'")
@@ -329,21 +488,30 @@ macro_rules! session_tests {
                 // Background: the commit returns while the publisher is still held at its gate.
                 let gated = GatedPublisher::closed();
                 let tracker = TaskTracker::new();
-                let mut session = TrackedSession::new(db.pool.clone(), gated.clone()).background(tracker.clone());
+                let mut session =
+                    TrackedSession::new(db.pool.clone(), gated.clone()).background(tracker.clone());
                 session.track_changes::<OrderUpdate>();
-                Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "READY")
+                    .await
+                    .expect("set");
                 session.commit().await.expect("commit");
                 assert!(gated.recording.is_empty());
                 gated.gate.add_permits(10);
                 tracker.close();
                 tracker.wait().await;
-                assert_eq!(gated.recording.len(), 2, "the drained tasks published the event and the batch");
+                assert_eq!(
+                    gated.recording.len(),
+                    2,
+                    "the drained tasks published the event and the batch"
+                );
 
                 // Awaited: the commit is not done until the publishes are.
                 let gated = GatedPublisher::closed();
                 let mut session = TrackedSession::new(db.pool.clone(), gated.clone());
                 session.track_changes::<OrderUpdate>();
-                Order::set_status_by_key(&mut session, "B", "READY").await.expect("set");
+                Order::set_status_by_key(&mut session, "B", "READY")
+                    .await
+                    .expect("set");
                 let commit = tokio::spawn(async move { session.commit().await.map(|s| s.events) });
                 gated.entered.notified().await;
                 assert!(!commit.is_finished(), "the commit waits for its publishes");
@@ -374,7 +542,9 @@ macro_rules! session_tests {
             async fn an_autotracked_service_needs_no_track_changes() {
                 let db = setup!("an_autotracked_service_needs_no_track_changes");
                 let recording = RecordingPublisher::new();
-                let mut service = ColoringGenerationService { session: new_session(&db.pool, &recording) };
+                let mut service = ColoringGenerationService {
+                    session: new_session(&db.pool, &recording),
+                };
                 service.process(300).await.expect("process");
                 let commit = [image_update("C", 30), image_count(1)];
                 assert_eq!(published(&recording), [commit.clone(), commit].concat());
@@ -393,14 +563,27 @@ macro_rules! session_tests {
                     .await
                     .expect("bind");
                 let client = reqwest::Client::new();
-                let mut stream = mercure_track_tests::sse::subscribe(&client, &hub.url(), &["orders", "orders/{id}"], None, None)
-                    .await
-                    .expect("subscribe");
-                let publisher = mercure_track::HubPublisher::new(HubConfig::new(&hub.url()).expect("url").key(key)).expect("publisher");
+                let mut stream = mercure_track_tests::sse::subscribe(
+                    &client,
+                    &hub.url(),
+                    &["orders", "orders/{id}"],
+                    None,
+                    None,
+                )
+                .await
+                .expect("subscribe");
+                let publisher = mercure_track::HubPublisher::new(
+                    HubConfig::new(&hub.url()).expect("url").key(key),
+                )
+                .expect("publisher");
                 let mut session = TrackedSession::new(db.pool.clone(), publisher);
                 session.track_changes::<OrderUpdate>();
-                Order::set_status_by_key(&mut session, "B", "READY").await.expect("set");
-                Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
+                Order::set_status_by_key(&mut session, "B", "READY")
+                    .await
+                    .expect("set");
+                Order::set_status_by_key(&mut session, "A", "READY")
+                    .await
+                    .expect("set");
                 session.commit().await.expect("commit");
                 let events = stream.collect(3, Duration::from_secs(5)).await;
                 let data: BTreeSet<_> = events.iter().map(|e| e.data.clone()).collect();

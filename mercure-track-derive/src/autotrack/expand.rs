@@ -43,13 +43,10 @@ pub(crate) fn service(service: &Service) -> TokenStream {
             #[doc(hidden)]
             #[allow(dead_code)]
             fn __mercure_autotrack(&mut self) {
+                #session_check
                 #(#track)*
             }
         }
-
-        const _: fn() = || {
-            #session_check
-        };
     }
 }
 
@@ -57,7 +54,9 @@ pub(crate) fn service(service: &Service) -> TokenStream {
 /// `Self` tracks on the value it builds.
 pub(crate) fn impl_block(mut block: syn::ItemImpl) -> TokenStream {
     for item in &mut block.items {
-        let syn::ImplItem::Fn(function) = item else { continue };
+        let syn::ImplItem::Fn(function) = item else {
+            continue;
+        };
         match function.sig.receiver() {
             // `&mut self` and `mut self` both carry `mutability`.
             Some(receiver) if receiver.mutability.is_some() => {

@@ -78,10 +78,13 @@ pub(crate) fn parse(input: &syn::DeriveInput, errors: &mut Errors) -> Parsed {
                 attrs.from_collected = Some(path);
             }
         } else if meta.path.is_ident("from") {
-            errors.push(meta.error(
-                "`from` belongs on a field of a batch event; on the struct, expected one of: ".to_owned()
-                    + STRUCT_KEYS,
-            ));
+            errors.push(
+                meta.error(
+                    "`from` belongs on a field of a batch event; on the struct, expected one of: "
+                        .to_owned()
+                        + STRUCT_KEYS,
+                ),
+            );
             skip_value(meta)?;
         } else {
             unknown_key(meta, STRUCT_KEYS, errors)?;
@@ -91,11 +94,15 @@ pub(crate) fn parse(input: &syn::DeriveInput, errors: &mut Errors) -> Parsed {
 
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("trigger")) {
         if attrs.trigger_attr.is_some() {
-            errors.spanned(attr, "duplicate `#[trigger(...)]`: list every trigger in one attribute");
+            errors.spanned(
+                attr,
+                "duplicate `#[trigger(...)]`: list every trigger in one attribute",
+            );
             continue;
         }
         attrs.trigger_attr = Some(attr.path().clone());
-        let parsed = attr.parse_args_with(Punctuated::<syn::ExprPath, syn::Token![,]>::parse_terminated);
+        let parsed =
+            attr.parse_args_with(Punctuated::<syn::ExprPath, syn::Token![,]>::parse_terminated);
         match parsed {
             Ok(paths) if paths.is_empty() => errors.spanned(
                 attr,
@@ -127,7 +134,10 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
     };
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("context")) {
         if attrs.context.is_some() {
-            errors.spanned(attr, "duplicate `#[context(...)]`: a field has one source column");
+            errors.spanned(
+                attr,
+                "duplicate `#[context(...)]`: a field has one source column",
+            );
             continue;
         }
         match attr.parse_args::<syn::ExprPath>() {

@@ -136,7 +136,8 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
             let context_model = model_path(context);
             // Same model when the paths are the same tokens: no search then, so that a model
             // that belongs to itself is not ambiguous.
-            let links = if quote!(#context_model).to_string() == quote!(#trigger_model).to_string() {
+            let links = if quote!(#context_model).to_string() == quote!(#trigger_model).to_string()
+            {
                 quote!(::std::vec::Vec::new())
             } else {
                 quote_spanned! {context.span()=>
@@ -164,7 +165,8 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
 
 fn from_context_impl(event: &Event) -> TokenStream {
     let p = quote!(::mercure_track::__private);
-    if event.fields.iter().any(|f| f.context.is_none()) || matches!(event.kind, Kind::Batch { .. }) {
+    if event.fields.iter().any(|f| f.context.is_none()) || matches!(event.kind, Kind::Batch { .. })
+    {
         return TokenStream::new();
     }
     let ident = &event.ident;

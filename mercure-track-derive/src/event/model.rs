@@ -62,7 +62,10 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
             fields: syn::Fields::Named(named),
             ..
         }) => Some(named),
-        syn::Data::Struct(syn::DataStruct { fields: syn::Fields::Unit, .. }) => None,
+        syn::Data::Struct(syn::DataStruct {
+            fields: syn::Fields::Unit,
+            ..
+        }) => None,
         _ => {
             errors.spanned(
                 &ident,
@@ -75,7 +78,10 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
 
     let type_name = match &attrs.type_name {
         Some(lit) if lit.value().is_empty() => {
-            errors.spanned(lit, "expected `type = \"...\"` with a non-empty type string");
+            errors.spanned(
+                lit,
+                "expected `type = \"...\"` with a non-empty type string",
+            );
             String::new()
         }
         Some(lit) => lit.value(),
@@ -91,7 +97,9 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
     let mut fields = Vec::new();
     if let Some(named) = named {
         for (field, field_attrs) in named.named.iter().zip(parsed.fields) {
-            let Some(field_ident) = field.ident.clone() else { continue };
+            let Some(field_ident) = field.ident.clone() else {
+                continue;
+            };
             let from = match &field_attrs.from {
                 Some(lit) => match lit.parse::<syn::Ident>() {
                     Ok(ident) => ident,
@@ -103,7 +111,10 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 None => default_from(&field_ident),
             };
             if let (Some(lit), None) = (&field_attrs.from, &attrs.collect) {
-                errors.spanned(lit, "`from` applies to batch events: add `collect(Event, ...)`");
+                errors.spanned(
+                    lit,
+                    "`from` applies to batch events: add `collect(Event, ...)`",
+                );
             }
             fields.push(Field {
                 ident: field_ident,
@@ -130,13 +141,19 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
     let kind = match (attrs.triggers.is_empty(), attrs.collect) {
         (true, None) => {
             if let Some(path) = &attrs.from_collected {
-                errors.spanned(path, "`from_collected` applies to batch events: add `collect(Event, ...)`");
+                errors.spanned(
+                    path,
+                    "`from_collected` applies to batch events: add `collect(Event, ...)`",
+                );
             }
             Kind::Plain
         }
         (false, None) => {
             if let Some(path) = &attrs.from_collected {
-                errors.spanned(path, "`from_collected` applies to batch events: add `collect(Event, ...)`");
+                errors.spanned(
+                    path,
+                    "`from_collected` applies to batch events: add `collect(Event, ...)`",
+                );
             }
             for field in &fields {
                 if field.context.is_none() {
@@ -149,9 +166,16 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                     );
                 }
             }
-            for path in attrs.triggers.iter().chain(fields.iter().filter_map(|f| f.context.as_ref())) {
+            for path in attrs
+                .triggers
+                .iter()
+                .chain(fields.iter().filter_map(|f| f.context.as_ref()))
+            {
                 if path.path.segments.len() < 2 {
-                    errors.spanned(path, "expected a column marker `Model::field`, such as `Order::status`");
+                    errors.spanned(
+                        path,
+                        "expected a column marker `Model::field`, such as `Order::status`",
+                    );
                 }
             }
             Kind::Triggered(attrs.triggers)

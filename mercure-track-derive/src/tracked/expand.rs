@@ -16,7 +16,10 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         let field = &column.field;
         let vis = &column.vis;
         let ty = &column.ty;
-        let doc = format!("The column `{}` of `{}` (field `{field}`).", column.name, table);
+        let doc = format!(
+            "The column `{}` of `{}` (field `{field}`).",
+            column.name, table
+        );
         quote_spanned! {field.span()=>
             #[doc = #doc]
             #[allow(non_upper_case_globals)]
@@ -65,7 +68,11 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         Some(pk) => {
             let ty = &pk.ty;
             let field = &pk.field;
-            (quote!(#ty), quote!(&self.#field), model.primary_key.unwrap_or_default())
+            (
+                quote!(#ty),
+                quote!(&self.#field),
+                model.primary_key.unwrap_or_default(),
+            )
         }
         // An error was reported; keep the impl so that uses of the model do not cascade.
         None => (quote!(()), quote!(&()), 0),

@@ -34,15 +34,24 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
             ..
         }) => Some(named),
         syn::Data::Struct(_) => {
-            errors.spanned(&ident, "`#[derive(Tracked)]` expects a struct with named fields");
+            errors.spanned(
+                &ident,
+                "`#[derive(Tracked)]` expects a struct with named fields",
+            );
             None
         }
         syn::Data::Enum(e) => {
-            errors.spanned(e.enum_token, "`#[derive(Tracked)]` expects a struct, not an enum");
+            errors.spanned(
+                e.enum_token,
+                "`#[derive(Tracked)]` expects a struct, not an enum",
+            );
             None
         }
         syn::Data::Union(u) => {
-            errors.spanned(u.union_token, "`#[derive(Tracked)]` expects a struct, not a union");
+            errors.spanned(
+                u.union_token,
+                "`#[derive(Tracked)]` expects a struct, not a union",
+            );
             None
         }
     };
@@ -67,7 +76,9 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
     let mut primary_key = None;
     if let Some(named) = named {
         for (field, attrs) in named.named.iter().zip(parsed.fields) {
-            let Some(field_ident) = field.ident.clone() else { continue };
+            let Some(field_ident) = field.ident.clone() else {
+                continue;
+            };
             if let Some(skip) = &attrs.skip {
                 for (present, what) in [
                     (attrs.primary_key.is_some(), "primary_key"),
@@ -75,7 +86,8 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                     (attrs.column.is_some(), "column"),
                 ] {
                     if present {
-                        errors.spanned(skip, format_args!("a `skip` field cannot also be `{what}`"));
+                        errors
+                            .spanned(skip, format_args!("a `skip` field cannot also be `{what}`"));
                     }
                 }
                 continue;
@@ -98,7 +110,10 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 }
             }
             if let (Some(pk), Some(_)) = (&attrs.primary_key, &attrs.belongs_to) {
-                errors.spanned(pk, "the primary key cannot also be a `belongs_to` foreign key");
+                errors.spanned(
+                    pk,
+                    "the primary key cannot also be a `belongs_to` foreign key",
+                );
             }
             columns.push(Column {
                 field: field_ident,
@@ -141,9 +156,9 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
 fn check_identifier(lit: &syn::LitStr, what: &str, errors: &mut Errors) {
     let value = lit.value();
     let valid = !value.is_empty()
-        && value
-            .split('.')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        && value.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
     if !valid {
         errors.spanned(
             lit,

@@ -17,7 +17,10 @@ impl Verifier {
     /// A verifier for `key`: the shared secret (HS256) or the PEM public key (RS256).
     pub(crate) fn new(key: &JwtKey, algorithm: Algorithm) -> Result<Self, ConfigError> {
         let (key, alg) = match algorithm {
-            Algorithm::Hs256 => (DecodingKey::from_secret(key.expose()), jsonwebtoken::Algorithm::HS256),
+            Algorithm::Hs256 => (
+                DecodingKey::from_secret(key.expose()),
+                jsonwebtoken::Algorithm::HS256,
+            ),
             Algorithm::Rs256 => (
                 DecodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::InvalidKey)?,
                 jsonwebtoken::Algorithm::RS256,
@@ -47,7 +50,9 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<Option<String>, ()> {
         return Ok(Some(token.trim().to_owned()));
     }
     for header in headers.get_all(COOKIE) {
-        let Ok(cookies) = header.to_str() else { continue };
+        let Ok(cookies) = header.to_str() else {
+            continue;
+        };
         for cookie in cookies.split(';') {
             if let Some((name, value)) = cookie.trim().split_once('=')
                 && name == AUTHORIZATION_COOKIE

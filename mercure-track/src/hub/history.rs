@@ -67,7 +67,11 @@ impl History {
 
     /// The stored updates after the one with id `last_event_id`, up to sequence `until`;
     /// `None` when that id is no longer (or never was) in the history.
-    pub(crate) fn after_id(&self, last_event_id: &str, until: u64) -> Option<Vec<Arc<StoredUpdate>>> {
+    pub(crate) fn after_id(
+        &self,
+        last_event_id: &str,
+        until: u64,
+    ) -> Option<Vec<Arc<StoredUpdate>>> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let position = inner.entries.iter().position(|u| u.id == last_event_id)?;
         Some(
@@ -84,7 +88,12 @@ impl History {
     /// The stored updates with a sequence number above `seq` (to catch up after lagging).
     pub(crate) fn after_seq(&self, seq: u64) -> Vec<Arc<StoredUpdate>> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.entries.iter().filter(|u| u.seq > seq).cloned().collect()
+        inner
+            .entries
+            .iter()
+            .filter(|u| u.seq > seq)
+            .cloned()
+            .collect()
     }
 
     /// The id of the newest update, if any.

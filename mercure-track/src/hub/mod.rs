@@ -119,7 +119,9 @@ pub struct DevHub {
 
 impl std::fmt::Debug for DevHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevHub").field("config", &self.state.config).finish()
+        f.debug_struct("DevHub")
+            .field("config", &self.state.config)
+            .finish()
     }
 }
 

@@ -10,15 +10,25 @@ use axum::response::{IntoResponse, Response};
 use super::history::StoredUpdate;
 use super::{HubState, selector};
 
-pub(crate) async fn publish(State(hub): State<Arc<HubState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn publish(
+    State(hub): State<Arc<HubState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Ok(Some(token)) = super::auth::token(&headers) else {
-        return refuse(StatusCode::UNAUTHORIZED, "missing or malformed publisher JWT");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing or malformed publisher JWT",
+        );
     };
     let Some(claims) = hub.publisher.verify(&token) else {
         return refuse(StatusCode::UNAUTHORIZED, "invalid publisher JWT");
     };
     let Some(selectors) = claims.mercure.publish else {
-        return refuse(StatusCode::UNAUTHORIZED, "the JWT has no mercure.publish claim");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "the JWT has no mercure.publish claim",
+        );
     };
 
     let mut topics = Vec::new();
@@ -36,7 +46,12 @@ pub(crate) async fn publish(State(hub): State<Arc<HubState>>, headers: HeaderMap
             "type" => event_type = Some(value.into_owned()),
             "retry" => match value.parse::<u64>() {
                 Ok(ms) => retry = Some(ms),
-                Err(_) => return refuse(StatusCode::BAD_REQUEST, "invalid retry: expected milliseconds"),
+                Err(_) => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        "invalid retry: expected milliseconds",
+                    );
+                }
             },
             _ => {}
         }
@@ -52,8 +67,14 @@ pub(crate) async fn publish(State(hub): State<Arc<HubState>>, headers: HeaderMap
     {
         return refuse(StatusCode::BAD_REQUEST, "id and type must be single lines");
     }
-    if !topics.iter().all(|topic| selectors.iter().any(|s| selector::matches(s, topic))) {
-        return refuse(StatusCode::UNAUTHORIZED, "the JWT does not allow publishing to these topics");
+    if !topics
+        .iter()
+        .all(|topic| selectors.iter().any(|s| selector::matches(s, topic)))
+    {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "the JWT does not allow publishing to these topics",
+        );
     }
     // SSE has no way to transmit a carriage return: lines are what subscribers receive.
     let data = if data.contains('\r') {

@@ -52,7 +52,26 @@ fn parse_template(template: &str) -> Option<Vec<Part<'_>>> {
 }
 
 fn is_reserved(c: char) -> bool {
-    matches!(c, ':' | '/' | '?' | '#' | '[' | ']' | '@' | '!' | '$' | '&' | '\'' | '(' | ')' | '*' | '+' | ',' | ';' | '=')
+    matches!(
+        c,
+        ':' | '/'
+            | '?'
+            | '#'
+            | '['
+            | ']'
+            | '@'
+            | '!'
+            | '$'
+            | '&'
+            | '\''
+            | '('
+            | ')'
+            | '*'
+            | '+'
+            | ','
+            | ';'
+            | '='
+    )
 }
 
 fn match_parts(parts: &[Part<'_>], topic: &str) -> bool {
@@ -93,7 +112,10 @@ mod tests {
         assert!(!matches("orders/{id}", "orders/abc/images"));
         assert!(!matches("orders/{id}", "orders/"));
         assert!(matches("orders/{id}/images", "orders/abc/images"));
-        assert!(matches("https://example.com/{+path}", "https://example.com/a/b/c"));
+        assert!(matches(
+            "https://example.com/{+path}",
+            "https://example.com/a/b/c"
+        ));
         assert!(!matches("users/{id}", "orders/1"));
         assert!(!matches("orders/{id", "orders/1"));
     }

@@ -38,7 +38,8 @@ pub(crate) async fn subscribe(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    for (key, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
+    for (key, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
+    {
         match &*key {
             "topic" => topics.push(value.into_owned()),
             "lastEventID" => last_event_id = Some(value.into_owned()),
@@ -49,13 +50,21 @@ pub(crate) async fn subscribe(
         return (StatusCode::BAD_REQUEST, "missing topic").into_response();
     }
     let authorized = match super::auth::token(&headers) {
-        Err(()) => return (StatusCode::UNAUTHORIZED, "malformed Authorization header").into_response(),
+        Err(()) => {
+            return (StatusCode::UNAUTHORIZED, "malformed Authorization header").into_response();
+        }
         Ok(Some(token)) => match hub.subscriber.verify(&token) {
             Some(claims) => claims.mercure.subscribe.unwrap_or_default(),
             None => return (StatusCode::UNAUTHORIZED, "invalid subscriber JWT").into_response(),
         },
         Ok(None) if hub.config.anonymous => Vec::new(),
-        Ok(None) => return (StatusCode::UNAUTHORIZED, "anonymous subscribers are not allowed").into_response(),
+        Ok(None) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "anonymous subscribers are not allowed",
+            )
+                .into_response();
+        }
     };
 
     // Subscribe before reading the history, so that nothing falls between the two.
@@ -114,7 +123,11 @@ impl Subscriber {
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     let caught_up = self.hub.history.after_seq(self.last_seq);
-                    tracing::debug!(missed, caught_up = caught_up.len(), "dev hub: slow subscriber caught up from history");
+                    tracing::debug!(
+                        missed,
+                        caught_up = caught_up.len(),
+                        "dev hub: slow subscriber caught up from history"
+                    );
                     if let Some(last) = caught_up.last() {
                         self.last_seq = last.seq;
                     }
@@ -129,7 +142,9 @@ impl Subscriber {
 fn to_event(update: &StoredUpdate) -> Event {
     // The publish handler refused ids and types with line breaks and turned `\r` in data into
     // line breaks, which the event builder would otherwise reject.
-    let mut event = Event::default().id(update.id.as_str()).data(update.data.as_str());
+    let mut event = Event::default()
+        .id(update.id.as_str())
+        .data(update.data.as_str());
     if let Some(event_type) = &update.event_type {
         event = event.event(event_type.as_str());
     }

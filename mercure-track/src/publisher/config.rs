@@ -73,7 +73,11 @@ impl HubConfig {
         match parsed.scheme() {
             "http" => {}
             "https" if cfg!(feature = "rustls") => {}
-            "https" => return Err(ConfigError::TlsDisabled { url: url.to_owned() }),
+            "https" => {
+                return Err(ConfigError::TlsDisabled {
+                    url: url.to_owned(),
+                });
+            }
             other => {
                 return Err(ConfigError::InvalidUrl {
                     url: url.to_owned(),
@@ -137,10 +141,12 @@ impl HubConfig {
             };
         }
         if let Some(timeout) = lookup("MERCURE_TIMEOUT_MS") {
-            let millis = timeout.parse::<u64>().map_err(|_| ConfigError::InvalidEnv {
-                variable: "MERCURE_TIMEOUT_MS",
-                expected: "a whole number of milliseconds",
-            })?;
+            let millis = timeout
+                .parse::<u64>()
+                .map_err(|_| ConfigError::InvalidEnv {
+                    variable: "MERCURE_TIMEOUT_MS",
+                    expected: "a whole number of milliseconds",
+                })?;
             config.timeout = Duration::from_millis(millis);
         }
         Ok(config)
@@ -183,7 +189,10 @@ impl HubConfig {
 
     /// Sets the `mercure.publish` selectors of the JWT.
     #[must_use]
-    pub fn publish_selectors(mut self, selectors: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn publish_selectors(
+        mut self,
+        selectors: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.publish_selectors = selectors.into_iter().map(Into::into).collect();
         self
     }
@@ -204,8 +213,14 @@ mod tests {
 
     #[test]
     fn invalid_urls_are_errors() {
-        assert!(matches!(HubConfig::new("not a url"), Err(ConfigError::InvalidUrl { .. })));
-        assert!(matches!(HubConfig::new("ftp://hub/"), Err(ConfigError::InvalidUrl { .. })));
+        assert!(matches!(
+            HubConfig::new("not a url"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            HubConfig::new("ftp://hub/"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
     }
 
     #[test]
@@ -223,12 +238,18 @@ mod tests {
         assert_eq!(config.protocol, ProtocolVersion::V1Draft);
         assert_eq!(config.timeout, Duration::from_millis(250));
         assert!(config.key.is_some());
-        assert!(matches!(HubConfig::from_lookup(|_| None), Err(ConfigError::MissingUrl)));
+        assert!(matches!(
+            HubConfig::from_lookup(|_| None),
+            Err(ConfigError::MissingUrl)
+        ));
         let bad = |name: &str| match name {
             "MERCURE_URL" => Some("http://h/".to_owned()),
             "MERCURE_TIMEOUT_MS" => Some("soon".to_owned()),
             _ => None,
         };
-        assert!(matches!(HubConfig::from_lookup(bad), Err(ConfigError::InvalidEnv { .. })));
+        assert!(matches!(
+            HubConfig::from_lookup(bad),
+            Err(ConfigError::InvalidEnv { .. })
+        ));
     }
 }

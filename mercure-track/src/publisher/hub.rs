@@ -45,7 +45,12 @@ impl HubPublisher {
             .key
             .as_ref()
             .map(|key| {
-                JwtSigner::publisher(key, config.algorithm, config.publish_selectors.clone(), config.jwt_ttl)
+                JwtSigner::publisher(
+                    key,
+                    config.algorithm,
+                    config.publish_selectors.clone(),
+                    config.jwt_ttl,
+                )
             })
             .transpose()?;
         Ok(Self {
@@ -86,7 +91,9 @@ impl HubPublisher {
         let text = response.text().await.map_err(classify)?;
         if status.is_success() {
             Ok(text)
-        } else if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        } else if status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
             Err(PublishError::Unauthorized {
                 status: status.as_u16(),
             })
@@ -147,7 +154,10 @@ fn classify(error: reqwest::Error) -> PublishError {
 }
 
 impl Publisher for HubPublisher {
-    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+    fn publish_update(
+        &self,
+        update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         Box::pin(self.publish(update))
     }
 }

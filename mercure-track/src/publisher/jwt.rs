@@ -66,7 +66,10 @@ impl JwtSigner {
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
         let (key, alg) = match algorithm {
-            Algorithm::Hs256 => (EncodingKey::from_secret(key.expose()), jsonwebtoken::Algorithm::HS256),
+            Algorithm::Hs256 => (
+                EncodingKey::from_secret(key.expose()),
+                jsonwebtoken::Algorithm::HS256,
+            ),
             Algorithm::Rs256 => (
                 EncodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::InvalidKey)?,
                 jsonwebtoken::Algorithm::RS256,
@@ -89,7 +92,9 @@ impl JwtSigner {
     pub fn token(&self) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now();
         if let Ok(cached) = self.cached.read()
-            && let Some(cached) = cached.as_ref().filter(|c| c.refresh_at.is_none_or(|at| now < at))
+            && let Some(cached) = cached
+                .as_ref()
+                .filter(|c| c.refresh_at.is_none_or(|at| now < at))
         {
             return Ok(cached.token.clone());
         }
@@ -103,7 +108,9 @@ impl JwtSigner {
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.key)?;
         // Sign again when a tenth of the lifetime (at most a minute) is left.
-        let refresh_at = self.ttl.map(|ttl| now + ttl - (ttl / 10).min(Duration::from_secs(60)));
+        let refresh_at = self
+            .ttl
+            .map(|ttl| now + ttl - (ttl / 10).min(Duration::from_secs(60)));
         if let Ok(mut cached) = self.cached.write() {
             *cached = Some(Cached {
                 token: token.clone(),

@@ -50,7 +50,8 @@ impl PublishOutcome {
 /// Object safe: sessions hold an `Arc<dyn Publisher>`.
 pub trait Publisher: Send + Sync + 'static {
     /// Publishes one update.
-    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>>;
+    fn publish_update(&self, update: Update)
+    -> BoxFuture<'_, Result<PublishOutcome, PublishError>>;
 }
 
 /// `publish(&event)` for every publisher.
@@ -70,7 +71,10 @@ pub trait PublisherExt: Publisher {
 impl<P: Publisher + ?Sized> PublisherExt for P {}
 
 impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
-    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+    fn publish_update(
+        &self,
+        update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         (**self).publish_update(update)
     }
 }

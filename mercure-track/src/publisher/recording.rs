@@ -24,7 +24,8 @@ impl RecordedUpdate {
 
     /// Whether this is `event` published to exactly the event's topics.
     pub fn is<E: MercureEvent>(&self, event: &E) -> bool {
-        event.to_json().is_ok_and(|json| json == self.update.data) && event.topics() == self.update.topics
+        event.to_json().is_ok_and(|json| json == self.update.data)
+            && event.topics() == self.update.topics
     }
 }
 
@@ -42,7 +43,10 @@ impl RecordingPublisher {
 
     /// Every update so far, in publish order.
     pub fn updates(&self) -> Vec<RecordedUpdate> {
-        self.updates.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.updates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Takes the updates so far, leaving the record empty.
@@ -65,7 +69,10 @@ impl RecordingPublisher {
 
     /// How many updates were published.
     pub fn len(&self) -> usize {
-        self.updates.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.updates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing was published.
@@ -75,13 +82,18 @@ impl RecordingPublisher {
 }
 
 impl Publisher for RecordingPublisher {
-    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+    fn publish_update(
+        &self,
+        update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         let event_type = serde_json::from_str::<serde_json::Value>(&update.data)
             .ok()
             .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_owned)));
         let mut updates = self.updates.lock().unwrap_or_else(PoisonError::into_inner);
         let id = format!("urn:recorded:{}", updates.len() + 1);
         updates.push(RecordedUpdate { update, event_type });
-        Box::pin(std::future::ready(Ok(PublishOutcome::Published { ids: vec![id] })))
+        Box::pin(std::future::ready(Ok(PublishOutcome::Published {
+            ids: vec![id],
+        })))
     }
 }

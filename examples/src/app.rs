@@ -1,0 +1,197 @@
+//! Starting and stopping the application.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mercure_track::hub::{DevHub, DevHubConfig};
+use mercure_track::publisher::HubConfig;
+use mercure_track::{HubPublisher, Publisher};
+use mercure_track_sqlx::{Dialect, TaskTracker, TrackedSession};
+use sqlx::Pool;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::AppConfig;
+use crate::session::{AppSession, task_db_session};
+use crate::web::{self, AppState};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The hub or publisher configuration is invalid.
+    #[error("mercure: {0}")]
+    Mercure(#[from] mercure_track::publisher::ConfigError),
+    /// The socket could not be bound.
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+    /// `DATABASE_URL` names another database.
+    #[error("DATABASE_URL must start with sqlite: or postgres://, not {0:?}")]
+    UnsupportedDatabase(String),
+}
+
+/// A running application.
+pub struct RunningApp {
+    /// The base URL (`http://127.0.0.1:3000`).
+    pub url: String,
+    /// Where the database is.
+    pub database: String,
+    tasks: TaskTracker,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Stops accepting requests, then drains the background tasks (publishes, services)
+    /// within `deadline`; returns how many it could not finish.
+    pub async fn shutdown(mut self, deadline: Duration) -> usize {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = tokio::time::timeout(deadline, &mut self.server).await;
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            return self.tasks.len();
+        }
+        0
+    }
+}
+
+/// Opens the database, migrates and seeds it, binds the socket and serves.
+pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
+    let database = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let path = std::env::temp_dir()
+                .join(format!("mercure-track-demo-{}.sqlite", std::process::id()));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            format!("sqlite://{}", path.display())
+        }
+    };
+    if database.starts_with("sqlite:") {
+        let options = database
+            .parse::<SqliteConnectOptions>()?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        serve(config, pool, database).await
+    } else if database.starts_with("postgres:") || database.starts_with("postgresql:") {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(&database)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        serve(config, pool, database).await
+    } else {
+        Err(AppError::UnsupportedDatabase(database))
+    }
+}
+
+async fn serve<DB: Dialect>(
+    config: AppConfig,
+    pool: Pool<DB>,
+    database: String,
+) -> Result<RunningApp, AppError>
+where
+    TrackedSession<DB>: AppSession,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let (orders,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders")
+        .fetch_one(&pool)
+        .await?;
+    if orders == 0 {
+        sqlx::raw_sql(SEED).execute(&pool).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+
+    let embedded_hub = match &config.mercure_url {
+        Some(_) => None,
+        None => Some(DevHub::new(DevHubConfig::new(
+            config.publisher_key.clone(),
+            config.subscriber_key.clone(),
+        ))?),
+    };
+    let publisher: Arc<dyn Publisher> = match &config.mercure_url {
+        Some(hub) => Arc::new(HubPublisher::new(
+            HubConfig::new(hub)?.key(config.publisher_key.clone()),
+        )?),
+        None => Arc::new(HubPublisher::new(
+            HubConfig::new(&format!("{url}{}", mercure_track::wire::HUB_PATH))?
+                .key(config.publisher_key.clone()),
+        )?),
+    };
+    let hub_public_url = config
+        .mercure_public_url
+        .clone()
+        .or_else(|| config.mercure_url.clone())
+        .unwrap_or_else(|| mercure_track::wire::HUB_PATH.to_owned());
+
+    let tasks = TaskTracker::new();
+    let session_tasks = tasks.clone();
+    let session_publisher = publisher.clone();
+    let state = AppState::<TrackedSession<DB>> {
+        new_session: Arc::new(move || {
+            task_db_session(&pool, session_publisher.clone(), Some(&session_tasks))
+        }),
+        tasks: tasks.clone(),
+        hub_public_url,
+        subscriber_key: config.subscriber_key.clone(),
+        step: config.step,
+    };
+    let mut router = web::router(state);
+    if let Some(hub) = &embedded_hub {
+        router = router.merge(hub.router());
+    }
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+    });
+    Ok(RunningApp {
+        url,
+        database,
+        tasks,
+        shutdown: Some(shutdown),
+        server,
+    })
+}
+
+/// A few orders to look at, inserted into an empty database.
+const SEED: &str = "
+INSERT INTO orders (id, customer, status) VALUES
+    ('ord-1001', 'Ada Lovelace', 'NEW'),
+    ('ord-1002', 'Grace Hopper', 'PROCESSING'),
+    ('ord-1003', 'Alan Turing', 'READY_FOR_REVIEW');
+INSERT INTO line_items (id, order_id, title) VALUES
+    (1, 'ord-1001', 'Cat portrait'),
+    (2, 'ord-1001', 'Mountain lake'),
+    (3, 'ord-1002', 'Harbour at dusk'),
+    (4, 'ord-1003', 'Family photo');
+INSERT INTO images (id, line_item_id) VALUES (1, 1), (2, 2), (3, 3), (4, 4);
+INSERT INTO svg_versions (id, image_id, status) VALUES (1, 1, 'COMPLETED'), (2, 3, 'COMPLETED');
+";

@@ -1,0 +1,267 @@
+//! The routes: two pages, a JSON API, the actions, and the event schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use mercure_track::publisher::{Algorithm, JwtKey, JwtSigner};
+use mercure_track_sqlx::{Error, TaskTracker};
+use serde_json::json;
+
+use crate::domain::{Image, Order, order_status};
+use crate::services::{ColoringGenerationService, OrderIngestionService, ingest_order_by_hand};
+use crate::session::AppSession;
+
+/// What the routes share.
+pub(crate) struct AppState<S> {
+    /// A new session for a request or a task.
+    pub(crate) new_session: Arc<dyn Fn() -> S + Send + Sync>,
+    /// Background work: publishes and services, drained at shutdown.
+    pub(crate) tasks: TaskTracker,
+    /// The hub URL browsers subscribe to.
+    pub(crate) hub_public_url: String,
+    /// Signs the pages' subscription cookies.
+    pub(crate) subscriber_key: JwtKey,
+    /// The simulated duration of a processing step.
+    pub(crate) step: Duration,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            new_session: self.new_session.clone(),
+            tasks: self.tasks.clone(),
+            hub_public_url: self.hub_public_url.clone(),
+            subscriber_key: self.subscriber_key.clone(),
+            step: self.step,
+        }
+    }
+}
+
+pub(crate) fn router<S: AppSession>(state: AppState<S>) -> Router {
+    Router::new()
+        .route("/", get(list_page::<S>))
+        .route("/orders/{id}", get(order_page::<S>))
+        .route("/api/orders", get(list_orders::<S>))
+        .route("/api/orders/{id}", get(show_order::<S>))
+        .route("/api/orders/{id}/advance", post(advance_order::<S>))
+        .route("/api/orders/{id}/ingest", post(ingest_order::<S>))
+        .route("/api/images/{id}/colorings", post(start_coloring::<S>))
+        .route(
+            "/api/images/{id}/select-coloring/{version}",
+            post(select_coloring::<S>),
+        )
+        .route("/api/images/{id}/select-svg/{svg}", post(select_svg::<S>))
+        .route("/events/schema", get(event_schema))
+        .with_state(state)
+}
+
+/// An error answer: 404 for a missing row, 500 otherwise (logged).
+struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self.0 {
+            error @ Error::RowNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": error.to_string() })),
+            )
+                .into_response(),
+            error => {
+                tracing::error!(%error, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({ "error": "internal error" })),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// A page with a subscription cookie for `topics` (the hub checks it for private updates).
+fn page<S>(state: &AppState<S>, html: &str, topics: Vec<String>) -> Response {
+    let body = html.replace("{{HUB_URL}}", &state.hub_public_url);
+    let cookie = JwtSigner::subscriber(
+        &state.subscriber_key,
+        Algorithm::Hs256,
+        topics,
+        Some(Duration::from_secs(3600)),
+    )
+    .and_then(|signer| {
+        signer
+            .token()
+            .map_err(mercure_track::publisher::ConfigError::InvalidKey)
+    })
+    .ok()
+    .and_then(|token| {
+        HeaderValue::try_from(format!(
+            "{}={token}; Path={}; HttpOnly; SameSite=Strict",
+            mercure_track::wire::AUTHORIZATION_COOKIE,
+            mercure_track::wire::HUB_PATH
+        ))
+        .ok()
+    });
+    let mut response = Html(body).into_response();
+    match cookie {
+        Some(cookie) => {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        None => tracing::warn!(
+            "the subscription cookie could not be signed: private updates will not reach this page"
+        ),
+    }
+    response
+}
+
+async fn list_page<S: AppSession>(State(state): State<AppState<S>>) -> Response {
+    page(&state, LIST_PAGE, vec!["orders".to_owned()])
+}
+
+async fn order_page<S: AppSession>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Response {
+    page(
+        &state,
+        ORDER_PAGE,
+        vec!["orders".to_owned(), format!("orders/{id}")],
+    )
+}
+
+async fn list_orders<S: AppSession>(
+    State(state): State<AppState<S>>,
+) -> Result<Json<Vec<Order>>, ApiError> {
+    let mut session = (state.new_session)();
+    Ok(Json(session.list_orders().await?))
+}
+
+async fn show_order<S: AppSession>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut session = (state.new_session)();
+    let order = Order::find(&mut session, id.as_str()).await?;
+    let images = session.order_images(&id).await?;
+    Ok(Json(json!({ "order": order, "images": images })).into_response())
+}
+
+/// Moves an order to its next status, through the API (a setter on a tracked session).
+async fn advance_order<S: AppSession>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut session = (state.new_session)();
+    session.track_event::<crate::domain::OrderUpdate>();
+    let mut order = Order::find(&mut session, id.as_str()).await?;
+    let Some(next) = order_status::next(&order.status) else {
+        return Ok((
+            StatusCode::CONFLICT,
+            Json(json!({ "error": "the order has no next status" })),
+        )
+            .into_response());
+    };
+    order.set_status(&mut session, next).await?;
+    session.commit().await?;
+    Ok(Json(order).into_response())
+}
+
+/// Runs the ingestion service on an order, in the background. `?by_hand` in the path is not
+/// needed: `ord-*1`, `*3`, ... alternate between the two forms of the original design.
+async fn ingest_order<S: AppSession>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut check = (state.new_session)();
+    Order::find(&mut check, id.as_str()).await?;
+    drop(check);
+    let session = (state.new_session)();
+    let step = state.step;
+    let by_hand = id.ends_with(['1', '3', '5', '7', '9']);
+    state.tasks.spawn(async move {
+        let result = if by_hand {
+            let mut session = session;
+            ingest_order_by_hand(&mut session, &id, step).await
+        } else {
+            OrderIngestionService::new(session, step).ingest(&id).await
+        };
+        if let Err(error) = result {
+            tracing::warn!(order = %id, %error, "ingestion failed");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "ingesting": true, "by_hand": by_hand })),
+    )
+        .into_response())
+}
+
+/// Starts a coloring generation of an image; the service runs in the background.
+async fn start_coloring<S: AppSession>(
+    State(state): State<AppState<S>>,
+    Path(image_id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let mut service = ColoringGenerationService::new((state.new_session)(), state.step);
+    let version_id = service.start(image_id).await?;
+    state.tasks.spawn(async move {
+        if let Err(error) = service.process(version_id).await {
+            tracing::warn!(version_id, %error, "coloring generation failed");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "coloring_version_id": version_id })),
+    )
+        .into_response())
+}
+
+async fn select_coloring<S: AppSession>(
+    State(state): State<AppState<S>>,
+    Path((image_id, version_id)): Path<(i64, i64)>,
+) -> Result<Response, ApiError> {
+    let mut session = (state.new_session)();
+    session.track_event::<crate::domain::ImageUpdate>();
+    let mut image = Image::find(&mut session, image_id).await?;
+    image
+        .set_selected_coloring_id(&mut session, Some(version_id))
+        .await?;
+    session.commit().await?;
+    Ok(Json(image).into_response())
+}
+
+async fn select_svg<S: AppSession>(
+    State(state): State<AppState<S>>,
+    Path((image_id, svg_id)): Path<(i64, i64)>,
+) -> Result<Response, ApiError> {
+    let mut session = (state.new_session)();
+    session.track_event::<crate::domain::ImageUpdate>();
+    let mut image = Image::find(&mut session, image_id).await?;
+    image
+        .set_selected_svg_id(&mut session, Some(svg_id))
+        .await?;
+    session.commit().await?;
+    Ok(Json(image).into_response())
+}
+
+/// The union of the events as an OpenAPI document, for frontend type generators.
+async fn event_schema() -> Json<serde_json::Value> {
+    Json(mercure_track::schema::openapi_document(
+        "mercure-track example events",
+        env!("CARGO_PKG_VERSION"),
+        "/events",
+    ))
+}
+
+const LIST_PAGE: &str = include_str!("../static/list.html");
+const ORDER_PAGE: &str = include_str!("../static/order.html");

@@ -1,0 +1,74 @@
+// End-to-end test of the example application in headless Chromium.
+// Usage: node e2e.mjs <app-url> <screenshot-dir>
+// Run by examples/tests/browser.rs, which starts the application first.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const [base, outDir] = process.argv.slice(2);
+const TIMEOUT = 20_000;
+mkdirSync(outDir, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+page.on("console", (message) => console.log(`[page] ${message.text()}`));
+page.on("pageerror", (error) => console.log(`[page error] ${error}`));
+
+const post = async (path) => {
+  const response = await fetch(base + path, { method: "POST" });
+  if (!response.ok && response.status !== 202) throw new Error(`POST ${path}: ${response.status}`);
+};
+const text = (selector, expected) =>
+  page.waitForFunction(
+    ([selector, expected]) => document.querySelector(selector)?.textContent === expected,
+    [selector, expected],
+    { timeout: TIMEOUT },
+  );
+const live = () =>
+  page.waitForFunction(() => document.getElementById("live")?.textContent.startsWith("live"), null, { timeout: TIMEOUT });
+// A marker that a reload would erase.
+const markPage = () => page.evaluate(() => { window.__notReloaded = true; });
+const assertNotReloaded = async (what) => {
+  if (!(await page.evaluate(() => window.__notReloaded === true))) throw new Error(`${what}: the page was reloaded`);
+};
+
+// 1. The list follows order changes made through the API and through a service.
+await page.goto(base + "/");
+await text('[data-testid="order-status-ord-1002"]', "PROCESSING");
+await live();
+await markPage();
+
+await post("/api/orders/ord-1002/advance");
+await text('[data-testid="order-status-ord-1002"]', "READY_FOR_REVIEW");
+console.log("list: ord-1002 READY_FOR_REVIEW after the API call");
+
+await post("/api/orders/ord-1001/ingest"); // the ingestion service, on a tracked session
+await text('[data-testid="order-status-ord-1001"]', "PROCESSING");
+console.log("list: ord-1001 PROCESSING from the ingestion service");
+await text('[data-testid="order-status-ord-1001"]', "READY_FOR_REVIEW");
+console.log("list: ord-1001 READY_FOR_REVIEW from the ingestion service");
+await assertNotReloaded("list page");
+await page.screenshot({ path: `${outDir}/list.png`, fullPage: true });
+
+// 2. The order page follows a coloring generation through every status.
+await page.goto(base + "/orders/ord-1001");
+await text('[data-testid="order-status"]', "READY_FOR_REVIEW");
+await live();
+await markPage();
+await page.click('#image-1 [data-action="generate"]');
+await text('[data-testid="coloring-status-1"]', "COMPLETED");
+await text('[data-testid="coloring-history-1"]', "QUEUED → UPLOADING → GENERATING → COMPLETED");
+await page.waitForFunction(() => document.querySelector("#image-1 .selected")?.textContent.includes("Coloring"), null, { timeout: TIMEOUT });
+console.log("order: image 1 went QUEUED → UPLOADING → GENERATING → COMPLETED and was selected");
+
+// The order status follows on the order page too.
+await post("/api/orders/ord-1001/advance");
+await text('[data-testid="order-status"]', "APPROVED");
+await assertNotReloaded("order page");
+await page.screenshot({ path: `${outDir}/order.png`, fullPage: true });
+console.log(`screenshots in ${outDir}`);
+
+await browser.close();
