@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
 use mercure_track::{AnyEvent, Collected, Publisher, Update, registry};
 use tokio_util::task::TaskTracker;
 
@@ -77,27 +78,29 @@ fn to_update(event: &dyn AnyEvent) -> Option<Update> {
     }
 }
 
-/// Publishes `updates`: as tasks of `tracker` when there is one (the call returns at once),
-/// otherwise concurrently, returning when all are done. Failures are logged, never returned.
+/// Publishes `updates`, at most `concurrency` at a time: as a task of `tracker` when there is
+/// one (the call returns at once), otherwise before returning. Failures are logged, never
+/// returned.
 pub(crate) async fn publish(
     publisher: &Arc<dyn Publisher>,
     tracker: Option<&TaskTracker>,
+    concurrency: usize,
     updates: Vec<Outgoing>,
 ) {
+    if updates.is_empty() {
+        return;
+    }
+    let publisher = publisher.clone();
+    let all = async move {
+        futures_util::stream::iter(updates)
+            .for_each_concurrent(concurrency.max(1), |outgoing| publish_one(publisher.clone(), outgoing))
+            .await;
+    };
     match tracker {
         Some(tracker) => {
-            for outgoing in updates {
-                tracker.spawn(publish_one(publisher.clone(), outgoing));
-            }
+            tracker.spawn(all);
         }
-        None => {
-            futures_util::future::join_all(
-                updates
-                    .into_iter()
-                    .map(|outgoing| publish_one(publisher.clone(), outgoing)),
-            )
-            .await;
-        }
+        None => all.await,
     }
 }
 

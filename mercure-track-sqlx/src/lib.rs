@@ -55,6 +55,6 @@ mod write;
 pub use dialect::{Dialect, SqlQuery, TrackedKey};
 pub use error::Error;
 pub use resolve::ContextRow;
-pub use session::{CommitSummary, TrackedSession, UnresolvedContext};
+pub use session::{CommitSummary, DEFAULT_PUBLISH_CONCURRENCY, TrackedSession, UnresolvedContext};
 pub use tokio_util::task::TaskTracker;
 pub use write::Binder;

@@ -70,7 +70,11 @@ pub struct TrackedSession<DB: Dialect> {
     publisher: Arc<dyn Publisher>,
     tasks: Option<TaskTracker>,
     unresolved: UnresolvedContext,
+    publish_concurrency: usize,
 }
+
+/// How many publishes of one commit run at once, by default.
+pub const DEFAULT_PUBLISH_CONCURRENCY: usize = 64;
 
 impl<DB: Dialect> std::fmt::Debug for TrackedSession<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +114,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             publisher,
             tasks: None,
             unresolved: UnresolvedContext::default(),
+            publish_concurrency: DEFAULT_PUBLISH_CONCURRENCY,
         }
     }
 
@@ -118,6 +123,15 @@ impl<DB: Dialect> TrackedSession<DB> {
     #[must_use]
     pub fn background(mut self, tracker: TaskTracker) -> Self {
         self.tasks = Some(tracker);
+        self
+    }
+
+    /// How many publishes of one commit may run at once (default
+    /// [`DEFAULT_PUBLISH_CONCURRENCY`]): a commit of 10 000 changes does not open 10 000
+    /// connections to the hub.
+    #[must_use]
+    pub fn publish_concurrency(mut self, limit: usize) -> Self {
+        self.publish_concurrency = limit.max(1);
         self
     }
 
@@ -206,7 +220,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             span.record("context_queries", summary.context_queries);
             let mut updates = prepared.individual;
             updates.extend(prepared.batch);
-            dispatch::publish(&self.publisher, self.tasks.as_ref(), updates).await;
+            dispatch::publish(&self.publisher, self.tasks.as_ref(), self.publish_concurrency, updates).await;
             Ok(summary)
         }
         .instrument(span)
