@@ -18,8 +18,8 @@ pub(crate) type BuildEvent<DB> = fn(&mut ContextRow<DB>) -> Result<Box<dyn AnyEv
 pub(crate) struct TrackedEvent<DB: Dialect> {
     pub(crate) descriptor: &'static EventDescriptor,
     pub(crate) build: BuildEvent<DB>,
-    /// The event's triggers with their context paths, computed once.
-    pub(crate) triggers: Vec<TriggerSpec>,
+    /// The event's triggers with their context paths, computed once for the program.
+    pub(crate) triggers: &'static [TriggerSpec],
 }
 
 impl<DB: Dialect> TrackedEvent<DB> {
@@ -59,7 +59,7 @@ impl<DB: Dialect> TrackedEvents<DB> {
             .or_insert_with(|| TrackedEvent {
                 descriptor: E::descriptor(),
                 build: build::<DB, E>,
-                triggers: (E::descriptor().triggers)(),
+                triggers: registry::triggers_of(E::descriptor()),
             });
     }
 

@@ -8,7 +8,7 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::event::EventDescriptor;
+use crate::event::{EventDescriptor, TriggerSpec};
 use crate::model::TriggerKey;
 
 /// A registered event. Submitted by generated code.
@@ -23,6 +23,7 @@ struct Index {
     by_type_id: HashMap<TypeId, &'static EventDescriptor>,
     by_type_name: HashMap<&'static str, Vec<&'static EventDescriptor>>,
     batches_by_collected: HashMap<TypeId, Vec<&'static EventDescriptor>>,
+    triggers: HashMap<TypeId, Vec<TriggerSpec>>,
 }
 
 fn index() -> &'static Index {
@@ -40,6 +41,7 @@ fn index() -> &'static Index {
             by_type_id: HashMap::new(),
             by_type_name: HashMap::new(),
             batches_by_collected: HashMap::new(),
+            triggers: HashMap::new(),
         };
         for descriptor in all {
             index.by_type_id.insert((descriptor.type_id)(), descriptor);
@@ -48,12 +50,14 @@ fn index() -> &'static Index {
                 .entry(descriptor.type_name)
                 .or_default()
                 .push(descriptor);
-            for trigger in (descriptor.triggers)() {
+            let triggers = (descriptor.triggers)();
+            for trigger in &triggers {
                 let events = index.by_trigger.entry(trigger.key).or_default();
                 if !events.contains(&descriptor) {
                     events.push(descriptor);
                 }
             }
+            index.triggers.insert((descriptor.type_id)(), triggers);
             if let Some(batch) = &descriptor.batch {
                 for collected in (batch.collects)() {
                     index
@@ -86,6 +90,14 @@ pub fn batch_events() -> impl Iterator<Item = &'static EventDescriptor> {
 /// The events a change of `key` triggers.
 pub fn events_triggered_by(key: TriggerKey) -> &'static [&'static EventDescriptor] {
     index().by_trigger.get(&key).map_or(&[], Vec::as_slice)
+}
+
+/// The triggers of `descriptor` with their context paths, computed once for the program.
+pub fn triggers_of(descriptor: &EventDescriptor) -> &'static [TriggerSpec] {
+    index()
+        .triggers
+        .get(&(descriptor.type_id)())
+        .map_or(&[], Vec::as_slice)
 }
 
 /// The descriptor of the event type with this `TypeId`.
