@@ -39,6 +39,85 @@ pub trait Dialect: Database + Sized {
     fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
     where
         T: for<'r> Decode<'r, Self> + Type<Self>;
+
+    /// The outbox's statements on this database.
+    const OUTBOX: &'static crate::outbox::OutboxSql;
+
+    /// Binds a text value.
+    fn bind_text<'q>(query: SqlQuery<'q, Self>, value: &'q str) -> SqlQuery<'q, Self>;
+    /// Binds an integer.
+    fn bind_i64<'q>(query: SqlQuery<'q, Self>, value: i64) -> SqlQuery<'q, Self>;
+    /// Binds a boolean.
+    fn bind_bool<'q>(query: SqlQuery<'q, Self>, value: bool) -> SqlQuery<'q, Self>;
+    /// Decodes a text column.
+    fn decode_text(row: &Self::Row, index: usize) -> Result<String, sqlx::Error>;
+    /// Decodes an integer column.
+    fn decode_i64(row: &Self::Row, index: usize) -> Result<i64, sqlx::Error>;
+    /// Decodes a boolean column.
+    fn decode_bool(row: &Self::Row, index: usize) -> Result<bool, sqlx::Error>;
+    /// Decodes a nullable text column.
+    fn decode_optional_text(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error>;
+}
+
+/// The methods whose bodies are the same on every database, but whose types are not.
+macro_rules! shared_dialect_methods {
+    () => {
+        fn execute<'c, 'q: 'c>(
+            conn: &'c mut Self::Connection,
+            query: SqlQuery<'q, Self>,
+        ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
+            Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+        }
+
+        fn fetch_all<'c, 'q: 'c>(
+            conn: &'c mut Self::Connection,
+            query: SqlQuery<'q, Self>,
+        ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
+            Box::pin(query.fetch_all(conn))
+        }
+
+        fn fetch_optional<'c, 'q: 'c>(
+            conn: &'c mut Self::Connection,
+            query: SqlQuery<'q, Self>,
+        ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
+            Box::pin(query.fetch_optional(conn))
+        }
+
+        fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
+        where
+            T: for<'r> Decode<'r, Self> + Type<Self>,
+        {
+            row.try_get(index)
+        }
+
+        fn bind_text<'q>(query: SqlQuery<'q, Self>, value: &'q str) -> SqlQuery<'q, Self> {
+            query.bind(value)
+        }
+
+        fn bind_i64<'q>(query: SqlQuery<'q, Self>, value: i64) -> SqlQuery<'q, Self> {
+            query.bind(value)
+        }
+
+        fn bind_bool<'q>(query: SqlQuery<'q, Self>, value: bool) -> SqlQuery<'q, Self> {
+            query.bind(value)
+        }
+
+        fn decode_text(row: &Self::Row, index: usize) -> Result<String, sqlx::Error> {
+            row.try_get(index)
+        }
+
+        fn decode_i64(row: &Self::Row, index: usize) -> Result<i64, sqlx::Error> {
+            row.try_get(index)
+        }
+
+        fn decode_bool(row: &Self::Row, index: usize) -> Result<bool, sqlx::Error> {
+            row.try_get(index)
+        }
+
+        fn decode_optional_text(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error> {
+            row.try_get(index)
+        }
+    };
 }
 
 /// A primary key type the session can track: it is bound and decoded, compared and hashed.
@@ -70,34 +149,9 @@ pub trait TrackedKey<DB: Dialect>:
 impl Dialect for Sqlite {
     // `IS DISTINCT FROM` needs SQLite 3.39; `IS NOT` is the same test on every version.
     const DISTINCT_FROM: &'static str = "IS NOT";
+    const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::SQLITE_OUTBOX;
 
-    fn execute<'c, 'q: 'c>(
-        conn: &'c mut Self::Connection,
-        query: SqlQuery<'q, Self>,
-    ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
-        Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
-    }
-
-    fn fetch_all<'c, 'q: 'c>(
-        conn: &'c mut Self::Connection,
-        query: SqlQuery<'q, Self>,
-    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
-        Box::pin(query.fetch_all(conn))
-    }
-
-    fn fetch_optional<'c, 'q: 'c>(
-        conn: &'c mut Self::Connection,
-        query: SqlQuery<'q, Self>,
-    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
-        Box::pin(query.fetch_optional(conn))
-    }
-
-    fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
-    where
-        T: for<'r> Decode<'r, Self> + Type<Self>,
-    {
-        row.try_get(index)
-    }
+    shared_dialect_methods!();
 }
 
 impl<K> TrackedKey<Sqlite> for K
@@ -139,34 +193,9 @@ where
 
 impl Dialect for Postgres {
     const DISTINCT_FROM: &'static str = "IS DISTINCT FROM";
+    const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::POSTGRES_OUTBOX;
 
-    fn execute<'c, 'q: 'c>(
-        conn: &'c mut Self::Connection,
-        query: SqlQuery<'q, Self>,
-    ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
-        Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
-    }
-
-    fn fetch_all<'c, 'q: 'c>(
-        conn: &'c mut Self::Connection,
-        query: SqlQuery<'q, Self>,
-    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
-        Box::pin(query.fetch_all(conn))
-    }
-
-    fn fetch_optional<'c, 'q: 'c>(
-        conn: &'c mut Self::Connection,
-        query: SqlQuery<'q, Self>,
-    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
-        Box::pin(query.fetch_optional(conn))
-    }
-
-    fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
-    where
-        T: for<'r> Decode<'r, Self> + Type<Self>,
-    {
-        row.try_get(index)
-    }
+    shared_dialect_methods!();
 }
 
 impl<K> TrackedKey<Postgres> for K

@@ -120,3 +120,17 @@ async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) {
         ),
     }
 }
+
+/// Stops a background tracker and waits for its publishes, at most `deadline`. Returns how
+/// many tasks did not finish in time (0 when everything was drained).
+pub async fn drain(tracker: &TaskTracker, deadline: std::time::Duration) -> usize {
+    tracker.close();
+    match tokio::time::timeout(deadline, tracker.wait()).await {
+        Ok(()) => 0,
+        Err(_) => {
+            let unfinished = tracker.len();
+            tracing::warn!(unfinished, "shutdown deadline passed with publishes in flight");
+            unfinished
+        }
+    }
+}

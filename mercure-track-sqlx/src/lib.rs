@@ -47,12 +47,14 @@
 mod dialect;
 mod dispatch;
 mod error;
+pub mod outbox;
 mod resolve;
 mod session;
 mod tracked;
 mod write;
 
 pub use dialect::{Dialect, SqlQuery, TrackedKey};
+pub use dispatch::drain;
 pub use error::Error;
 pub use resolve::ContextRow;
 pub use session::{CommitSummary, DEFAULT_PUBLISH_CONCURRENCY, TrackedSession, UnresolvedContext};

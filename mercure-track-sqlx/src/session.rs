@@ -71,6 +71,17 @@ pub struct TrackedSession<DB: Dialect> {
     tasks: Option<TaskTracker>,
     unresolved: UnresolvedContext,
     publish_concurrency: usize,
+    delivery: Delivery,
+}
+
+/// How a session delivers the events of its commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Delivery {
+    /// Published after the commit.
+    #[default]
+    Direct,
+    /// Written to the outbox in the commit's transaction, published by a relay.
+    Outbox,
 }
 
 /// How many publishes of one commit run at once, by default.
@@ -115,6 +126,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             tasks: None,
             unresolved: UnresolvedContext::default(),
             publish_concurrency: DEFAULT_PUBLISH_CONCURRENCY,
+            delivery: Delivery::Direct,
         }
     }
 
@@ -132,6 +144,16 @@ impl<DB: Dialect> TrackedSession<DB> {
     #[must_use]
     pub fn publish_concurrency(mut self, limit: usize) -> Self {
         self.publish_concurrency = limit.max(1);
+        self
+    }
+
+    /// Delivers through the transactional outbox: each commit writes its events into the
+    /// `mercure_outbox` table in the same transaction, and a [`Relay`](crate::outbox::Relay)
+    /// publishes them. Nothing is lost if the hub is down or the process dies after the
+    /// commit. See [`crate::outbox`].
+    #[must_use]
+    pub fn outbox(mut self) -> Self {
+        self.delivery = Delivery::Outbox;
         self
     }
 
@@ -206,7 +228,6 @@ impl<DB: Dialect> TrackedSession<DB> {
                     return Err(error);
                 }
             };
-            tx.commit().await?;
             let prepared = dispatch::prepare(events);
             let summary = CommitSummary {
                 changes,
@@ -220,7 +241,16 @@ impl<DB: Dialect> TrackedSession<DB> {
             span.record("context_queries", summary.context_queries);
             let mut updates = prepared.individual;
             updates.extend(prepared.batch);
-            dispatch::publish(&self.publisher, self.tasks.as_ref(), self.publish_concurrency, updates).await;
+            match self.delivery {
+                Delivery::Direct => {
+                    tx.commit().await?;
+                    dispatch::publish(&self.publisher, self.tasks.as_ref(), self.publish_concurrency, updates).await;
+                }
+                Delivery::Outbox => {
+                    crate::outbox::write::<DB>(&mut tx, updates).await?;
+                    tx.commit().await?;
+                }
+            }
             Ok(summary)
         }
         .instrument(span)

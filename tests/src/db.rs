@@ -62,21 +62,30 @@ impl Drop for SqliteDb {
 /// A new SQLite database with the test schema.
 pub async fn sqlite() -> SqliteDb {
     let path = std::env::temp_dir().join(format!("{}.db", unique("mercure_track")));
+    let pool = sqlite_pool_at(&path).await;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await.expect("migrate SQLite");
+    SqliteDb { pool, path }
+}
+
+impl SqliteDb {
+    /// The database file (for a second process).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// A pool on the SQLite file at `path`, created if missing.
+pub async fn sqlite_pool_at(path: &std::path::Path) -> SqlitePool {
     let options = SqliteConnectOptions::new()
-        .filename(&path)
+        .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(std::time::Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
+    SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)
         .await
-        .expect("open SQLite");
-    sqlx::migrate!("./migrations/sqlite")
-        .run(&pool)
-        .await
-        .expect("migrate SQLite");
-    SqliteDb { pool, path }
+        .expect("open SQLite")
 }
 
 /// A PostgreSQL schema of its own, dropped by [`PostgresDb::drop_schema`].
@@ -130,8 +139,22 @@ pub async fn postgres(test: &str) -> Option<PostgresDb> {
         .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
         .await
         .expect("create schema");
+    let pool = postgres_pool_in(&url, &schema).await;
+    sqlx::migrate!("./migrations/postgres").run(&pool).await.expect("migrate PostgreSQL");
+    Some(PostgresDb { pool, schema, url })
+}
+
+impl PostgresDb {
+    /// The server URL and the schema (for a second process).
+    pub fn location(&self) -> (&str, &str) {
+        (&self.url, &self.schema)
+    }
+}
+
+/// A pool whose connections use `schema`.
+pub async fn postgres_pool_in(url: &str, schema: &str) -> PgPool {
     let search_path = format!("SET search_path TO \"{schema}\"");
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(20)
         .after_connect(move |conn, _| {
             let search_path = search_path.clone();
@@ -140,14 +163,9 @@ pub async fn postgres(test: &str) -> Option<PostgresDb> {
                 Ok(())
             })
         })
-        .connect(&url)
+        .connect(url)
         .await
-        .expect("PostgreSQL pool");
-    sqlx::migrate!("./migrations/postgres")
-        .run(&pool)
-        .await
-        .expect("migrate PostgreSQL");
-    Some(PostgresDb { pool, schema, url })
+        .expect("PostgreSQL pool")
 }
 
 /// The rows every session test starts from: orders A, B, C with one line item, one image and

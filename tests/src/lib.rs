@@ -3,5 +3,6 @@
 
 pub mod db;
 pub mod domain;
+pub mod flaky;
 pub mod publishers;
 pub mod sse;

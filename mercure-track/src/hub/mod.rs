@@ -14,8 +14,8 @@
 //!   whose topics a selector matches; private updates only for subscribers whose JWT
 //!   (`Authorization` header or `mercureAuthorization` cookie) `mercure.subscribe` selectors
 //!   match one of the update's topics; anonymous subscribers when configured; `Last-Event-ID`
-//!   (header or `lastEventID` query parameter) replays the updates since that id from a bounded
-//!   history; heartbeats keep idle connections open.
+//!   (header or `lastEventID` query parameter) replays the updates since that id (or all, for
+//!   `earliest`) from a bounded history; heartbeats keep idle connections open.
 //!
 //! ```no_run
 //! use mercure_track::hub::{DevHub, DevHubConfig};
