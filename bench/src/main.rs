@@ -33,7 +33,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = args.iter().any(|a| a == "--quick");
     let options = runner::Options {
         overhead_rounds: if quick { 30 } else { 400 },
-        scaling_rows: if quick { vec![1, 10, 100] } else { vec![1, 10, 100, 1_000, 10_000] },
+        scaling_rows: if quick {
+            vec![1, 10, 100]
+        } else {
+            vec![1, 10, 100, 1_000, 10_000]
+        },
         concurrency: mercure_track_sqlx::DEFAULT_PUBLISH_CONCURRENCY,
         verbose: !json_only,
     };
@@ -43,7 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = DevHub::new(DevHubConfig::new(key.clone(), key.clone()).history_size(100))?
         .bind("127.0.0.1:0".parse()?)
         .await?;
-    let publisher: Arc<dyn Publisher> = Arc::new(HubPublisher::new(HubConfig::new(&hub.url())?.key(key.clone()))?);
+    let publisher: Arc<dyn Publisher> = Arc::new(HubPublisher::new(
+        HubConfig::new(&hub.url())?.key(key.clone()),
+    )?);
     let token = JwtSigner::publisher(&key, Algorithm::Hs256, vec!["*".into()], None)?.token()?;
     let hand = hand::HandPublisher::new(&hub.url(), token);
 
@@ -61,7 +67,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match std::env::var("MERCURE_TRACK_PG_URL") {
         Ok(url) if !url.is_empty() => {
             let postgres = runner::postgres_pool(&url, 20_000).await?;
-            let result = runner::run("postgres", &postgres.pool, &publisher, &hand, &options).await?;
+            let result =
+                runner::run("postgres", &postgres.pool, &publisher, &hand, &options).await?;
             report.insert("postgres".into(), result);
             postgres.drop_schema().await;
         }
@@ -72,7 +79,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let throughput = runner::throughput(&publisher, &hand, if quick { 1_000 } else { 5_000 }, options.concurrency, options.verbose).await;
+    let throughput = runner::throughput(
+        &publisher,
+        &hand,
+        if quick { 1_000 } else { 5_000 },
+        options.concurrency,
+        options.verbose,
+    )
+    .await;
     report.insert("throughput".into(), throughput);
     drop(hub);
     tokio::time::sleep(Duration::from_millis(10)).await;

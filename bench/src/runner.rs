@@ -44,13 +44,17 @@ impl Drop for SqliteBench {
 
 /// A seeded SQLite database.
 pub async fn sqlite_pool(rows: usize) -> Result<SqliteBench, sqlx::Error> {
-    let path = std::env::temp_dir().join(format!("mercure-track-bench-{}.sqlite", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("mercure-track-bench-{}.sqlite", std::process::id()));
     let options = SqliteConnectOptions::new()
         .filename(&path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-    let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?;
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
     sqlx::raw_sql(&seed(rows)).execute(&pool).await?;
     Ok(SqliteBench { pool, path })
@@ -69,7 +73,9 @@ impl PostgresBench {
     pub async fn drop_schema(self) {
         self.pool.close().await;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await {
-            let _ = conn.execute(format!("DROP SCHEMA \"{}\" CASCADE", self.schema).as_str()).await;
+            let _ = conn
+                .execute(format!("DROP SCHEMA \"{}\" CASCADE", self.schema).as_str())
+                .await;
         }
     }
 }
@@ -78,7 +84,12 @@ impl PostgresBench {
 pub async fn postgres_pool(url: &str, rows: usize) -> Result<PostgresBench, sqlx::Error> {
     let schema = format!("bench_{}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(url).await?;
-    admin.execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\"").as_str()).await?;
+    admin
+        .execute(
+            format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\"")
+                .as_str(),
+        )
+        .await?;
     let search_path = format!("SET search_path TO \"{schema}\"");
     let pool = PgPoolOptions::new()
         .max_connections(4)
@@ -149,16 +160,21 @@ async fn tracked_commit<DB>(
 ) -> Result<(usize, usize), Error>
 where
     DB: Dialect,
-    TrackedSession<DB>: mercure_track::__private::WriteColumn<ColoringVersion, String, Error = Error>,
+    TrackedSession<DB>:
+        mercure_track::__private::WriteColumn<ColoringVersion, String, Error = Error>,
     ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
 {
-    let mut session = TrackedSession::with_publisher(pool.clone(), publisher.clone()).publish_concurrency(concurrency);
+    let mut session = TrackedSession::with_publisher(pool.clone(), publisher.clone())
+        .publish_concurrency(concurrency);
     session.track_changes::<ImageUpdate>();
     for id in ids {
         ColoringVersion::set_status_by_key(&mut session, *id, status).await?;
     }
     let summary = session.commit().await?;
-    Ok((summary.context_queries, summary.events + summary.batch_events))
+    Ok((
+        summary.context_queries,
+        summary.events + summary.batch_events,
+    ))
 }
 
 /// The hand-written UPDATE: it does not check that the value changes.
@@ -210,7 +226,9 @@ where
             DB::ids_condition(ids.len())
         )
     };
-    let contexts: Vec<(String, i64)> = DB::bind_ids(sqlx::query_as(&sql), ids).fetch_all(&mut *tx).await?;
+    let contexts: Vec<(String, i64)> = DB::bind_ids(sqlx::query_as(&sql), ids)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     let requests = hand.post_all(contexts, concurrency).await;
     Ok((1, requests))
@@ -253,7 +271,8 @@ pub async fn run<DB>(
 ) -> Result<Value, Box<dyn std::error::Error>>
 where
     DB: Dialect + HandSql,
-    TrackedSession<DB>: mercure_track::__private::WriteColumn<ColoringVersion, String, Error = Error>,
+    TrackedSession<DB>:
+        mercure_track::__private::WriteColumn<ColoringVersion, String, Error = Error>,
     ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
@@ -313,7 +332,8 @@ where
         let tracked_ids: Vec<i64> = (0..rows as i64).collect();
         let hand_ids: Vec<i64> = (10_000..10_000 + rows as i64).collect();
         let (mut tracked, mut handwritten) = (Vec::new(), Vec::new());
-        let (mut tracked_queries, mut tracked_requests, mut hand_queries, mut hand_requests) = (0, 0, 0, 0);
+        let (mut tracked_queries, mut tracked_requests, mut hand_queries, mut hand_requests) =
+            (0, 0, 0, 0);
         let (mut tracked_rss, mut hand_rss) = (0, 0);
         for repetition in 0..repetitions {
             let status = if repetition % 2 == 0 { "C" } else { "D" };
@@ -328,7 +348,8 @@ where
                 let start = Instant::now();
                 if side_is_hand {
                     (hand_queries, hand_requests) =
-                        hand_commit(pool, hand, &hand_ids, status, concurrency, PLAIN_UPDATE).await?;
+                        hand_commit(pool, hand, &hand_ids, status, concurrency, PLAIN_UPDATE)
+                            .await?;
                     handwritten.push(start.elapsed());
                     hand_rss = hand_rss.max(peak_rss_kib());
                 } else {

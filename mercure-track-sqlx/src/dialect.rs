@@ -114,7 +114,10 @@ macro_rules! shared_dialect_methods {
             row.try_get(index)
         }
 
-        fn decode_optional_text(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error> {
+        fn decode_optional_text(
+            row: &Self::Row,
+            index: usize,
+        ) -> Result<Option<String>, sqlx::Error> {
             row.try_get(index)
         }
     };

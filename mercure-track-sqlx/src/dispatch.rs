@@ -93,7 +93,9 @@ pub(crate) async fn publish(
     let publisher = publisher.clone();
     let all = async move {
         futures_util::stream::iter(updates)
-            .for_each_concurrent(concurrency.max(1), |outgoing| publish_one(publisher.clone(), outgoing))
+            .for_each_concurrent(concurrency.max(1), |outgoing| {
+                publish_one(publisher.clone(), outgoing)
+            })
             .await;
     };
     match tracker {
@@ -129,7 +131,10 @@ pub async fn drain(tracker: &TaskTracker, deadline: std::time::Duration) -> usiz
         Ok(()) => 0,
         Err(_) => {
             let unfinished = tracker.len();
-            tracing::warn!(unfinished, "shutdown deadline passed with publishes in flight");
+            tracing::warn!(
+                unfinished,
+                "shutdown deadline passed with publishes in flight"
+            );
             unfinished
         }
     }

@@ -244,7 +244,13 @@ impl<DB: Dialect> TrackedSession<DB> {
             match self.delivery {
                 Delivery::Direct => {
                     tx.commit().await?;
-                    dispatch::publish(&self.publisher, self.tasks.as_ref(), self.publish_concurrency, updates).await;
+                    dispatch::publish(
+                        &self.publisher,
+                        self.tasks.as_ref(),
+                        self.publish_concurrency,
+                        updates,
+                    )
+                    .await;
                 }
                 Delivery::Outbox => {
                     crate::outbox::write::<DB>(&mut tx, updates).await?;

@@ -63,7 +63,10 @@ impl Drop for SqliteDb {
 pub async fn sqlite() -> SqliteDb {
     let path = std::env::temp_dir().join(format!("{}.db", unique("mercure_track")));
     let pool = sqlite_pool_at(&path).await;
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await.expect("migrate SQLite");
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&pool)
+        .await
+        .expect("migrate SQLite");
     SqliteDb { pool, path }
 }
 
@@ -140,7 +143,10 @@ pub async fn postgres(test: &str) -> Option<PostgresDb> {
         .await
         .expect("create schema");
     let pool = postgres_pool_in(&url, &schema).await;
-    sqlx::migrate!("./migrations/postgres").run(&pool).await.expect("migrate PostgreSQL");
+    sqlx::migrate!("./migrations/postgres")
+        .run(&pool)
+        .await
+        .expect("migrate PostgreSQL");
     Some(PostgresDb { pool, schema, url })
 }
 

@@ -33,19 +33,22 @@ impl FlakyHub {
         let failing = Arc::new(AtomicBool::new(false));
         let publishes = Arc::new(AtomicUsize::new(0));
         let (fail, count) = (failing.clone(), publishes.clone());
-        let router: axum::Router = hub.router().layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let (fail, count) = (fail.clone(), count.clone());
-            async move {
-                if request.method() == Method::POST {
-                    count.fetch_add(1, Ordering::SeqCst);
-                    if fail.load(Ordering::SeqCst) {
-                        return (StatusCode::INTERNAL_SERVER_ERROR, "induced failure").into_response();
+        let router: axum::Router = hub.router().layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let (fail, count) = (fail.clone(), count.clone());
+                async move {
+                    if request.method() == Method::POST {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        if fail.load(Ordering::SeqCst) {
+                            return (StatusCode::INTERNAL_SERVER_ERROR, "induced failure")
+                                .into_response();
+                        }
                     }
+                    let response: Response = next.run(request).await;
+                    response
                 }
-                let response: Response = next.run(request).await;
-                response
-            }
-        }));
+            },
+        ));
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {

@@ -36,7 +36,9 @@ fn fast_relay() -> RelayConfig {
 }
 
 /// Starts `relay` in the background; dropping the sender stops it.
-fn spawn_relay<DB: Dialect>(relay: Relay<DB>) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn spawn_relay<DB: Dialect>(
+    relay: Relay<DB>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(relay.run(async {
         let _ = stopped.await;
@@ -62,7 +64,10 @@ where
 
 /// Reads events until every id of `expected` was seen (duplicates allowed), or the deadline.
 /// Returns the ids seen, with how many arrivals in all.
-async fn receive_all(stream: &mut SseStream, expected: &HashSet<String>) -> (HashSet<String>, usize) {
+async fn receive_all(
+    stream: &mut SseStream,
+    expected: &HashSet<String>,
+) -> (HashSet<String>, usize) {
     let mut seen = HashSet::new();
     let mut arrivals = 0;
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -86,8 +91,13 @@ macro_rules! outbox_tests {
 
             macro_rules! setup {
                 ($name:expr) => {{
-                    let Some(db) = $setup($name).await else { return };
-                    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+                    let Some(db) = $setup($name).await else {
+                        return;
+                    };
+                    sqlx::raw_sql(mercure_track_tests::db::SEED)
+                        .execute(&db.pool)
+                        .await
+                        .expect("seed");
                     outbox::create_table(&db.pool).await.expect("outbox table");
                     db
                 }};
@@ -95,11 +105,15 @@ macro_rules! outbox_tests {
 
             /// Commits `count` order-status changes through an outbox session.
             async fn commit_changes(pool: &sqlx::Pool<Db>, count: usize) {
-                let mut session = TrackedSession::new(pool.clone(), mercure_track::RecordingPublisher::new()).outbox();
+                let mut session =
+                    TrackedSession::new(pool.clone(), mercure_track::RecordingPublisher::new())
+                        .outbox();
                 session.track_changes::<OrderUpdate>();
                 for n in 0..count {
                     let order = ["A", "B", "C"][n % 3];
-                    Order::set_status_by_key(&mut session, order, format!("S{n}")).await.expect("set");
+                    Order::set_status_by_key(&mut session, order, format!("S{n}"))
+                        .await
+                        .expect("set");
                     session.commit().await.expect("commit");
                 }
             }
@@ -110,10 +124,14 @@ macro_rules! outbox_tests {
                 let recording = mercure_track::RecordingPublisher::new();
                 let mut session = TrackedSession::new(db.pool.clone(), recording.clone()).outbox();
                 session.track_changes::<OrderUpdate>();
-                Order::set_status_by_key(&mut session, "A", "GONE").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "GONE")
+                    .await
+                    .expect("set");
                 session.rollback().await.expect("rollback");
                 assert_eq!(outbox::pending(&db.pool).await.expect("pending"), 0);
-                Order::set_status_by_key(&mut session, "A", "KEPT").await.expect("set");
+                Order::set_status_by_key(&mut session, "A", "KEPT")
+                    .await
+                    .expect("set");
                 let summary = session.commit().await.expect("commit");
                 assert_eq!((summary.events, summary.batch_events), (1, 1));
                 // Nothing was published directly: the relay will.
@@ -133,15 +151,29 @@ macro_rules! outbox_tests {
                 commit_changes(&db.pool, 3).await;
                 let expected = outbox_ids(&db.pool).await;
                 assert_eq!(expected.len(), 6);
-                let (stop, relay) = spawn_relay(Relay::new(db.pool.clone(), publisher(&url, KEY), fast_relay()));
+                let (stop, relay) = spawn_relay(Relay::new(
+                    db.pool.clone(),
+                    publisher(&url, KEY),
+                    fast_relay(),
+                ));
                 tokio::time::sleep(Duration::from_millis(800)).await;
-                assert_eq!(outbox::pending(&db.pool).await.expect("pending"), 6, "nothing can be delivered yet");
+                assert_eq!(
+                    outbox::pending(&db.pool).await.expect("pending"),
+                    6,
+                    "nothing can be delivered yet"
+                );
 
                 let hub = FlakyHub::start(addr).await;
                 let client = reqwest::Client::new();
-                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest")).await.expect("subscribe");
+                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
+                    .await
+                    .expect("subscribe");
                 let (seen, _) = receive_all(&mut stream, &expected).await;
-                assert!(expected.is_subset(&seen), "missing: {:?}", expected.difference(&seen).collect::<Vec<_>>());
+                assert!(
+                    expected.is_subset(&seen),
+                    "missing: {:?}",
+                    expected.difference(&seen).collect::<Vec<_>>()
+                );
                 wait_until_delivered(&db.pool).await;
                 drop(stop);
                 relay.await.expect("relay");
@@ -155,21 +187,37 @@ macro_rules! outbox_tests {
                 hub.failing.store(true, Ordering::SeqCst);
                 commit_changes(&db.pool, 4).await;
                 let expected = outbox_ids(&db.pool).await;
-                let (stop, relay) = spawn_relay(Relay::new(db.pool.clone(), publisher(&hub.url(), KEY), fast_relay()));
+                let (stop, relay) = spawn_relay(Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY),
+                    fast_relay(),
+                ));
                 // Wait until the relay has failed a few times.
                 let deadline = tokio::time::Instant::now() + DEADLINE;
-                while hub.publishes.load(Ordering::SeqCst) < 3 && tokio::time::Instant::now() < deadline {
+                while hub.publishes.load(Ordering::SeqCst) < 3
+                    && tokio::time::Instant::now() < deadline
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 assert!(hub.publishes.load(Ordering::SeqCst) >= 3);
-                assert_eq!(outbox::pending(&db.pool).await.expect("pending"), expected.len() as i64);
+                assert_eq!(
+                    outbox::pending(&db.pool).await.expect("pending"),
+                    expected.len() as i64
+                );
                 let client = reqwest::Client::new();
-                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest")).await.expect("subscribe");
+                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
+                    .await
+                    .expect("subscribe");
                 hub.failing.store(false, Ordering::SeqCst);
                 let (seen, _) = receive_all(&mut stream, &expected).await;
                 assert!(expected.is_subset(&seen));
                 wait_until_delivered(&db.pool).await;
-                assert!(outbox::dead_letters(&db.pool).await.expect("dead").is_empty());
+                assert!(
+                    outbox::dead_letters(&db.pool)
+                        .await
+                        .expect("dead")
+                        .is_empty()
+                );
                 drop(stop);
                 relay.await.expect("relay");
                 mercure_track_tests::db::TestDb::finish(db).await;
@@ -181,7 +229,11 @@ macro_rules! outbox_tests {
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
                 commit_changes(&db.pool, 2).await;
                 let expected = outbox_ids(&db.pool).await;
-                let wrong = Relay::new(db.pool.clone(), publisher(&hub.url(), "not-the-key"), fast_relay());
+                let wrong = Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), "not-the-key"),
+                    fast_relay(),
+                );
                 let round = wrong.run_once().await.expect("round");
                 assert_eq!(round.dead_lettered, expected.len());
                 // Nothing left to try: further rounds send nothing.
@@ -190,14 +242,60 @@ macro_rules! outbox_tests {
                 assert_eq!(wrong.run_once().await.expect("round").dead_lettered, 0);
                 assert_eq!(hub.publishes.load(Ordering::SeqCst), sent);
                 let dead = outbox::dead_letters(&db.pool).await.expect("dead letters");
-                assert_eq!(dead.iter().map(|r| r.id.clone()).collect::<HashSet<_>>(), expected);
-                assert!(dead.iter().all(|r| r.attempts == 1 && r.last_error.as_deref().is_some_and(|e| e.contains("401"))));
+                assert_eq!(
+                    dead.iter().map(|r| r.id.clone()).collect::<HashSet<_>>(),
+                    expected
+                );
+                assert!(dead.iter().all(|r| r.attempts == 1
+                    && r.last_error.as_deref().is_some_and(|e| e.contains("401"))));
 
                 // Fixed key, re-driven: delivered.
-                assert_eq!(outbox::redrive(&db.pool, None).await.expect("redrive"), expected.len() as u64);
+                assert_eq!(
+                    outbox::redrive(&db.pool, None).await.expect("redrive"),
+                    expected.len() as u64
+                );
                 let right = Relay::new(db.pool.clone(), publisher(&hub.url(), KEY), fast_relay());
-                assert_eq!(right.run_once().await.expect("round").delivered, expected.len());
+                assert_eq!(
+                    right.run_once().await.expect("round").delivered,
+                    expected.len()
+                );
                 assert_eq!(outbox::pending(&db.pool).await.expect("pending"), 0);
+                mercure_track_tests::db::TestDb::finish(db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delivered_rows_are_kept_for_the_retention_then_deleted() {
+                let db = setup!("outbox_retention");
+                let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
+                commit_changes(&db.pool, 1).await;
+                let keep = Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY),
+                    RelayConfig {
+                        retention: None,
+                        ..fast_relay()
+                    },
+                );
+                assert_eq!(keep.run_once().await.expect("round").delivered, 2);
+                assert_eq!(
+                    outbox_ids(&db.pool).await.len(),
+                    2,
+                    "delivered rows are kept"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let prune = Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY),
+                    RelayConfig {
+                        retention: Some(Duration::ZERO),
+                        ..fast_relay()
+                    },
+                );
+                prune.run_once().await.expect("round");
+                assert!(
+                    outbox_ids(&db.pool).await.is_empty(),
+                    "rows past the retention are deleted"
+                );
                 mercure_track_tests::db::TestDb::finish(db).await;
             }
 
@@ -207,17 +305,26 @@ macro_rules! outbox_tests {
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
                 hub.failing.store(true, Ordering::SeqCst);
                 commit_changes(&db.pool, 1).await;
-                let config = RelayConfig { max_attempts: 3, ..fast_relay() };
+                let config = RelayConfig {
+                    max_attempts: 3,
+                    ..fast_relay()
+                };
                 let relay = Relay::new(db.pool.clone(), publisher(&hub.url(), KEY), config);
                 let deadline = tokio::time::Instant::now() + DEADLINE;
-                while outbox::dead_letters(&db.pool).await.expect("dead").len() < 2 && tokio::time::Instant::now() < deadline {
+                while outbox::dead_letters(&db.pool).await.expect("dead").len() < 2
+                    && tokio::time::Instant::now() < deadline
+                {
                     relay.run_once().await.expect("round");
                     tokio::time::sleep(Duration::from_millis(30)).await;
                 }
                 let dead = outbox::dead_letters(&db.pool).await.expect("dead");
                 assert_eq!(dead.len(), 2);
                 assert!(dead.iter().all(|r| r.attempts == 3), "{dead:?}");
-                assert_eq!(hub.publishes.load(Ordering::SeqCst), 6, "three attempts each, no more");
+                assert_eq!(
+                    hub.publishes.load(Ordering::SeqCst),
+                    6,
+                    "three attempts each, no more"
+                );
                 mercure_track_tests::db::TestDb::finish(db).await;
             }
 
@@ -226,7 +333,9 @@ macro_rules! outbox_tests {
                 let db = setup!("outbox_flapping");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
                 let client = reqwest::Client::new();
-                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest")).await.expect("subscribe");
+                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
+                    .await
+                    .expect("subscribe");
                 let flapping = hub.failing.clone();
                 let flapper = tokio::spawn(async move {
                     loop {
@@ -234,7 +343,11 @@ macro_rules! outbox_tests {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 });
-                let (stop, relay) = spawn_relay(Relay::new(db.pool.clone(), publisher(&hub.url(), KEY), fast_relay()));
+                let (stop, relay) = spawn_relay(Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY),
+                    fast_relay(),
+                ));
                 let mut sessions = Vec::new();
                 for s in 0..20 {
                     let pool = db.pool.clone();
@@ -244,10 +357,18 @@ macro_rules! outbox_tests {
                             .execute(&pool)
                             .await
                             .expect("order");
-                        let mut session = TrackedSession::new(pool, mercure_track::RecordingPublisher::new()).outbox();
+                        let mut session =
+                            TrackedSession::new(pool, mercure_track::RecordingPublisher::new())
+                                .outbox();
                         session.track_changes::<OrderUpdate>();
                         for n in 0..50 {
-                            Order::set_status_by_key(&mut session, format!("s{s}"), format!("v{n}")).await.expect("set");
+                            Order::set_status_by_key(
+                                &mut session,
+                                format!("s{s}"),
+                                format!("v{n}"),
+                            )
+                            .await
+                            .expect("set");
                             session.commit().await.expect("commit");
                         }
                     }));
@@ -256,11 +377,20 @@ macro_rules! outbox_tests {
                     session.await.expect("session");
                 }
                 let expected = outbox_ids(&db.pool).await;
-                assert_eq!(expected.len(), 2_000, "an order update and a list update per commit");
+                assert_eq!(
+                    expected.len(),
+                    2_000,
+                    "an order update and a list update per commit"
+                );
                 let (seen, arrivals) = receive_all(&mut stream, &expected).await;
                 flapper.abort();
                 hub.failing.store(false, Ordering::SeqCst);
-                assert!(expected.is_subset(&seen), "{} of {} ids arrived", seen.intersection(&expected).count(), expected.len());
+                assert!(
+                    expected.is_subset(&seen),
+                    "{} of {} ids arrived",
+                    seen.intersection(&expected).count(),
+                    expected.len()
+                );
                 // Deduplicated by id, each event is seen once; at-least-once may deliver more.
                 assert!(arrivals >= expected.len());
                 wait_until_delivered(&db.pool).await;
@@ -279,7 +409,10 @@ fn uuid_v7(id: &str) -> bool {
 async fn wait_until_delivered<DB: Dialect>(pool: &sqlx::Pool<DB>) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while outbox::pending(pool).await.expect("pending") > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the relay did not mark everything delivered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not mark everything delivered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

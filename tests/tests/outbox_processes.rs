@@ -20,7 +20,10 @@ const CHILD_VAR: &str = "MERCURE_TRACK_OUTBOX_CHILD";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn publisher(url: &str) -> Arc<dyn Publisher> {
-    Arc::new(HubPublisher::new(HubConfig::new(url).expect("url").key(JwtKey::new(KEY))).expect("publisher"))
+    Arc::new(
+        HubPublisher::new(HubConfig::new(url).expect("url").key(JwtKey::new(KEY)))
+            .expect("publisher"),
+    )
 }
 
 fn relay_config() -> RelayConfig {
@@ -42,7 +45,9 @@ async fn child_commits_then_hangs() {
             let mut session = TrackedSession::new($pool, RecordingPublisher::new()).outbox();
             session.track_changes::<OrderUpdate>();
             for (n, order) in ["A", "B", "C"].into_iter().enumerate() {
-                Order::set_status_by_key(&mut session, order, format!("CHILD{n}")).await.expect("set");
+                Order::set_status_by_key(&mut session, order, format!("CHILD{n}"))
+                    .await
+                    .expect("set");
                 session.commit().await.expect("commit");
             }
             println!("COMMITTED");
@@ -50,7 +55,9 @@ async fn child_commits_then_hangs() {
         }};
     }
     match spec.split_once(' ') {
-        Some(("sqlite", path)) => commit_and_hang!(mercure_track_tests::db::sqlite_pool_at(std::path::Path::new(path)).await),
+        Some(("sqlite", path)) => commit_and_hang!(
+            mercure_track_tests::db::sqlite_pool_at(std::path::Path::new(path)).await
+        ),
         Some(("postgres", rest)) => {
             let (url, schema) = rest.split_once(' ').expect("url and schema");
             commit_and_hang!(mercure_track_tests::db::postgres_pool_in(url, schema).await)
@@ -62,7 +69,13 @@ async fn child_commits_then_hangs() {
 /// Starts the child on the database `spec`, waits for its commits, and kills it (SIGKILL).
 fn run_and_kill_child(spec: String) {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["child_commits_then_hangs", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_commits_then_hangs",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_VAR, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -83,15 +96,26 @@ fn run_and_kill_child(spec: String) {
     // `kill` is SIGKILL on Unix: no destructor, no flush, no chance to publish.
     child.kill().expect("kill the child");
     let status = child.wait().expect("reap the child");
-    assert!(committed.is_ok(), "the child did not commit (exit {status})");
+    assert!(
+        committed.is_ok(),
+        "the child did not commit (exit {status})"
+    );
     assert!(!status.success(), "the child was killed, not finished");
 }
 
-async fn relay_delivers_what_the_dead_process_committed<DB: mercure_track_sqlx::Dialect>(pool: &sqlx::Pool<DB>) {
-    assert_eq!(outbox::pending(pool).await.expect("pending"), 6, "3 order updates and 3 list updates");
+async fn relay_delivers_what_the_dead_process_committed<DB: mercure_track_sqlx::Dialect>(
+    pool: &sqlx::Pool<DB>,
+) {
+    assert_eq!(
+        outbox::pending(pool).await.expect("pending"),
+        6,
+        "3 order updates and 3 list updates"
+    );
     let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
     let client = reqwest::Client::new();
-    let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest")).await.expect("subscribe");
+    let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
+        .await
+        .expect("subscribe");
     let relay = Relay::new(pool.clone(), publisher(&hub.url()), relay_config());
     let mut delivered = 0;
     while delivered < 6 {
@@ -100,7 +124,12 @@ async fn relay_delivers_what_the_dead_process_committed<DB: mercure_track_sqlx::
     let events = stream.collect(6, Duration::from_secs(5)).await;
     let data: HashSet<_> = events.iter().map(|e| e.data.clone()).collect();
     for order in ["A", "B", "C"] {
-        assert!(data.contains(&format!(r#"{{"type":"order_update","order_id":"{order}"}}"#)), "{data:?}");
+        assert!(
+            data.contains(&format!(
+                r#"{{"type":"order_update","order_id":"{order}"}}"#
+            )),
+            "{data:?}"
+        );
     }
     assert_eq!(outbox::pending(pool).await.expect("pending"), 0);
 }
@@ -108,41 +137,68 @@ async fn relay_delivers_what_the_dead_process_committed<DB: mercure_track_sqlx::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_process_killed_after_commit_loses_nothing() {
     let db = mercure_track_tests::db::sqlite().await;
-    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
     outbox::create_table(&db.pool).await.expect("outbox");
     let spec = format!("sqlite {}", db.path().display());
-    tokio::task::spawn_blocking(move || run_and_kill_child(spec)).await.expect("child");
+    tokio::task::spawn_blocking(move || run_and_kill_child(spec))
+        .await
+        .expect("child");
     relay_delivers_what_the_dead_process_committed(&db.pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_process_killed_after_commit_loses_nothing() {
-    let Some(db) = mercure_track_tests::db::postgres("postgres_a_process_killed_after_commit_loses_nothing").await else { return };
-    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+    let Some(db) =
+        mercure_track_tests::db::postgres("postgres_a_process_killed_after_commit_loses_nothing")
+            .await
+    else {
+        return;
+    };
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
     outbox::create_table(&db.pool).await.expect("outbox");
     let (url, schema) = db.location();
     let spec = format!("postgres {url} {schema}");
-    tokio::task::spawn_blocking(move || run_and_kill_child(spec)).await.expect("child");
+    tokio::task::spawn_blocking(move || run_and_kill_child(spec))
+        .await
+        .expect("child");
     relay_delivers_what_the_dead_process_committed(&db.pool).await;
     db.drop_schema().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_several_relays_never_publish_one_event_twice() {
-    let Some(db) = mercure_track_tests::db::postgres("postgres_several_relays_never_publish_one_event_twice").await else { return };
-    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+    let Some(db) =
+        mercure_track_tests::db::postgres("postgres_several_relays_never_publish_one_event_twice")
+            .await
+    else {
+        return;
+    };
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
     outbox::create_table(&db.pool).await.expect("outbox");
     let mut session = TrackedSession::new(db.pool.clone(), RecordingPublisher::new()).outbox();
     session.track_changes::<OrderUpdate>();
     for n in 0..100 {
-        Order::set_status_by_key(&mut session, ["A", "B", "C"][n % 3], format!("R{n}")).await.expect("set");
+        Order::set_status_by_key(&mut session, ["A", "B", "C"][n % 3], format!("R{n}"))
+            .await
+            .expect("set");
         session.commit().await.expect("commit");
     }
     drop(session);
 
     let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
     let client = reqwest::Client::new();
-    let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest")).await.expect("subscribe");
+    let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
+        .await
+        .expect("subscribe");
     // Three relays, each with its own pool (its own connections), as three processes would.
     let (url, schema) = db.location();
     let mut relays = Vec::new();
@@ -168,11 +224,17 @@ async fn postgres_several_relays_never_publish_one_event_twice() {
         total += relay.await.expect("relay");
     }
     assert_eq!(total, 200);
-    assert_eq!(hub.publishes.load(Ordering::SeqCst), 200, "each event published once");
+    assert_eq!(
+        hub.publishes.load(Ordering::SeqCst),
+        200,
+        "each event published once"
+    );
     let events = stream.collect(200, Duration::from_secs(5)).await;
     let mut per_id: HashMap<String, usize> = HashMap::new();
     for event in &events {
-        *per_id.entry(event.id.clone().unwrap_or_default()).or_default() += 1;
+        *per_id
+            .entry(event.id.clone().unwrap_or_default())
+            .or_default() += 1;
     }
     assert_eq!(per_id.len(), 200);
     assert!(per_id.values().all(|&n| n == 1));

@@ -59,6 +59,15 @@ macro_rules! session_tests {
                 }};
             }
 
+            /// The `status` column of row `key` (an SQL literal) of `table`, read outside any
+            /// session.
+            async fn stored_status(pool: &sqlx::Pool<Db>, table: &str, key: &str) -> String {
+                let sql = format!("SELECT status FROM {table} WHERE id = {key}");
+                let (status,): (String,) =
+                    sqlx::query_as(&sql).fetch_one(pool).await.expect("read");
+                status
+            }
+
             fn new_session(
                 pool: &sqlx::Pool<Db>,
                 recording: &RecordingPublisher,
@@ -96,12 +105,10 @@ macro_rules! session_tests {
                     published(&recording),
                     [image_update("B", 20), image_count(1)]
                 );
-                let stored: (String,) =
-                    sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 200")
-                        .fetch_one(&db.pool)
-                        .await
-                        .expect("read");
-                assert_eq!(stored.0, "PROCESSING");
+                assert_eq!(
+                    stored_status(&db.pool, "coloring_versions", "200").await,
+                    "PROCESSING"
+                );
                 finish(db).await;
             }
 
@@ -130,11 +137,11 @@ macro_rules! session_tests {
                     .await
                     .expect("set");
                 drop(dropped);
-                let status: (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = 'C'")
-                    .fetch_one(&db.pool)
-                    .await
-                    .expect("read");
-                assert_eq!(status.0, "NEW", "dropping the session rolled back");
+                assert_eq!(
+                    stored_status(&db.pool, "orders", "'C'").await,
+                    "NEW",
+                    "dropping the session rolled back"
+                );
                 assert_eq!(recording.len(), 2, "nothing more was published");
                 finish(db).await;
             }
@@ -455,12 +462,11 @@ macro_rules! session_tests {
                     "{error}"
                 );
                 assert!(recording.is_empty());
-                let status: (String,) =
-                    sqlx::query_as("SELECT status FROM coloring_versions WHERE id = 400")
-                        .fetch_one(&db.pool)
-                        .await
-                        .expect("read");
-                assert_eq!(status.0, "READY", "the failed commit was rolled back");
+                assert_eq!(
+                    stored_status(&db.pool, "coloring_versions", "400").await,
+                    "READY",
+                    "the failed commit was rolled back"
+                );
                 finish(db).await;
             }
 
@@ -474,11 +480,7 @@ macro_rules! session_tests {
                     .expect("set");
                 let summary = session.commit().await.expect("the commit stands");
                 assert_eq!(summary.events, 1);
-                let status: (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = 'A'")
-                    .fetch_one(&db.pool)
-                    .await
-                    .expect("read");
-                assert_eq!(status.0, "READY");
+                assert_eq!(stored_status(&db.pool, "orders", "'A'").await, "READY");
                 finish(db).await;
             }
 

@@ -10,14 +10,20 @@ use mercure_track_tests::publishers::GatedPublisher;
 #[tokio::test]
 async fn drain_reports_what_did_not_finish_and_finishes_what_can() {
     let db = mercure_track_tests::db::sqlite().await;
-    sqlx::raw_sql(mercure_track_tests::db::SEED).execute(&db.pool).await.expect("seed");
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
 
     // A publish held at a closed gate cannot finish within the deadline.
     let stuck = GatedPublisher::closed();
     let tracker = TaskTracker::new();
-    let mut session = TrackedSession::new(db.pool.clone(), stuck.clone()).background(tracker.clone());
+    let mut session =
+        TrackedSession::new(db.pool.clone(), stuck.clone()).background(tracker.clone());
     session.track_changes::<OrderUpdate>();
-    Order::set_status_by_key(&mut session, "A", "READY").await.expect("set");
+    Order::set_status_by_key(&mut session, "A", "READY")
+        .await
+        .expect("set");
     session.commit().await.expect("commit");
     assert_eq!(drain(&tracker, Duration::from_millis(200)).await, 1);
     assert!(stuck.recording.is_empty());
@@ -26,12 +32,19 @@ async fn drain_reports_what_did_not_finish_and_finishes_what_can() {
     let open = GatedPublisher::closed();
     open.gate.add_permits(100);
     let tracker = TaskTracker::new();
-    let mut session = TrackedSession::new(db.pool.clone(), open.clone()).background(tracker.clone());
+    let mut session =
+        TrackedSession::new(db.pool.clone(), open.clone()).background(tracker.clone());
     session.track_changes::<OrderUpdate>();
     for order in ["A", "B", "C"] {
-        Order::set_status_by_key(&mut session, order, "SHIPPED").await.expect("set");
+        Order::set_status_by_key(&mut session, order, "SHIPPED")
+            .await
+            .expect("set");
         session.commit().await.expect("commit");
     }
     assert_eq!(drain(&tracker, Duration::from_secs(10)).await, 0);
-    assert_eq!(open.recording.len(), 6, "three order updates, three list updates");
+    assert_eq!(
+        open.recording.len(),
+        6,
+        "three order updates, three list updates"
+    );
 }

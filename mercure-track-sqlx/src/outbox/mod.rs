@@ -62,8 +62,16 @@ pub const POSTGRES_OUTBOX: OutboxSql = OutboxSql {
 /// Creates the outbox table if it does not exist (the same SQL as the shipped migrations).
 pub async fn create_table<DB: Dialect>(pool: &Pool<DB>) -> Result<(), Error> {
     let mut conn = pool.acquire().await?;
-    for statement in DB::OUTBOX.create_table.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        if statement.lines().all(|line| line.trim_start().starts_with("--")) {
+    for statement in DB::OUTBOX
+        .create_table
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if statement
+            .lines()
+            .all(|line| line.trim_start().starts_with("--"))
+        {
             continue;
         }
         DB::execute(&mut conn, sqlx::query(statement)).await?;
@@ -78,14 +86,18 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Writes a commit's updates into the outbox, inside its transaction.
-pub(crate) async fn write<DB: Dialect>(conn: &mut DB::Connection, updates: Vec<Outgoing>) -> Result<(), Error> {
+pub(crate) async fn write<DB: Dialect>(
+    conn: &mut DB::Connection,
+    updates: Vec<Outgoing>,
+) -> Result<(), Error> {
     const INSERT: &str = "INSERT INTO mercure_outbox \
         (id, event_type, topics, data, private, created_at, next_attempt_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $6)";
     let now = now_ms();
     for outgoing in updates {
         let id = uuid::Uuid::now_v7().to_string();
-        let topics = serde_json::to_string(&outgoing.update.topics).unwrap_or_else(|_| "[]".to_owned());
+        let topics =
+            serde_json::to_string(&outgoing.update.topics).unwrap_or_else(|_| "[]".to_owned());
         let mut query: SqlQuery<'_, DB> = sqlx::query(INSERT);
         query = DB::bind_text(query, &id);
         query = DB::bind_text(query, outgoing.event_type);
@@ -115,7 +127,8 @@ pub struct OutboxRecord {
     pub last_error: Option<String>,
 }
 
-const RECORD_COLUMNS: &str = "seq, id, event_type, topics, data, private, attempts, next_attempt_at, last_error";
+const RECORD_COLUMNS: &str =
+    "seq, id, event_type, topics, data, private, attempts, next_attempt_at, last_error";
 
 fn record<DB: Dialect>(row: &DB::Row) -> Result<(OutboxRecord, i64), Error> {
     let id = DB::decode_text(row, 1)?;
@@ -136,10 +149,14 @@ fn record<DB: Dialect>(row: &DB::Row) -> Result<(OutboxRecord, i64), Error> {
 
 /// The dead-lettered events, oldest first.
 pub async fn dead_letters<DB: Dialect>(pool: &Pool<DB>) -> Result<Vec<OutboxRecord>, Error> {
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM mercure_outbox WHERE dead_at IS NOT NULL ORDER BY seq");
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM mercure_outbox WHERE dead_at IS NOT NULL ORDER BY seq"
+    );
     let mut conn = pool.acquire().await?;
     let rows = DB::fetch_all(&mut conn, sqlx::query(&sql)).await?;
-    rows.iter().map(|row| record::<DB>(row).map(|(record, _)| record)).collect()
+    rows.iter()
+        .map(|row| record::<DB>(row).map(|(record, _)| record))
+        .collect()
 }
 
 /// How many events wait for delivery (dead letters excluded).
@@ -147,7 +164,9 @@ pub async fn pending<DB: Dialect>(pool: &Pool<DB>) -> Result<i64, Error> {
     let mut conn = pool.acquire().await?;
     let row = DB::fetch_optional(
         &mut conn,
-        sqlx::query("SELECT COUNT(*) FROM mercure_outbox WHERE delivered_at IS NULL AND dead_at IS NULL"),
+        sqlx::query(
+            "SELECT COUNT(*) FROM mercure_outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
+        ),
     )
     .await?;
     Ok(match row {

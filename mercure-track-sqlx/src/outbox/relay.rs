@@ -67,14 +67,20 @@ pub struct Relay<DB: Dialect> {
 
 impl<DB: Dialect> std::fmt::Debug for Relay<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Relay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl<DB: Dialect> Relay<DB> {
     /// A relay of the outbox in `pool`.
     pub fn new(pool: Pool<DB>, publisher: Arc<dyn Publisher>, config: RelayConfig) -> Self {
-        Self { pool, publisher, config }
+        Self {
+            pool,
+            publisher,
+            config,
+        }
     }
 
     /// The delay before attempt `attempts + 1`: exponential, capped, with jitter (between half
@@ -86,7 +92,9 @@ impl<DB: Dialect> Relay<DB> {
             .backoff_base
             .saturating_mul(2_u32.saturating_pow(exponent))
             .min(self.config.backoff_max);
-        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         let fraction = 0.5 + (random % 1_000) as f64 / 2_000.0;
         full.mul_f64(fraction)
     }
@@ -112,7 +120,11 @@ impl<DB: Dialect> Relay<DB> {
              ORDER BY seq LIMIT $1{}",
             DB::OUTBOX.for_update
         );
-        let rows = DB::fetch_all(&mut tx, DB::bind_i64(sqlx::query(&sql), self.config.batch_size)).await?;
+        let rows = DB::fetch_all(
+            &mut tx,
+            DB::bind_i64(sqlx::query(&sql), self.config.batch_size),
+        )
+        .await?;
         round.full = rows.len() as i64 == self.config.batch_size;
         for row in &rows {
             let (record, next_attempt_at) = record::<DB>(row)?;
@@ -126,8 +138,14 @@ impl<DB: Dialect> Relay<DB> {
             let attempts = record.attempts + 1;
             match self.publisher.publish_update(record.update.clone()).await {
                 Ok(PublishOutcome::Published { .. }) => {
-                    let query = sqlx::query("UPDATE mercure_outbox SET delivered_at = $1, attempts = $2 WHERE seq = $3");
-                    DB::execute(&mut tx, DB::bind_i64(DB::bind_i64(DB::bind_i64(query, now), attempts), record.seq)).await?;
+                    let query = sqlx::query(
+                        "UPDATE mercure_outbox SET delivered_at = $1, attempts = $2 WHERE seq = $3",
+                    );
+                    DB::execute(
+                        &mut tx,
+                        DB::bind_i64(DB::bind_i64(DB::bind_i64(query, now), attempts), record.seq),
+                    )
+                    .await?;
                     round.delivered += 1;
                 }
                 Ok(PublishOutcome::Skipped) => {
@@ -144,7 +162,10 @@ impl<DB: Dialect> Relay<DB> {
                         let query = sqlx::query(
                             "UPDATE mercure_outbox SET dead_at = $1, attempts = $2, last_error = $3 WHERE seq = $4",
                         );
-                        let query = DB::bind_text(DB::bind_i64(DB::bind_i64(query, now), attempts), &message);
+                        let query = DB::bind_text(
+                            DB::bind_i64(DB::bind_i64(query, now), attempts),
+                            &message,
+                        );
                         DB::execute(&mut tx, DB::bind_i64(query, record.seq)).await?;
                         round.dead_lettered += 1;
                         continue;
@@ -154,7 +175,8 @@ impl<DB: Dialect> Relay<DB> {
                     let query = sqlx::query(
                         "UPDATE mercure_outbox SET next_attempt_at = $1, attempts = $2, last_error = $3 WHERE seq = $4",
                     );
-                    let query = DB::bind_text(DB::bind_i64(DB::bind_i64(query, due), attempts), &message);
+                    let query =
+                        DB::bind_text(DB::bind_i64(DB::bind_i64(query, due), attempts), &message);
                     DB::execute(&mut tx, DB::bind_i64(query, record.seq)).await?;
                     round.retried += 1;
                     round.next_due_ms = Some(due);
@@ -165,7 +187,9 @@ impl<DB: Dialect> Relay<DB> {
         }
         if let Some(retention) = self.config.retention {
             let cutoff = now_ms() - duration_ms(retention);
-            let query = sqlx::query("DELETE FROM mercure_outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1");
+            let query = sqlx::query(
+                "DELETE FROM mercure_outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1",
+            );
             DB::execute(&mut tx, DB::bind_i64(query, cutoff)).await?;
         }
         tx.commit().await?;
@@ -180,7 +204,8 @@ impl<DB: Dialect> Relay<DB> {
             let pause = match self.run_once().await {
                 Ok(round) if round.full => Duration::ZERO,
                 Ok(round) => match round.next_due_ms {
-                    Some(due) => Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0)).min(self.config.poll_interval),
+                    Some(due) => Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+                        .min(self.config.poll_interval),
                     None => self.config.poll_interval,
                 },
                 Err(error) => {

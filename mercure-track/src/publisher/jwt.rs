@@ -120,3 +120,86 @@ impl JwtSigner {
         Ok(token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims_of(token: &str) -> serde_json::Value {
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let bytes = base64_url_decode(payload);
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    // A small decoder: the JWT payload is unpadded base64url.
+    fn base64_url_decode(input: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            _ => 63,
+        };
+        let mut out = Vec::new();
+        let mut buffer = 0_u32;
+        let mut bits = 0;
+        for c in input.bytes() {
+            buffer = (buffer << 6) | u32::from(value(c));
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((buffer >> bits) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_token_without_lifetime_is_signed_once_and_reused() {
+        let signer =
+            JwtSigner::publisher(&JwtKey::new("k"), Algorithm::Hs256, vec!["*".into()], None)
+                .expect("signer");
+        let first = signer.token().expect("token");
+        assert_eq!(signer.token().expect("token"), first);
+        let claims = claims_of(&first);
+        assert_eq!(claims["mercure"]["publish"], serde_json::json!(["*"]));
+        assert!(claims.get("exp").is_none());
+    }
+
+    #[test]
+    fn a_token_with_lifetime_carries_its_expiry_and_is_signed_again_when_due() {
+        let ttl = Duration::from_secs(3600);
+        let signer = JwtSigner::publisher(
+            &JwtKey::new("k"),
+            Algorithm::Hs256,
+            vec!["*".into()],
+            Some(ttl),
+        )
+        .expect("signer");
+        let token = signer.token().expect("token");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let exp = claims_of(&token)["exp"].as_u64().unwrap_or_default();
+        assert!(
+            exp >= now + 3500 && exp <= now + 3601,
+            "exp {exp}, now {now}"
+        );
+        // Reused while fresh.
+        assert_eq!(signer.token().expect("token"), token);
+        // Once due, a new one is signed (with a lifetime of zero, every call is due).
+        let due = JwtSigner::publisher(
+            &JwtKey::new("k"),
+            Algorithm::Hs256,
+            vec!["*".into()],
+            Some(Duration::ZERO),
+        )
+        .expect("signer");
+        let cached_refresh = due
+            .cached
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|c| c.refresh_at));
+        assert!(cached_refresh.is_some_and(|at| at <= SystemTime::now()));
+    }
+}

@@ -1,5 +1,29 @@
 //! Publishing updates: the [`Publisher`] trait, the HTTP [`HubPublisher`] and the
 //! [`RecordingPublisher`] for tests.
+//!
+//! Publishing by hand — from a webhook or an API route, outside any tracked session:
+//!
+//! ```no_run
+//! use mercure_track::publisher::{HubConfig, JwtKey};
+//! use mercure_track::{HubPublisher, Publisher, PublisherExt, Update};
+//! # #[derive(mercure_track::MercureEvent)]
+//! # #[mercure(type = "order_update", topic = "orders/{order_id}")]
+//! # struct OrderUpdate { order_id: String }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // From MERCURE_URL and MERCURE_PUBLISHER_JWT_KEY, or in code:
+//! let publisher = HubPublisher::new(
+//!     HubConfig::new("http://localhost:3000/.well-known/mercure")?.key(JwtKey::new("secret")),
+//! )?;
+//! // An event: its topics and its JSON.
+//! publisher.publish(&OrderUpdate { order_id: "abc".into() }).await?;
+//! // Or any update.
+//! let outcome = publisher
+//!     .publish_update(Update::new(["orders"], r#"{"type":"list_update"}"#).private(true))
+//!     .await?;
+//! println!("update ids: {:?}", outcome.ids());
+//! # Ok(()) }
+//! ```
 
 mod config;
 mod error;
