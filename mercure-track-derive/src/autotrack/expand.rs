@@ -15,7 +15,9 @@ pub(crate) fn service(service: &Service) -> TokenStream {
     let descriptors = events.iter().map(|event| {
         quote_spanned! {event.span()=> <#event as #p::MercureEvent>::descriptor() }
     });
-    let Some(session_ty) = &service.session_ty else {
+    // Without a session or events there is nothing to track: the struct alone, and the
+    // error already reported.
+    let Some(session_ty) = service.session_ty.as_ref().filter(|_| !events.is_empty()) else {
         return quote!(#item);
     };
     let track = events.iter().map(|event| {

@@ -13,6 +13,7 @@ use crate::errors::Errors;
 
 pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
+    let mut args_invalid = false;
     let events = match syn::parse::Parser::parse2(
         Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
         args.clone(),
@@ -23,16 +24,17 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
                 error.span(),
                 "expected `#[mercure_autotrack(EventA, EventB)]`: the event types the service tracks",
             ));
+            args_invalid = true;
             Vec::new()
         }
     };
     let mut tokens = match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Struct(service)) => {
-            let service = model::service(service, events, &args, &mut errors);
+            let service = model::service(service, events, &args, args_invalid, &mut errors);
             expand::service(&service)
         }
         Ok(syn::Item::Impl(block)) => {
-            if events.is_empty() {
+            if events.is_empty() && !args_invalid {
                 expand::impl_block(block)
             } else {
                 errors.spanned(

@@ -15,9 +15,11 @@ pub(crate) fn service(
     item: syn::ItemStruct,
     events: Vec<syn::Path>,
     args: &TokenStream,
+    args_invalid: bool,
     errors: &mut Errors,
 ) -> Service {
-    if events.is_empty() {
+    // Invalid arguments were reported already.
+    if events.is_empty() && !args_invalid {
         errors.spanned(
             if args.is_empty() { quote::quote!(#item) } else { args.clone() },
             "expected `#[mercure_autotrack(EventA, EventB)]` on a service struct: list the events it tracks",

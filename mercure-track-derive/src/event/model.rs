@@ -138,6 +138,18 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
         .map(|lit| parse_topic(lit, &field_names, &ident, errors))
         .collect();
 
+    for path in attrs
+        .triggers
+        .iter()
+        .chain(fields.iter().filter_map(|f| f.context.as_ref()))
+    {
+        if path.path.segments.len() < 2 {
+            errors.spanned(
+                path,
+                "expected a column marker `Model::field`, such as `Order::status`",
+            );
+        }
+    }
     let kind = match (attrs.triggers.is_empty(), attrs.collect) {
         (true, None) => {
             if let Some(path) = &attrs.from_collected {

@@ -8,6 +8,7 @@ use super::model::Model;
 
 pub(crate) fn expand(model: &Model) -> TokenStream {
     let ident = &model.ident;
+    let vis = &model.vis;
     let table = &model.table;
     let name = ident.to_string();
     let p = quote!(::mercure_track::__private);
@@ -85,9 +86,9 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         impl #ident {
             #(#markers)*
             /// Fires for rows inserted through a tracked session.
-            pub const INSERT: #p::RowTrigger<#ident> = #p::RowTrigger::__new(#p::RowChange::Insert);
+            #vis const INSERT: #p::RowTrigger<#ident> = #p::RowTrigger::__new(#p::RowChange::Insert);
             /// Fires for rows deleted through a tracked session.
-            pub const DELETE: #p::RowTrigger<#ident> = #p::RowTrigger::__new(#p::RowChange::Delete);
+            #vis const DELETE: #p::RowTrigger<#ident> = #p::RowTrigger::__new(#p::RowChange::Delete);
         }
 
         #[automatically_derived]
@@ -117,6 +118,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
 fn session_methods(model: &Model) -> TokenStream {
     let p = quote!(::mercure_track::__private);
     let ident = &model.ident;
+    let vis = &model.vis;
     let Some(pk) = model.primary_key.map(|i| &model.columns[i]) else {
         return TokenStream::new();
     };
@@ -185,7 +187,7 @@ fn session_methods(model: &Model) -> TokenStream {
             #(#setters)*
 
             /// Loads the row with key `key` through a session; a missing row is an error.
-            pub async fn find<__S>(
+            #vis async fn find<__S>(
                 session: &mut __S,
                 key: impl ::core::convert::Into<#key_ty>,
             ) -> ::core::result::Result<Self, __S::Error>
@@ -198,7 +200,7 @@ fn session_methods(model: &Model) -> TokenStream {
 
             /// Inserts this row through a tracked session, recording `INSERT` for the events it
             /// triggers.
-            pub async fn insert<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
+            #vis async fn insert<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
             where
                 __S: #p::InsertRow<#ident>,
             {
@@ -207,7 +209,7 @@ fn session_methods(model: &Model) -> TokenStream {
 
             /// Deletes this row through a tracked session; the contexts of the events `DELETE`
             /// triggers are resolved before the row disappears. A missing row is an error.
-            pub async fn delete<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
+            #vis async fn delete<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
             where
                 __S: #p::DeleteRow<#ident>,
             {

@@ -12,6 +12,10 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let parsed = attr::parse(input, &mut errors);
     let model = model::build(input, parsed, &mut errors);
+    if !input.generics.params.is_empty() {
+        // Nothing sensible to generate for a generic type: only the error.
+        return errors.to_compile_errors();
+    }
     let mut tokens = expand::expand(&model);
     tokens.extend(errors.to_compile_errors());
     tokens

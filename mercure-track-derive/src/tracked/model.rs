@@ -5,6 +5,8 @@ use crate::errors::Errors;
 
 pub(crate) struct Model {
     pub(crate) ident: syn::Ident,
+    /// The struct's visibility: that of the generated row methods and row markers.
+    pub(crate) vis: syn::Visibility,
     pub(crate) table: String,
     pub(crate) columns: Vec<Column>,
     /// Index into `columns`; `None` only when an error was reported.
@@ -145,6 +147,7 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
 
     Model {
         ident,
+        vis: input.vis.clone(),
         table,
         columns,
         primary_key,
