@@ -6,6 +6,7 @@ use std::time::Duration;
 use mercure_track::hub::{DevHub, DevHubConfig};
 use mercure_track::publisher::HubConfig;
 use mercure_track::{HubPublisher, Publisher};
+use mercure_track_sqlx::outbox::{Relay, RelayConfig};
 use mercure_track_sqlx::{Dialect, TaskTracker, TrackedSession};
 use sqlx::Pool;
 use sqlx::postgres::PgPoolOptions;
@@ -30,6 +31,9 @@ pub enum AppError {
     /// The hub or publisher configuration is invalid.
     #[error("mercure: {0}")]
     Mercure(#[from] mercure_track::publisher::ConfigError),
+    /// The outbox table could not be created.
+    #[error("outbox: {0}")]
+    Outbox(#[from] mercure_track_sqlx::Error),
     /// The socket could not be bound.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
@@ -46,25 +50,23 @@ pub struct RunningApp {
     pub database: String,
     tasks: TaskTracker,
     shutdown: Option<oneshot::Sender<()>>,
+    relay_stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningApp {
-    /// Stops accepting requests, then drains the background tasks (publishes, services)
-    /// within `deadline`; returns how many it could not finish.
+    /// Stops accepting requests, stops the outbox relay if there is one, then drains the
+    /// background tasks (publishes, services) within `deadline`; returns how many it could not
+    /// finish.
     pub async fn shutdown(mut self, deadline: Duration) -> usize {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         let _ = tokio::time::timeout(deadline, &mut self.server).await;
-        self.tasks.close();
-        if tokio::time::timeout(deadline, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            return self.tasks.len();
+        if let Some(relay_stop) = self.relay_stop.take() {
+            let _ = relay_stop.send(());
         }
-        0
+        mercure_track_sqlx::drain(&self.tasks, deadline).await
     }
 }
 
@@ -149,11 +151,25 @@ where
         .unwrap_or_else(|| mercure_track::wire::HUB_PATH.to_owned());
 
     let tasks = TaskTracker::new();
+    let (relay_stop, relay_stopped) = oneshot::channel::<()>();
+    if config.outbox {
+        mercure_track_sqlx::outbox::create_table(&pool).await?;
+        let relay = Relay::new(pool.clone(), publisher.clone(), RelayConfig::default());
+        tasks.spawn(relay.run(async {
+            let _ = relay_stopped.await;
+        }));
+    }
+    let outbox = config.outbox;
     let session_tasks = tasks.clone();
     let session_publisher = publisher.clone();
     let state = AppState::<TrackedSession<DB>> {
         new_session: Arc::new(move || {
-            task_db_session(&pool, session_publisher.clone(), Some(&session_tasks))
+            task_db_session(
+                &pool,
+                session_publisher.clone(),
+                Some(&session_tasks),
+                outbox,
+            )
         }),
         tasks: tasks.clone(),
         hub_public_url,
@@ -177,6 +193,7 @@ where
         database,
         tasks,
         shutdown: Some(shutdown),
+        relay_stop: Some(relay_stop),
         server,
     })
 }

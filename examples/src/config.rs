@@ -29,6 +29,9 @@ pub struct AppConfig {
     pub subscriber_key: JwtKey,
     /// `DEMO_STEP_MS`: the simulated duration of each processing step (default 700 ms).
     pub step: Duration,
+    /// `DELIVERY=outbox`: commits write their events to the transactional outbox and a relay
+    /// in the application publishes them; otherwise (`direct`, the default) commits publish.
+    pub outbox: bool,
 }
 
 /// A configuration value that is not understood.
@@ -69,6 +72,16 @@ impl AppConfig {
                 var("MERCURE_SUBSCRIBER_JWT_KEY").unwrap_or_else(|| DEVELOPMENT_KEY.to_owned()),
             ),
             step,
+            outbox: match var("DELIVERY").as_deref() {
+                None | Some("direct") => false,
+                Some("outbox") => true,
+                Some(_) => {
+                    return Err(ConfigError {
+                        variable: "DELIVERY",
+                        expected: "direct or outbox",
+                    });
+                }
+            },
         })
     }
 
@@ -82,6 +95,7 @@ impl AppConfig {
             publisher_key: JwtKey::new(DEVELOPMENT_KEY),
             subscriber_key: JwtKey::new(DEVELOPMENT_KEY),
             step,
+            outbox: false,
         }
     }
 }

@@ -13,17 +13,20 @@ use sqlx::{Encode, FromRow, Pool, Type};
 use crate::domain::{ColoringVersion, Image, Order, SvgVersion};
 
 /// A session for a background task (the original design's `task_db_session`): publishes in
-/// the background when a tracker is given, else awaits its publishes at each commit.
+/// the background when a tracker is given, else awaits its publishes at each commit; with
+/// `outbox`, writes its events to the outbox for the relay instead.
 pub fn task_db_session<DB: Dialect>(
     pool: &Pool<DB>,
     publisher: Arc<dyn Publisher>,
     bg_tasks: Option<&TaskTracker>,
+    outbox: bool,
 ) -> TrackedSession<DB> {
     let session = TrackedSession::with_publisher(pool.clone(), publisher);
-    match bg_tasks {
+    let session = match bg_tasks {
         Some(tracker) => session.background(tracker.clone()),
         None => session,
-    }
+    };
+    if outbox { session.outbox() } else { session }
 }
 
 /// An image of an order page, with its versions.
