@@ -58,6 +58,7 @@ pub(crate) fn router<S: AppSession>(state: AppState<S>) -> Router {
         )
         .route("/api/images/{id}/select-svg/{svg}", post(select_svg::<S>))
         .route("/events/schema", get(event_schema))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .with_state(state)
 }
 

@@ -1,7 +1,8 @@
 //! The example application in headless Chromium (Debian's `chromium`), driven by
 //! `tests/browser/e2e.mjs` with `playwright-core`: the list and order pages update live, with
 //! no reload, while orders change through the API and through services, and while a coloring
-//! is generated. Screenshots land in `target/e2e/`.
+//! is generated — with direct delivery, then through the outbox. Screenshots land in
+//! `target/e2e/{direct,outbox}/`.
 //!
 //! Skipped with a notice when Chromium, Node or `playwright-core` (`npm ci` in
 //! `tests/browser`) is missing, unless `MERCURE_TRACK_REQUIRE_BROWSER` is set, as in CI.
@@ -48,29 +49,33 @@ async fn pages_follow_orders_and_colorings_live_in_chromium() {
         return;
     }
 
-    let running = app::start(AppConfig::embedded_on_free_port(Duration::from_millis(400)))
+    // Once with direct delivery, once through the outbox and its relay.
+    for outbox in [false, true] {
+        let mut config = AppConfig::embedded_on_free_port(Duration::from_millis(400));
+        config.outbox = outbox;
+        let running = app::start(config).await.expect("start the application");
+        let mode = if outbox { "outbox" } else { "direct" };
+        let screenshots = manifest.join("../target/e2e").join(mode);
+        let url = running.url.clone();
+        let script = script_dir.join("e2e.mjs");
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(script)
+                .arg(url)
+                .arg(&screenshots)
+                .output()
+        })
         .await
-        .expect("start the application");
-    let screenshots = manifest.join("../target/e2e");
-    let url = running.url.clone();
-    let script = script_dir.join("e2e.mjs");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(url)
-            .arg(&screenshots)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run node");
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    let unfinished = running.shutdown(Duration::from_secs(10)).await;
-    assert!(
-        output.status.success(),
-        "the browser test failed: {}",
-        output.status
-    );
-    assert_eq!(unfinished, 0, "background tasks left at shutdown");
+        .expect("join")
+        .expect("run node");
+        println!("[{mode}] {}", String::from_utf8_lossy(&output.stdout));
+        eprintln!("[{mode}] {}", String::from_utf8_lossy(&output.stderr));
+        let unfinished = running.shutdown(Duration::from_secs(10)).await;
+        assert!(
+            output.status.success(),
+            "the browser test failed with {mode} delivery: {}",
+            output.status
+        );
+        assert_eq!(unfinished, 0, "background tasks left at shutdown ({mode})");
+    }
 }
