@@ -56,13 +56,19 @@
 //! | `#[tracked(primary_key)]` | field | the primary key (exactly one field) |
 //! | `#[tracked(belongs_to = Parent)]` | field | a foreign key holding `Parent`'s primary key; contexts are reached through these links |
 //! | `#[tracked(column = "name")]` | field | the SQL column, when it differs from the field name |
-//! | `#[tracked(skip)]` | field | not a column: no marker, never written |
+//! | `#[tracked(skip)]` | field | not a column: no marker, never written, not read by `find` (give it `#[sqlx(skip)]` too when the model derives `sqlx::FromRow`) |
 //!
 //! `Model::field.eq(value)` builds a typed context [`Predicate`]; the value must convert into the
 //! column's type.
 //!
+//! For use with a tracked session (`mercure-track-sqlx`) the derive also generates, generic
+//! over the session: `model.set_<field>(&mut session, value)` and
+//! `Model::set_<field>_by_key(&mut session, key, value)` for every column but the key,
+//! `Model::find(&mut session, key)`, `model.insert(&mut session)` and
+//! `model.delete(&mut session)`.
+//!
 //! Because the markers are associated constants, a model cannot also have an inherent method
-//! named like one of its fields.
+//! named like one of its fields, nor methods of its own named like the generated ones.
 //!
 //! # `#[derive(MercureEvent)]`
 //!

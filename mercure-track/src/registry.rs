@@ -68,6 +68,16 @@ fn index() -> &'static Index {
                 }
             }
         }
+        for (type_name, events) in &index.by_type_name {
+            if events.len() > 1 {
+                let names: Vec<_> = events.iter().map(|d| d.rust_name).collect();
+                tracing::error!(
+                    type_name,
+                    events = ?names,
+                    "several events share one type string: frontends cannot tell them apart"
+                );
+            }
+        }
         index
     })
 }

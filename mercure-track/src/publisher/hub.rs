@@ -75,8 +75,11 @@ impl HubPublisher {
     }
 
     async fn send(&self, token: &str, body: String) -> Result<String, PublishError> {
-        let authorization = HeaderValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| PublishError::Unauthorized { status: 0 })?;
+        // A JWT is base64url and dots: always a valid header value; a token that is not one
+        // is not a JWT.
+        let authorization = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+            PublishError::Jwt(jsonwebtoken::errors::ErrorKind::InvalidToken.into())
+        })?;
         let response = self
             .inner
             .client

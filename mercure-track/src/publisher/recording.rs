@@ -54,7 +54,7 @@ impl RecordingPublisher {
         std::mem::take(&mut *self.updates.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The updates whose JSON `type` is `E::TYPE`, decoded back into their data.
+    /// The updates whose JSON `type` is `E::TYPE`.
     pub fn of_type<E: MercureEvent>(&self) -> Vec<RecordedUpdate> {
         self.updates()
             .into_iter()
