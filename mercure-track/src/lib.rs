@@ -46,7 +46,8 @@
 //! # `#[derive(Tracked)]`
 //!
 //! On a model struct with named fields. It generates a typed column marker per field, reachable
-//! as `Model::field` (an associated constant of type [`Column<Model, FieldType>`](Column)),
+//! as `Model::field` (an associated constant of type [`Column<Model, FieldType>`](Column), or
+//! [`ForeignKeyColumn<Model, FieldType, Parent>`](ForeignKeyColumn) for a `belongs_to` field),
 //! the row markers `Model::INSERT` and `Model::DELETE`, and the [`Model`] implementation: table,
 //! columns, primary key and `belongs_to` links.
 //!
@@ -83,6 +84,7 @@
 //! | `#[mercure(from_collected = path::to::function)]` | struct | a hand-written batch rule `fn(&Collected<'_>) -> Option<Self>` instead of the built-in one |
 //! | `#[trigger(Model::field, Model::INSERT, ...)]` | struct | the columns (or row changes) whose changes fire the event |
 //! | `#[context(Model::column)]` | field | the column the field's value is read from; the field's type must be the column's type |
+//! | `#[context(Model::column, via(Trigger::foreign_key, ...))]` | field | as above, taking the given `belongs_to` column of a trigger's model as the first link where two chains lead to the column's model |
 //! | `#[mercure(from = "order_id")]` | field of a batch event | the field of the collected events gathered into this one (default: this field's name without its final `s`) |
 //!
 //! Keys of one `#[mercure(...)]` may be split over several attributes. Every field of a
@@ -180,8 +182,8 @@ pub use event::{
     EventDescriptor, FromContext, MercureEvent, TriggerSpec,
 };
 pub use model::{
-    Column, ColumnInfo, ColumnKey, Model, ModelInfo, Predicate, RowChange, RowTrigger, Trigger,
-    TriggerKey,
+    Column, ColumnInfo, ColumnKey, ForeignKeyColumn, Model, ModelInfo, Predicate, RowChange,
+    RowTrigger, Trigger, TriggerKey,
 };
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
@@ -218,8 +220,8 @@ pub mod __private {
         EventDescriptor, FromContext, MercureEvent, TriggerSpec,
     };
     pub use crate::model::{
-        Column, ColumnInfo, ColumnKey, ColumnOfType, Model, ModelInfo, RowChange, RowTrigger,
-        Trigger, TriggerKey,
+        Column, ColumnInfo, ColumnKey, ColumnOfType, ForeignKeyColumn, Model, ModelInfo, RowChange,
+        RowTrigger, Trigger, TriggerKey,
     };
     pub use crate::reach::{Cons, ForeignKey, Link, MaxDepth, Nil, Reaches};
     pub use crate::registry::Registration;
@@ -253,6 +255,30 @@ pub mod __private {
             self.key()
         }
     }
+
+    impl<M: Model, T, P> ColumnKeyed for crate::model::ForeignKeyColumn<M, T, P> {
+        fn column_key(&self) -> ColumnKey {
+            self.key()
+        }
+    }
+
+    /// A context path that starts with the foreign key `via` (of the trigger's model `From`)
+    /// and continues from its parent by inference.
+    pub fn path_via<From, T, Parent, To, P>(
+        via: crate::model::ForeignKeyColumn<From, T, Parent>,
+    ) -> Vec<Link>
+    where
+        From: Model,
+        Parent: Model + Reaches<To, P, MaxDepth, Parent>,
+    {
+        let mut links = vec![via.link()];
+        links.extend(crate::reach::path::<Parent, To, P>());
+        links
+    }
+
+    /// Checks that `via` is a `belongs_to` column marker (`via` of a context that applies to
+    /// no trigger still has to name one).
+    pub fn assert_via<M, T, Parent>(_via: crate::model::ForeignKeyColumn<M, T, Parent>) {}
 
     /// Sorted, unique values: the built-in batch rule.
     pub fn sorted_unique<T: Ord, C: FromIterator<T>>(mut values: Vec<T>) -> C {

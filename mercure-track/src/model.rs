@@ -160,6 +160,77 @@ impl<M: Model, T> Column<M, T> {
     }
 }
 
+/// The marker of a `#[tracked(belongs_to = Parent)]` column: a [`Column`] that also knows, at
+/// the type level, the model it points to. It can name the first link of a context path
+/// (`#[context(Order::id, via(Image::line_item_id))]`) where the compiler cannot choose one.
+///
+/// It dereferences to its [`Column`], so `Image::line_item_id.eq(3)` and `.name()` work as on
+/// any column.
+pub struct ForeignKeyColumn<M, T, Parent> {
+    column: Column<M, T>,
+    _parent: PhantomData<fn() -> Parent>,
+}
+
+impl<M, T, Parent> Clone for ForeignKeyColumn<M, T, Parent> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M, T, Parent> Copy for ForeignKeyColumn<M, T, Parent> {}
+
+impl<M, T, Parent> ForeignKeyColumn<M, T, Parent> {
+    /// The marker of the foreign key at `index` in `M::COLUMNS`. Called by the derive only.
+    #[doc(hidden)]
+    pub const fn __new(index: usize) -> Self {
+        Self {
+            column: Column::__new(index),
+            _parent: PhantomData,
+        }
+    }
+
+    /// The column.
+    pub const fn column(&self) -> Column<M, T> {
+        self.column
+    }
+}
+
+impl<M, T, Parent> std::ops::Deref for ForeignKeyColumn<M, T, Parent> {
+    type Target = Column<M, T>;
+
+    fn deref(&self) -> &Column<M, T> {
+        &self.column
+    }
+}
+
+impl<M: Model, T, Parent> fmt::Debug for ForeignKeyColumn<M, T, Parent> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.column.fmt(f)
+    }
+}
+
+impl<M: Model, T, Parent: Model> ForeignKeyColumn<M, T, Parent> {
+    /// The join this foreign key makes: `M.column = Parent.<primary key>`.
+    pub fn link(&self) -> crate::reach::Link {
+        crate::reach::Link {
+            from: M::info(),
+            foreign_key: self.column.info(),
+            to: Parent::info(),
+        }
+    }
+}
+
+impl<M: Model, T, Parent> Trigger for ForeignKeyColumn<M, T, Parent> {
+    type Model = M;
+
+    fn trigger_key(&self) -> TriggerKey {
+        self.column.trigger_key()
+    }
+}
+
+impl<M: Model, T, Parent> ColumnOfType<T> for ForeignKeyColumn<M, T, Parent> {
+    type Model = M;
+}
+
 /// A typed context predicate `column = value`, built by [`Column::eq`].
 ///
 /// A session uses its predicates to fill event context fields reading that column, instead of

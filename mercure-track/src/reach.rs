@@ -19,9 +19,13 @@
 //! - the search goes at most [`MaxDepth`] (8) links deep;
 //! - when two different chains lead to the target (a diamond, or a cycle of `belongs_to`
 //!   links that also leads there), the path is ambiguous and the compiler says "type
-//!   annotations needed". Declare `belongs_to` for ownership links (child → parent) only; a
-//!   reference that points sideways, such as an image's selected coloring, stays a plain
-//!   column.
+//!   annotations needed" on the trigger. Name the first link of the chain to take with
+//!   `#[context(Order::id, via(Picture::line_item_id))]` (a [`ForeignKeyColumn`] of the
+//!   trigger's model; the rest is inferred from its parent), and declare `belongs_to` for
+//!   ownership links (child → parent) only: a reference that points sideways, such as an
+//!   image's selected coloring, stays a plain column.
+//!
+//! [`ForeignKeyColumn`]: crate::model::ForeignKeyColumn
 //!
 //! A model reaches itself without any search, even when it belongs to itself (a tree).
 

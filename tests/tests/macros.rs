@@ -378,3 +378,56 @@ fn autotrack_tracks_in_constructors_and_mut_methods() {
         ]
     );
 }
+
+mod diamond {
+    //! Two chains from a picture to its order: the compiler cannot choose, `via` does.
+    use mercure_track::prelude::*;
+    use mercure_track_tests::domain::{LineItem, Order};
+
+    #[derive(Debug, Tracked)]
+    #[tracked(table = "pictures")]
+    struct Picture {
+        #[tracked(primary_key)]
+        id: i64,
+        #[tracked(belongs_to = LineItem)]
+        line_item_id: i64,
+        #[tracked(belongs_to = Order)]
+        order_id: String,
+        status: String,
+    }
+
+    #[derive(Debug, MercureEvent)]
+    #[mercure(type = "picture_update", topic = "orders/{order_id}")]
+    #[trigger(Picture::status, LineItem::INSERT)]
+    struct PictureUpdate {
+        #[context(Order::id, via(Picture::line_item_id))]
+        order_id: String,
+    }
+
+    #[test]
+    fn via_names_the_first_link_and_the_rest_is_inferred() {
+        let triggers = (PictureUpdate::descriptor().triggers)();
+        let hops = |n: usize| -> Vec<String> {
+            triggers[n].contexts[0]
+                .links
+                .iter()
+                .map(|l| format!("{}.{}->{}", l.from.table, l.foreign_key.name, l.to.table))
+                .collect()
+        };
+        assert_eq!(
+            hops(0),
+            [
+                "pictures.line_item_id->line_items",
+                "line_items.order_id->orders"
+            ]
+        );
+        // The other trigger's model has one chain: inferred as usual.
+        assert_eq!(hops(1), ["line_items.order_id->orders"]);
+        // A foreign-key marker is still a column.
+        assert_eq!(Picture::order_id.name(), "order_id");
+        assert_eq!(
+            Picture::line_item_id.eq(3).column().to_string(),
+            "pictures.line_item_id"
+        );
+    }
+}

@@ -20,8 +20,38 @@ pub(crate) struct StructAttrs {
     pub(crate) trigger_attr: Option<syn::Path>,
 }
 
+/// `#[context(Model::column)]` or `#[context(Model::column, via(Model::foreign_key, ...))]`.
+pub(crate) struct ContextArgs {
+    pub(crate) column: syn::ExprPath,
+    pub(crate) via: Vec<syn::ExprPath>,
+}
+
+impl syn::parse::Parse for ContextArgs {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let column = input.parse()?;
+        let mut via = Vec::new();
+        if input.parse::<Option<syn::Token![,]>>()?.is_some() && !input.is_empty() {
+            let key: syn::Ident = input.parse()?;
+            if key != "via" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "expected `via(Model::foreign_key, ...)` after the column",
+                ));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            via = Punctuated::<syn::ExprPath, syn::Token![,]>::parse_terminated(&content)?
+                .into_iter()
+                .collect();
+            input.parse::<Option<syn::Token![,]>>()?;
+        }
+        Ok(Self { column, via })
+    }
+}
+
 pub(crate) struct FieldAttrs {
     pub(crate) context: Option<syn::ExprPath>,
+    pub(crate) via: Vec<syn::ExprPath>,
     pub(crate) context_attr: Option<syn::Path>,
     pub(crate) from: Option<syn::LitStr>,
 }
@@ -129,6 +159,7 @@ pub(crate) fn parse(input: &syn::DeriveInput, errors: &mut Errors) -> Parsed {
 fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
     let mut attrs = FieldAttrs {
         context: None,
+        via: Vec::new(),
         context_attr: None,
         from: None,
     };
@@ -140,15 +171,22 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
             );
             continue;
         }
-        match attr.parse_args::<syn::ExprPath>() {
-            Ok(path) => {
-                attrs.context = Some(path);
+        match attr.parse_args::<ContextArgs>() {
+            Ok(args) => {
+                attrs.context = Some(args.column);
+                attrs.via = args.via;
                 attrs.context_attr = Some(attr.path().clone());
             }
-            Err(error) => errors.push(syn::Error::new(
-                error.span(),
-                "expected `#[context(Model::column)]`, a column marker such as `Order::id`",
-            )),
+            Err(error) => {
+                errors.push(syn::Error::new(
+                    error.span(),
+                    format_args!(
+                        "{error}; expected `#[context(Model::column)]` or `#[context(Model::column, via(Model::foreign_key))]`"
+                    ),
+                ));
+                // Present, if malformed: not also reported as missing.
+                attrs.context_attr = Some(attr.path().clone());
+            }
         }
     }
     let mut seen = SeenKeys::default();

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::model::{Event, Kind, Rule, Topic, TopicPart};
+use super::model::{Event, Kind, Rule, Topic, TopicPart, model_path_string};
 
 pub(crate) fn expand(event: &Event, has_errors: bool) -> TokenStream {
     let p = quote!(::mercure_track::__private);
@@ -129,16 +129,24 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
     let p = quote!(::mercure_track::__private);
     let specs = triggers.iter().map(|trigger| {
         let trigger_model = model_path(trigger);
+        let trigger_model_text = model_path_string(trigger);
         let contexts = event.fields.iter().filter_map(|field| {
             let context = field.context.as_ref()?;
             let name = field.ident.to_string();
             let ty = &field.ty;
             let context_model = model_path(context);
+            let via = field
+                .via
+                .iter()
+                .find(|via| model_path_string(via) == trigger_model_text);
             // Same model when the paths are the same tokens: no search then, so that a model
             // that belongs to itself is not ambiguous.
-            let links = if quote!(#context_model).to_string() == quote!(#trigger_model).to_string()
-            {
+            let links = if model_path_string(context) == trigger_model_text {
                 quote!(::std::vec::Vec::new())
+            } else if let Some(via) = via {
+                quote_spanned! {via.span()=>
+                    #p::path_via::<_, _, _, #context_model, _>(#via)
+                }
             } else {
                 quote_spanned! {context.span()=>
                     #p::path::<#trigger_model, #context_model, _>()

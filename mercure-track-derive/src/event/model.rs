@@ -35,6 +35,10 @@ pub(crate) struct Field {
     pub(crate) ident: syn::Ident,
     pub(crate) ty: syn::Type,
     pub(crate) context: Option<syn::ExprPath>,
+    /// Foreign keys that start the context path from their model's triggers.
+    pub(crate) via: Vec<syn::ExprPath>,
+    /// Whether a `#[context]` attribute was written, valid or not.
+    pub(crate) context_written: bool,
     /// For the built-in batch rule: the collected events' field gathered into this one.
     pub(crate) from: syn::Ident,
 }
@@ -120,6 +124,8 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 ident: field_ident,
                 ty: field.ty.clone(),
                 context: field_attrs.context,
+                via: field_attrs.via,
+                context_written: field_attrs.context_attr.is_some(),
                 from,
             });
         }
@@ -142,11 +148,21 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
         .triggers
         .iter()
         .chain(fields.iter().filter_map(|f| f.context.as_ref()))
+        .chain(fields.iter().flat_map(|f| &f.via))
     {
         if path.path.segments.len() < 2 {
             errors.spanned(
                 path,
                 "expected a column marker `Model::field`, such as `Order::status`",
+            );
+        }
+    }
+    let trigger_models: Vec<String> = attrs.triggers.iter().map(model_path_string).collect();
+    for via in fields.iter().flat_map(|f| &f.via) {
+        if via.path.segments.len() >= 2 && !trigger_models.contains(&model_path_string(via)) {
+            errors.spanned(
+                via,
+                "`via` names a foreign key of a model that no `#[trigger(...)]` of this event is on: the path it starts is never taken",
             );
         }
     }
@@ -168,7 +184,7 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 );
             }
             for field in &fields {
-                if field.context.is_none() {
+                if !field.context_written {
                     errors.spanned(
                         &field.ident,
                         format_args!(
@@ -298,4 +314,15 @@ fn parse_topic(
         errors.spanned(&lit, "expected `topic = \"...\"` with a non-empty topic");
     }
     Topic { lit, parts }
+}
+
+/// The model part of a column marker path, as text: `Order` for `Order::status`.
+pub(crate) fn model_path_string(path: &syn::ExprPath) -> String {
+    let segments: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| quote::quote!(#s).to_string())
+        .collect();
+    segments[..segments.len().saturating_sub(1)].join("::")
 }

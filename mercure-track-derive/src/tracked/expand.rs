@@ -21,10 +21,18 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             "The column `{}` of `{}` (field `{field}`).",
             column.name, table
         );
-        quote_spanned! {field.span()=>
-            #[doc = #doc]
-            #[allow(non_upper_case_globals)]
-            #vis const #field: #p::Column<#ident, #ty> = #p::Column::__new(#index);
+        match &column.belongs_to {
+            Some(parent) => quote_spanned! {field.span()=>
+                #[doc = #doc]
+                #[allow(non_upper_case_globals)]
+                #vis const #field: #p::ForeignKeyColumn<#ident, #ty, #parent> =
+                    #p::ForeignKeyColumn::__new(#index);
+            },
+            None => quote_spanned! {field.span()=>
+                #[doc = #doc]
+                #[allow(non_upper_case_globals)]
+                #vis const #field: #p::Column<#ident, #ty> = #p::Column::__new(#index);
+            },
         }
     });
 
@@ -124,54 +132,61 @@ fn session_methods(model: &Model) -> TokenStream {
     };
     let key_ty = &pk.ty;
     let key_field = &pk.field;
-    let setters = model.columns.iter().filter(|c| !c.primary_key).map(|column| {
-        let field = &column.field;
-        let vis = &column.vis;
-        let ty = &column.ty;
-        let name = field.to_string();
-        let name = name.trim_start_matches("r#");
-        let setter = format_ident!("set_{}", name, span = field.span());
-        let by_key = format_ident!("set_{}_by_key", name, span = field.span());
-        let doc = format!(
-            "Sets `{name}` in the database and in this value, through a tracked session. \
+    let setters = model
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.primary_key)
+        .map(|(index, column)| {
+            let field = &column.field;
+            let vis = &column.vis;
+            let ty = &column.ty;
+            let name = field.to_string();
+            let name = name.trim_start_matches("r#");
+            let setter = format_ident!("set_{}", name, span = field.span());
+            let by_key = format_ident!("set_{}_by_key", name, span = field.span());
+            let doc = format!(
+                "Sets `{name}` in the database and in this value, through a tracked session. \
              Returns whether the value changed (decided by the database); a change is recorded \
              for the events `{ident}::{name}` triggers. A missing row is an error."
-        );
-        let doc_by_key = format!(
-            "Sets `{name}` of the row with key `key`, without loading it. Returns whether the \
+            );
+            let doc_by_key = format!(
+                "Sets `{name}` of the row with key `key`, without loading it. Returns whether the \
              value changed."
-        );
-        quote! {
-            #[doc = #doc]
-            #vis async fn #setter<__S>(
-                &mut self,
-                session: &mut __S,
-                value: impl ::core::convert::Into<#ty>,
-            ) -> ::core::result::Result<bool, __S::Error>
-            where
-                __S: #p::WriteColumn<#ident, #ty>,
-            {
-                let value: #ty = value.into();
-                let changed = session.write_column(#ident::#field, &self.#key_field, &value).await?;
-                self.#field = value;
-                ::core::result::Result::Ok(changed)
-            }
+            );
+            quote! {
+                #[doc = #doc]
+                #vis async fn #setter<__S>(
+                    &mut self,
+                    session: &mut __S,
+                    value: impl ::core::convert::Into<#ty>,
+                ) -> ::core::result::Result<bool, __S::Error>
+                where
+                    __S: #p::WriteColumn<#ident, #ty>,
+                {
+                    let value: #ty = value.into();
+                    let changed = session
+                        .write_column(#p::Column::__new(#index), &self.#key_field, &value)
+                        .await?;
+                    self.#field = value;
+                    ::core::result::Result::Ok(changed)
+                }
 
-            #[doc = #doc_by_key]
-            #vis async fn #by_key<__S>(
-                session: &mut __S,
-                key: impl ::core::convert::Into<#key_ty>,
-                value: impl ::core::convert::Into<#ty>,
-            ) -> ::core::result::Result<bool, __S::Error>
-            where
-                __S: #p::WriteColumn<#ident, #ty>,
-            {
-                let key: #key_ty = key.into();
-                let value: #ty = value.into();
-                session.write_column(#ident::#field, &key, &value).await
+                #[doc = #doc_by_key]
+                #vis async fn #by_key<__S>(
+                    session: &mut __S,
+                    key: impl ::core::convert::Into<#key_ty>,
+                    value: impl ::core::convert::Into<#ty>,
+                ) -> ::core::result::Result<bool, __S::Error>
+                where
+                    __S: #p::WriteColumn<#ident, #ty>,
+                {
+                    let key: #key_ty = key.into();
+                    let value: #ty = value.into();
+                    session.write_column(#p::Column::__new(#index), &key, &value).await
+                }
             }
-        }
-    });
+        });
     let bind_bounds = model.columns.iter().map(|column| {
         let ty = &column.ty;
         quote!(#p::BindValue<#ty>)

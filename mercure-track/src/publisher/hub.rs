@@ -77,9 +77,8 @@ impl HubPublisher {
     async fn send(&self, token: &str, body: String) -> Result<String, PublishError> {
         // A JWT is base64url and dots: always a valid header value; a token that is not one
         // is not a JWT.
-        let authorization = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
-            PublishError::Jwt(jsonwebtoken::errors::ErrorKind::InvalidToken.into())
-        })?;
+        let authorization = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| PublishError::Jwt(jsonwebtoken::errors::ErrorKind::InvalidToken.into()))?;
         let response = self
             .inner
             .client
