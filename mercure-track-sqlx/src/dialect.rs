@@ -123,11 +123,9 @@ macro_rules! shared_dialect_methods {
     };
 }
 
-/// A primary key type the session can track: it is bound and decoded, compared and hashed.
-///
-/// Implemented for every type with the needed sqlx traits (on PostgreSQL, also an array type,
-/// for `= ANY($1)`).
-pub trait TrackedKey<DB: Dialect>:
+/// A value that can serve as a key on `DB`: bound, decoded, compared and hashed. Implemented
+/// for every type with those traits.
+pub trait KeyValue<DB: Database>:
     Clone
     + Eq
     + Hash
@@ -139,6 +137,27 @@ pub trait TrackedKey<DB: Dialect>:
     + Type<DB>
     + for<'r> Decode<'r, DB>
 {
+}
+
+impl<K, DB: Database> KeyValue<DB> for K where
+    K: Clone
+        + Eq
+        + Hash
+        + Debug
+        + Send
+        + Sync
+        + 'static
+        + for<'q> Encode<'q, DB>
+        + Type<DB>
+        + for<'r> Decode<'r, DB>
+{
+}
+
+/// A primary key type the session can track: it is bound and decoded, compared and hashed.
+///
+/// Implemented for every type with the needed sqlx traits (on PostgreSQL, also an array type,
+/// for `= ANY($1)`).
+pub trait TrackedKey<DB: Dialect>: KeyValue<DB> {
     /// Appends "`column` is one of `count` keys" to `sql`, with parameters from `$first`.
     fn push_any_of(sql: &mut String, column: &str, first: usize, count: usize);
 
@@ -159,16 +178,7 @@ impl Dialect for Sqlite {
 
 impl<K> TrackedKey<Sqlite> for K
 where
-    K: Clone
-        + Eq
-        + Hash
-        + Debug
-        + Send
-        + Sync
-        + 'static
-        + for<'q> Encode<'q, Sqlite>
-        + Type<Sqlite>
-        + for<'r> Decode<'r, Sqlite>,
+    K: KeyValue<Sqlite>,
 {
     fn push_any_of(sql: &mut String, column: &str, first: usize, count: usize) {
         sql.push_str(column);
@@ -203,17 +213,7 @@ impl Dialect for Postgres {
 
 impl<K> TrackedKey<Postgres> for K
 where
-    K: Clone
-        + Eq
-        + Hash
-        + Debug
-        + Send
-        + Sync
-        + 'static
-        + for<'q> Encode<'q, Postgres>
-        + Type<Postgres>
-        + for<'r> Decode<'r, Postgres>
-        + sqlx::postgres::PgHasArrayType,
+    K: KeyValue<Postgres> + sqlx::postgres::PgHasArrayType,
 {
     fn push_any_of(sql: &mut String, column: &str, first: usize, _count: usize) {
         // One array parameter: the statement is the same for 1 or 10 000 keys.

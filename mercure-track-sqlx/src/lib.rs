@@ -53,7 +53,7 @@ mod session;
 mod tracked;
 mod write;
 
-pub use dialect::{Dialect, SqlQuery, TrackedKey};
+pub use dialect::{Dialect, KeyValue, SqlQuery, TrackedKey};
 pub use dispatch::drain;
 pub use error::Error;
 pub use resolve::ContextRow;
