@@ -157,6 +157,14 @@
 //! assert_eq!(OrderIngestion::trigger_keys(), [Order::status.trigger_key()]);
 //! ```
 //!
+//! # Publishing and the development hub
+//!
+//! [`HubPublisher`] publishes to a Mercure hub, with one pooled HTTP client and one signed JWT;
+//! [`RecordingPublisher`] records, for tests. The [`publisher`] module shows publishing by hand
+//! (an event, or any [`Update`]). With the `dev-hub` feature, `hub::DevHub` is a small hub for
+//! development and tests; its module documentation shows how to start one
+//! (`cargo run -p mercure-track --features dev-hub --example dev_hub` starts one alone).
+//!
 //! # Registries
 //!
 //! Every derived event registers itself at link time: [`registry::events`] lists them all,
