@@ -1,5 +1,5 @@
 //! The outbox across processes: a process killed with SIGKILL right after its commit loses
-//! nothing, and several relays never publish the same event twice at once (PostgreSQL).
+//! nothing, and relays in several processes never publish the same event twice (PostgreSQL).
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead as _;
@@ -64,6 +64,31 @@ async fn child_commits_then_hangs() {
         }
         _ => panic!("unknown child spec {spec:?}"),
     }
+}
+
+/// The child process of the several-relays test: runs a relay on a PostgreSQL schema until the
+/// outbox is empty, then prints how many events it delivered. Not a test on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the body of the relay processes that the several-relays test starts"]
+async fn child_relays_until_empty() {
+    let spec = std::env::var(CHILD_VAR).expect("run by the several-relays test only");
+    let mut parts = spec.split(' ');
+    let (Some(url), Some(schema), Some(hub)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("unknown child spec {spec:?}");
+    };
+    let pool = mercure_track_tests::db::postgres_pool_in(url, schema).await;
+    let relay = Relay::new(pool.clone(), publisher(hub), relay_config());
+    let mut delivered = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let round = relay.run_once().await.expect("round");
+        delivered += round.delivered;
+        if !round.locked_out && outbox::pending(&pool).await.expect("pending") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!("DELIVERED {delivered}");
 }
 
 /// Starts the child on the database `spec`, waits for its commits, and kills it (SIGKILL).
@@ -172,10 +197,11 @@ async fn postgres_a_process_killed_after_commit_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_several_relays_never_publish_one_event_twice() {
-    let Some(db) =
-        mercure_track_tests::db::postgres("postgres_several_relays_never_publish_one_event_twice")
-            .await
+async fn postgres_relays_in_three_processes_never_publish_one_event_twice() {
+    let Some(db) = mercure_track_tests::db::postgres(
+        "postgres_relays_in_three_processes_never_publish_one_event_twice",
+    )
+    .await
     else {
         return;
     };
@@ -199,24 +225,36 @@ async fn postgres_several_relays_never_publish_one_event_twice() {
     let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
         .await
         .expect("subscribe");
-    // Three relays, each with its own pool (its own connections), as three processes would.
+    // Three relays in three processes.
     let (url, schema) = db.location();
     let mut relays = Vec::new();
     for _ in 0..3 {
-        let pool = mercure_track_tests::db::postgres_pool_in(url, schema).await;
-        let relay = Relay::new(pool, publisher(&hub.url()), relay_config());
-        relays.push(tokio::spawn(async move {
-            let mut delivered = 0;
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while tokio::time::Instant::now() < deadline {
-                let round = relay.run_once().await.expect("round");
-                delivered += round.delivered;
-                if !round.locked_out && round.delivered == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            delivered
+        let spec = format!("{url} {schema} {}", hub.url());
+        relays.push(tokio::task::spawn_blocking(move || {
+            let output = Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "child_relays_until_empty",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_VAR, spec)
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run a relay process");
+            assert!(
+                output.status.success(),
+                "a relay process failed: {}",
+                output.status
+            );
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            stdout
+                .lines()
+                // The harness prints the test's name on the same line.
+                .find_map(|line| line.split("DELIVERED ").nth(1))
+                .and_then(|n| n.split_whitespace().next()?.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("the relay process reports no count: {stdout}"))
         }));
     }
     let mut total = 0;
