@@ -74,9 +74,18 @@ impl Drop for FlakyHub {
     }
 }
 
-/// A loopback address with a port that nothing listens on (free a moment ago).
+/// A loopback address with a port that nothing listens on, to start a hub on later.
+///
+/// The port is taken below Linux's ephemeral range (32 768 and up): the listeners that other
+/// tests bind to port 0 cannot be handed the same port in the meantime.
 pub fn unused_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 2_000) as u16 * 5;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        let addr = SocketAddr::from(([127, 0, 0, 1], base.wrapping_add(offset).max(20_000)));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
 }

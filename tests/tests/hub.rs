@@ -483,6 +483,26 @@ async fn last_event_id_reconnection_receives_what_was_missed() {
         orders,
         [2, 3, 4].map(|n| format!(r#"{{"type":"order_update","order_id":"{n}"}}"#))
     );
+    // `earliest` replays the whole history of the topics.
+    let mut everything = subscribe(
+        &client,
+        &hub.url(),
+        &["orders/{id}"],
+        None,
+        Some("earliest"),
+    )
+    .await
+    .expect("subscribe from the earliest update");
+    let all: Vec<_> = everything
+        .collect(4, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(
+        all,
+        [1, 2, 3, 4].map(|n| format!(r#"{{"type":"order_update","order_id":"{n}"}}"#))
+    );
     // And then it follows live updates.
     publisher
         .publish(&OrderUpdate {

@@ -164,17 +164,8 @@ macro_rules! outbox_tests {
                 );
 
                 let hub = FlakyHub::start(addr).await;
-                let client = reqwest::Client::new();
-                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
-                    .await
-                    .expect("subscribe");
-                let (seen, _) = receive_all(&mut stream, &expected).await;
-                assert!(
-                    expected.is_subset(&seen),
-                    "missing: {:?}",
-                    expected.difference(&seen).collect::<Vec<_>>()
-                );
                 wait_until_delivered(&db.pool).await;
+                assert_hub_has(&hub, &expected).await;
                 drop(stop);
                 relay.await.expect("relay");
                 mercure_track_tests::db::TestDb::finish(db).await;
@@ -204,14 +195,9 @@ macro_rules! outbox_tests {
                     outbox::pending(&db.pool).await.expect("pending"),
                     expected.len() as i64
                 );
-                let client = reqwest::Client::new();
-                let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
-                    .await
-                    .expect("subscribe");
                 hub.failing.store(false, Ordering::SeqCst);
-                let (seen, _) = receive_all(&mut stream, &expected).await;
-                assert!(expected.is_subset(&seen));
                 wait_until_delivered(&db.pool).await;
+                assert_hub_has(&hub, &expected).await;
                 assert!(
                     outbox::dead_letters(&db.pool)
                         .await
@@ -400,6 +386,22 @@ macro_rules! outbox_tests {
             }
         }
     };
+}
+
+/// Checks, through a subscription replaying the hub's history from the earliest update, that
+/// the hub received every expected event id.
+async fn assert_hub_has(hub: &FlakyHub, expected: &HashSet<String>) {
+    let client = reqwest::Client::new();
+    let mut stream = subscribe(&client, &hub.url(), &["*"], None, Some("earliest"))
+        .await
+        .expect("subscribe");
+    let (seen, arrivals) = receive_all(&mut stream, expected).await;
+    assert!(
+        expected.is_subset(&seen),
+        "missing at the hub: {:?}; {arrivals} arrivals, {} publishes received",
+        expected.difference(&seen).collect::<Vec<_>>(),
+        hub.publishes.load(Ordering::SeqCst),
+    );
 }
 
 fn uuid_v7(id: &str) -> bool {

@@ -52,10 +52,12 @@ pub const SQLITE_OUTBOX: OutboxSql = OutboxSql {
     for_update: "",
 };
 
-/// PostgreSQL: an advisory lock per round, held until the round's transaction ends.
+/// PostgreSQL: an advisory lock per round, held until the round's transaction ends. Its key
+/// is the outbox table's OID, so that outboxes in other schemas of the same database (other
+/// applications, other tenants) never wait for each other.
 pub const POSTGRES_OUTBOX: OutboxSql = OutboxSql {
     create_table: include_str!("../../migrations/postgres/0001_mercure_outbox.sql"),
-    lock: Some("SELECT pg_try_advisory_xact_lock(7271835012)"),
+    lock: Some("SELECT pg_try_advisory_xact_lock('mercure_outbox'::regclass::oid::bigint)"),
     for_update: " FOR UPDATE",
 };
 

@@ -65,7 +65,8 @@ impl History {
         (self.live.subscribe(), inner.next_seq - 1)
     }
 
-    /// The stored updates after the one with id `last_event_id`, up to sequence `until`;
+    /// The stored updates after the one with id `last_event_id` (all of them for `earliest`,
+    /// as the reference hub understands it), up to sequence `until`;
     /// `None` when that id is no longer (or never was) in the history.
     pub(crate) fn after_id(
         &self,
@@ -73,6 +74,16 @@ impl History {
         until: u64,
     ) -> Option<Vec<Arc<StoredUpdate>>> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if last_event_id == "earliest" {
+            return Some(
+                inner
+                    .entries
+                    .iter()
+                    .filter(|u| u.seq <= until)
+                    .cloned()
+                    .collect(),
+            );
+        }
         let position = inner.entries.iter().position(|u| u.id == last_event_id)?;
         Some(
             inner
