@@ -178,18 +178,37 @@ async fn advance_order<S: AppSession>(
     Ok(Json(order).into_response())
 }
 
-/// Runs the ingestion service on an order, in the background. `?by_hand` in the path is not
-/// needed: `ord-*1`, `*3`, ... alternate between the two forms of the original design.
+/// How `/api/orders/{id}/ingest` runs the ingestion: the original design shows both forms.
+#[derive(serde::Deserialize)]
+struct IngestForm {
+    /// `autotracked` (default): the `#[mercure_autotrack]` service; `by_hand`:
+    /// `track_changes` + `add_tracking_context`.
+    #[serde(default)]
+    form: Option<String>,
+}
+
+/// Runs the ingestion of an order in the background, in the form `?form=` asks for.
 async fn ingest_order<S: AppSession>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<IngestForm>,
 ) -> Result<Response, ApiError> {
+    let by_hand = match query.form.as_deref() {
+        None | Some("autotracked") => false,
+        Some("by_hand") => true,
+        Some(_) => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "form must be autotracked or by_hand" })),
+            )
+                .into_response());
+        }
+    };
     let mut check = (state.new_session)();
     Order::find(&mut check, id.as_str()).await?;
     drop(check);
     let session = (state.new_session)();
     let step = state.step;
-    let by_hand = id.ends_with(['1', '3', '5', '7', '9']);
     state.tasks.spawn(async move {
         let result = if by_hand {
             let mut session = session;

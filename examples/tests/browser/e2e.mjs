@@ -45,11 +45,18 @@ await post("/api/orders/ord-1002/advance");
 await text('[data-testid="order-status-ord-1002"]', "READY_FOR_REVIEW");
 console.log("list: ord-1002 READY_FOR_REVIEW after the API call");
 
-await post("/api/orders/ord-1001/ingest"); // the ingestion service, on a tracked session
+// The ingestion, on a tracked session: by hand (track_changes + add_tracking_context)...
+await post("/api/orders/ord-1001/ingest?form=by_hand");
 await text('[data-testid="order-status-ord-1001"]', "PROCESSING");
-console.log("list: ord-1001 PROCESSING from the ingestion service");
+console.log("list: ord-1001 PROCESSING from the ingestion written by hand");
 await text('[data-testid="order-status-ord-1001"]', "READY_FOR_REVIEW");
-console.log("list: ord-1001 READY_FOR_REVIEW from the ingestion service");
+console.log("list: ord-1001 READY_FOR_REVIEW from the ingestion written by hand");
+// ...and as the auto-tracked service.
+await post("/api/orders/ord-1003/ingest?form=autotracked");
+await text('[data-testid="order-status-ord-1003"]', "PROCESSING");
+console.log("list: ord-1003 PROCESSING from the auto-tracked ingestion service");
+await text('[data-testid="order-status-ord-1003"]', "READY_FOR_REVIEW");
+console.log("list: ord-1003 READY_FOR_REVIEW from the auto-tracked ingestion service");
 await assertNotReloaded("list page");
 await page.screenshot({ path: `${outDir}/list.png`, fullPage: true });
 
