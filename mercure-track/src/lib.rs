@@ -284,10 +284,6 @@ pub mod __private {
         links
     }
 
-    /// Checks that `via` is a `belongs_to` column marker (`via` of a context that applies to
-    /// no trigger still has to name one).
-    pub fn assert_via<M, T, Parent>(_via: crate::model::ForeignKeyColumn<M, T, Parent>) {}
-
     /// Sorted, unique values: the built-in batch rule.
     pub fn sorted_unique<T: Ord, C: FromIterator<T>>(mut values: Vec<T>) -> C {
         values.sort();

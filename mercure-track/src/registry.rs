@@ -24,6 +24,8 @@ struct Index {
     by_type_name: HashMap<&'static str, Vec<&'static EventDescriptor>>,
     batches_by_collected: HashMap<TypeId, Vec<&'static EventDescriptor>>,
     triggers: HashMap<TypeId, Vec<TriggerSpec>>,
+    /// Type strings shared by several events, found once when the index is built.
+    duplicates: Vec<RegistryError>,
 }
 
 fn index() -> &'static Index {
@@ -42,6 +44,7 @@ fn index() -> &'static Index {
             by_type_name: HashMap::new(),
             batches_by_collected: HashMap::new(),
             triggers: HashMap::new(),
+            duplicates: Vec::new(),
         };
         for descriptor in all {
             index.by_type_id.insert((descriptor.type_id)(), descriptor);
@@ -68,15 +71,9 @@ fn index() -> &'static Index {
                 }
             }
         }
-        for (type_name, events) in &index.by_type_name {
-            if events.len() > 1 {
-                let names: Vec<_> = events.iter().map(|d| d.rust_name).collect();
-                tracing::error!(
-                    type_name,
-                    events = ?names,
-                    "several events share one type string: frontends cannot tell them apart"
-                );
-            }
+        index.duplicates = duplicate_types(&index.by_type_name);
+        for duplicate in &index.duplicates {
+            tracing::error!(%duplicate, "frontends cannot tell these events apart");
         }
         index
     })
@@ -149,21 +146,28 @@ pub enum RegistryError {
 
 /// Checks the registry as a whole; call it in a test or at start-up.
 pub fn validate() -> Result<(), Vec<RegistryError>> {
-    let mut errors = Vec::new();
-    let mut by_name: Vec<_> = index().by_type_name.iter().collect();
+    let duplicates = &index().duplicates;
+    if duplicates.is_empty() {
+        Ok(())
+    } else {
+        Err(duplicates.clone())
+    }
+}
+
+/// One error per pair of events sharing a type string, sorted by type string.
+fn duplicate_types(
+    by_type_name: &HashMap<&'static str, Vec<&'static EventDescriptor>>,
+) -> Vec<RegistryError> {
+    let mut by_name: Vec<_> = by_type_name.iter().collect();
     by_name.sort_by_key(|(name, _)| **name);
-    for (type_name, events) in by_name {
-        for pair in events.windows(2) {
-            errors.push(RegistryError::DuplicateType {
+    by_name
+        .into_iter()
+        .flat_map(|(type_name, events)| {
+            events.windows(2).map(|pair| RegistryError::DuplicateType {
                 type_name,
                 first: pair[0].rust_name,
                 second: pair[1].rust_name,
-            });
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+            })
+        })
+        .collect()
 }
