@@ -79,8 +79,17 @@ impl Background {
         for outgoing in updates {
             // Counted by the tracker while the commit waits for room: a drain waits for it.
             let waiting = self.tracker.token();
-            // The semaphore is never closed, so a permit always comes.
-            let permit = self.permits.clone().acquire_owned().await.ok();
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::debug!(
+                        limit = self.limit,
+                        "background publishing is full: the commit waits for room"
+                    );
+                    // The semaphore is never closed, so a permit always comes.
+                    self.permits.clone().acquire_owned().await.ok()
+                }
+            };
             let publisher = publisher.clone();
             self.tracker.spawn(async move {
                 publish_one(publisher, outgoing).await;
