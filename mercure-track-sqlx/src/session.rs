@@ -203,7 +203,8 @@ impl<DB: Dialect> TrackedSession<DB> {
         self.tracked.descriptors().collect()
     }
 
-    /// The connection of the open transaction (opened if needed), for plain sqlx.
+    /// The connection of the open transaction (opened if needed, with [`Dialect::BEGIN`]), for
+    /// plain sqlx.
     pub async fn conn(&mut self) -> Result<&mut DB::Connection, Error> {
         let tx = match self.tx.take() {
             Some(tx) => tx,
