@@ -41,8 +41,6 @@
 //!
 //! A rollback, a rolled-back nested transaction, or a session dropped without commit
 //! forgets its changes: nothing is published for them.
-//!
-//! [`TaskTracker`]: tokio_util::task::TaskTracker
 
 mod dialect;
 mod dispatch;
