@@ -78,48 +78,76 @@ fn to_update(event: &dyn AnyEvent) -> Option<Update> {
     }
 }
 
+/// Where the updates of a commit stand when [`publish`] returns.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// Accepted by the hub.
+    pub(crate) published: usize,
+    /// Refused or unreachable (each logged).
+    pub(crate) failed: usize,
+    /// Handed to a background task.
+    pub(crate) queued: usize,
+}
+
 /// Publishes `updates`, at most `concurrency` at a time: as a task of `tracker` when there is
 /// one (the call returns at once), otherwise before returning. Failures are logged, never
-/// returned.
+/// returned; the counts say where the updates stand.
 pub(crate) async fn publish(
     publisher: &Arc<dyn Publisher>,
     tracker: Option<&TaskTracker>,
     concurrency: usize,
     updates: Vec<Outgoing>,
-) {
+) -> Delivered {
     if updates.is_empty() {
-        return;
+        return Delivered::default();
     }
+    let count = updates.len();
     let publisher = publisher.clone();
     let all = async move {
         futures_util::stream::iter(updates)
-            .for_each_concurrent(concurrency.max(1), |outgoing| {
-                publish_one(publisher.clone(), outgoing)
+            .map(|outgoing| publish_one(publisher.clone(), outgoing))
+            .buffer_unordered(concurrency.max(1))
+            .fold(Delivered::default(), |mut delivered, published| {
+                if published {
+                    delivered.published += 1;
+                } else {
+                    delivered.failed += 1;
+                }
+                std::future::ready(delivered)
             })
-            .await;
+            .await
     };
     match tracker {
         Some(tracker) => {
             tracker.spawn(all);
+            Delivered {
+                queued: count,
+                ..Delivered::default()
+            }
         }
         None => all.await,
     }
 }
 
-async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) {
+/// Publishes one update; whether the hub accepted it.
+async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) -> bool {
     let Outgoing { event_type, update } = outgoing;
     let topics = update.topics.clone();
     match publisher.publish_update(update).await {
         Ok(outcome) => {
-            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published")
+            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published");
+            true
         }
-        Err(error) => tracing::warn!(
-            event_type,
-            ?topics,
-            status = ?error.status(),
-            %error,
-            "event not published"
-        ),
+        Err(error) => {
+            tracing::warn!(
+                event_type,
+                ?topics,
+                status = ?error.status(),
+                %error,
+                "event not published"
+            );
+            false
+        }
     }
 }
 

@@ -19,6 +19,16 @@ pub enum Error {
         /// The key, as `Debug` prints it.
         key: String,
     },
+    /// An `insert` wrote no row and no error: a trigger of the database dropped it
+    /// (`RAISE(IGNORE)` on SQLite, a `BEFORE` trigger returning `NULL` on PostgreSQL). Nothing
+    /// is recorded for it.
+    #[error("no row was inserted into `{table}` for key {key}")]
+    NotInserted {
+        /// The table.
+        table: &'static str,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
     /// `commit_nested` or `rollback_nested` without `begin_nested`.
     #[error("no nested transaction is open")]
     NoNestedTransaction,
