@@ -5,6 +5,10 @@ use mercure_track::ContextError;
 /// An error of a [`TrackedSession`](crate::TrackedSession) operation.
 ///
 /// Publishing never produces one: a failed publish is logged, and the commit stands.
+///
+/// The database's errors are `sqlx::Error`s, exposed as they are: sqlx is the application's
+/// own dependency, and its errors (constraint violations, `RowNotFound` from plain queries)
+/// are what the application already matches on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

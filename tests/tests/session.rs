@@ -100,6 +100,11 @@ macro_rules! session_tests {
                 assert_eq!(summary.events, 1);
                 // One query resolves the order through images and line items.
                 assert_eq!(summary.context_queries, 1);
+                // The event and its batch, both accepted before the commit returned.
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (2, 0, 0)
+                );
                 // Then the batch event of the test domain that counts image updates.
                 assert_eq!(
                     published(&recording),
@@ -696,6 +701,11 @@ macro_rules! session_tests {
                     .expect("set");
                 let summary = session.commit().await.expect("the commit stands");
                 assert_eq!(summary.events, 1);
+                // Prepared: the event and its batch; published: neither.
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (0, 2, 0)
+                );
                 assert_eq!(stored_status(&db.pool, "orders", "'A'").await, "READY");
                 finish(db).await;
             }
@@ -712,8 +722,13 @@ macro_rules! session_tests {
                 Order::set_status_by_key(&mut session, "A", "READY")
                     .await
                     .expect("set");
-                session.commit().await.expect("commit");
+                let summary = session.commit().await.expect("commit");
                 assert!(gated.recording.is_empty());
+                // Known at commit time: two updates handed to the background, none done.
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (0, 0, 2)
+                );
                 gated.gate.add_permits(10);
                 tracker.close();
                 tracker.wait().await;
