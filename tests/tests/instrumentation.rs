@@ -35,6 +35,19 @@ impl Captured {
     fn count(&self, needle: &str) -> usize {
         self.text().matches(needle).count()
     }
+
+    /// The text once it contains `needle`, or after 5 s. A span closes where its last clone
+    /// drops, and SQLite's connection worker thread may hold one a moment after the commit.
+    async fn text_with(&self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let text = self.text();
+            if text.contains(needle) || tokio::time::Instant::now() >= deadline {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Captures the logs of the current thread (the tests' runtime is single-threaded) until the
@@ -77,15 +90,12 @@ async fn commits_are_spans_and_publish_outcomes_are_events() {
         .expect("set");
     failing.commit().await.expect("commit");
 
-    let text = captured.text();
-    assert!(
-        text.contains("mercure_track.commit{changes=2 events=2 batch_events=1 unresolved=0 context_queries=0 published=3 failed=0 queued=0}: mercure_track_sqlx::session: close"),
-        "{text}"
-    );
-    assert!(
-        text.contains("mercure_track.commit{changes=1 events=1 batch_events=1 unresolved=0 context_queries=0 published=0 failed=2 queued=0}"),
-        "{text}"
-    );
+    let first = "mercure_track.commit{changes=2 events=2 batch_events=1 unresolved=0 context_queries=0 published=3 failed=0 queued=0}: mercure_track_sqlx::session: close";
+    let text = captured.text_with(first).await;
+    assert!(text.contains(first), "{text}");
+    let second = "mercure_track.commit{changes=1 events=1 batch_events=1 unresolved=0 context_queries=0 published=0 failed=2 queued=0}: mercure_track_sqlx::session: close";
+    let text = captured.text_with(second).await;
+    assert!(text.contains(second), "{text}");
     assert!(
         text.contains("event published") && text.contains("event_type=\"order_update\""),
         "{text}"
