@@ -688,6 +688,34 @@ macro_rules! session_tests {
                     "READY",
                     "the failed commit was rolled back"
                 );
+
+                // A delete fails before deleting; a missing row is still "not found".
+                strict.track_changes::<LineItemRemoved>();
+                let error = LineItem {
+                    id: 99,
+                    order_id: "A".into(),
+                }
+                .delete(&mut strict)
+                .await
+                .expect_err("missing");
+                assert!(matches!(error, Error::RowNotFound { .. }), "{error}");
+                let dangling = LineItem::find(&mut strict, 4).await.expect("find");
+                let error = dangling.delete(&mut strict).await.expect_err("unresolvable");
+                assert!(
+                    matches!(
+                        error,
+                        Error::UnresolvedContext {
+                            event: "line_item_removed",
+                            ..
+                        }
+                    ),
+                    "{error}"
+                );
+                LineItem::find(&mut strict, 4)
+                    .await
+                    .expect("the row was not deleted");
+                assert_eq!(strict.commit().await.expect("commit").changes, 0);
+                assert!(recording.is_empty());
                 finish(db).await;
             }
 
