@@ -253,11 +253,18 @@ where
                     contradictions: Vec::new(),
                 };
                 // The changed row's own key is known: check the predicates on it too.
-                check(&mut source.contradictions, &key_column, &plan.key_predicates, &key);
+                check(
+                    &mut source.contradictions,
+                    &key_column,
+                    &plan.key_predicates,
+                    &key,
+                );
                 match (event.build)(&mut source) {
                     Ok(built) => resolved.events.push(built),
                     Err(error) => {
-                        resolved.unresolved.push(unresolved(&key, Reason::Context(error)));
+                        resolved
+                            .unresolved
+                            .push(unresolved(&key, Reason::Context(error)));
                         continue;
                     }
                 }

@@ -236,3 +236,29 @@ async fn a_delete_that_did_not_happen_logs_and_records_nothing() {
     assert!(recording.is_empty());
     assert_eq!(captured.count(SKIPPED), 0, "{}", captured.text());
 }
+
+#[tokio::test]
+async fn an_outbox_row_with_unreadable_topics_is_logged() {
+    let (captured, _guard) = capture();
+    let db = mercure_track_tests::db::sqlite().await;
+    mercure_track_sqlx::outbox::create_table(&db.pool)
+        .await
+        .expect("outbox table");
+    sqlx::query(
+        "INSERT INTO mercure_outbox
+             (id, event_type, topics, data, private, created_at, next_attempt_at, dead_at)
+         VALUES ('bad-topics', 'order_update', 'not json', '{}', FALSE, 0, 0, 0)",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("insert");
+    let dead = mercure_track_sqlx::outbox::dead_letters(&db.pool)
+        .await
+        .expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    let text = captured.text();
+    assert!(
+        text.contains("unreadable topics") && text.contains("id=bad-topics"),
+        "{text}"
+    );
+}

@@ -873,3 +873,47 @@ async fn finish(db: impl mercure_track_tests::db::TestDb) {
 
 session_tests!(sqlite, sqlx::Sqlite, super::sqlite_db);
 session_tests!(postgres, sqlx::Postgres, mercure_track_tests::db::postgres);
+
+/// A hand-written event whose `write_json` writes bytes that are not UTF-8.
+struct NotUtf8;
+
+static NOT_UTF8: mercure_track::EventDescriptor = mercure_track::EventDescriptor {
+    type_name: "not_utf8",
+    rust_name: "NotUtf8",
+    topic_templates: &["not-utf8"],
+    type_id: std::any::TypeId::of::<NotUtf8>,
+    triggers: Vec::new,
+    batch: None,
+    json_schema: |_| schemars::json_schema!({}),
+};
+
+impl MercureEvent for NotUtf8 {
+    const TYPE: &'static str = "not_utf8";
+
+    fn descriptor() -> &'static mercure_track::EventDescriptor {
+        &NOT_UTF8
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec!["not-utf8".to_owned()]
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.extend_from_slice(b"{\"type\":\"not_utf8\",\"text\":\"\xff\"}");
+        Ok(())
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({})
+    }
+
+    fn is_private(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_body_that_is_not_utf8_is_an_error_not_an_empty_string() {
+    assert!(NotUtf8.to_json().is_err(), "{:?}", NotUtf8.to_json());
+    assert!(NotUtf8.to_update().is_err());
+}
