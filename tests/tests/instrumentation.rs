@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use mercure_track::RecordingPublisher;
 use mercure_track_sqlx::{Error, TrackedSession};
 use mercure_track_tests::domain::{
-    Author, BLOG_SCHEMA, ColoringVersion, ImageUpdate, LineItem, LineItemRemoved, Order,
-    OrderUpdate, Post, PostUpdate,
+    ColoringVersion, ImageUpdate, LineItem, LineItemRemoved, Order, OrderUpdate,
 };
 use mercure_track_tests::publishers::FailingPublisher;
+use support::{Author, BLOG_SCHEMA, Post, PostUpdate};
 use tracing_subscriber::fmt::format::FmtSpan;
+
+mod support;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -8,6 +8,9 @@ use mercure_track::{MercureEvent, RecordingPublisher};
 use mercure_track_sqlx::{Error, TaskTracker, TrackedSession, UnresolvedContext};
 use mercure_track_tests::domain::*;
 use mercure_track_tests::publishers::{FailingPublisher, GatedPublisher};
+use support::*;
+
+mod support;
 
 /// The updates recorded, as (topics, data) pairs.
 fn published(recording: &RecordingPublisher) -> Vec<(Vec<String>, String)> {
