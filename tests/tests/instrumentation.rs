@@ -66,15 +66,21 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     (captured, tracing::subscriber::set_default(subscriber))
 }
 
-#[tokio::test]
-async fn commits_are_spans_and_publish_outcomes_are_events() {
-    let (captured, _guard) = capture();
-
+/// A new SQLite database with the seed rows.
+async fn seeded_sqlite() -> mercure_track_tests::db::SqliteDb {
     let db = mercure_track_tests::db::sqlite().await;
     sqlx::raw_sql(mercure_track_tests::db::SEED)
         .execute(&db.pool)
         .await
         .expect("seed");
+    db
+}
+
+#[tokio::test]
+async fn commits_are_spans_and_publish_outcomes_are_events() {
+    let (captured, _guard) = capture();
+
+    let db = seeded_sqlite().await;
     let mut session = TrackedSession::new(db.pool.clone(), RecordingPublisher::new());
     session.track_changes::<OrderUpdate>();
     Order::set_status_by_key(&mut session, "A", "READY")
@@ -193,11 +199,7 @@ async fn a_contradicted_predicate_is_logged_and_ends_with_its_transaction() {
 #[tokio::test]
 async fn a_skipped_event_is_logged_with_its_row_and_counted() {
     let (captured, _guard) = capture();
-    let db = mercure_track_tests::db::sqlite().await;
-    sqlx::raw_sql(mercure_track_tests::db::SEED)
-        .execute(&db.pool)
-        .await
-        .expect("seed");
+    let db = seeded_sqlite().await;
     let mut session = TrackedSession::new(db.pool.clone(), RecordingPublisher::new());
     session.track_changes::<ImageUpdate>();
     // Coloring 400's line item points to an order that does not exist.
@@ -217,11 +219,7 @@ async fn a_skipped_event_is_logged_with_its_row_and_counted() {
 #[tokio::test]
 async fn a_delete_that_did_not_happen_logs_and_records_nothing() {
     let (captured, _guard) = capture();
-    let db = mercure_track_tests::db::sqlite().await;
-    sqlx::raw_sql(mercure_track_tests::db::SEED)
-        .execute(&db.pool)
-        .await
-        .expect("seed");
+    let db = seeded_sqlite().await;
     let recording = RecordingPublisher::new();
     let mut session = TrackedSession::new(db.pool.clone(), recording.clone());
     session.track_changes::<LineItemRemoved>();
