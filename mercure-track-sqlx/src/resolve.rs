@@ -65,9 +65,7 @@ struct Contradiction {
     event: &'static str,
     table: &'static str,
     key: String,
-    column: ColumnKey,
-    asserted: String,
-    found: String,
+    found: Found,
 }
 
 impl Resolved {
@@ -107,9 +105,9 @@ impl Resolved {
                 event = c.event,
                 table = c.table,
                 key = %c.key,
-                column = %c.column,
-                asserted = %c.asserted,
-                found = %c.found,
+                column = %c.found.column,
+                asserted = %c.found.asserted,
+                found = %c.found.found,
                 "context predicate contradicted by the database; the event carries the database's value"
             );
         }
@@ -273,9 +271,7 @@ where
                         event: event.descriptor.type_name,
                         table: M::TABLE,
                         key: format!("{key:?}"),
-                        column: found.column,
-                        asserted: found.asserted,
-                        found: found.found,
+                        found,
                     });
                 }
             }
