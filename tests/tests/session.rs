@@ -785,6 +785,27 @@ macro_rules! session_tests {
                 finish(db).await;
             }
 
+            #[tokio::test]
+            async fn an_outbox_commit_counts_its_updates_as_queued() {
+                let db = setup!("an_outbox_commit_counts_its_updates_as_queued");
+                mercure_track_sqlx::outbox::create_table(&db.pool)
+                    .await
+                    .expect("outbox table");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording).outbox();
+                Order::set_status_by_key(&mut session, "A", "READY")
+                    .await
+                    .expect("set");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (0, 0, 2),
+                    "written to the outbox, published by a relay later"
+                );
+                assert!(recording.is_empty());
+                finish(db).await;
+            }
+
             #[mercure_track::mercure_autotrack(ImageUpdate)]
             struct ColoringGenerationService {
                 session: TrackedSession<Db>,
