@@ -189,41 +189,75 @@ fn to_update(event: &dyn AnyEvent) -> Option<Update> {
     }
 }
 
+/// Where the updates of a commit stand when [`publish`] returns.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// Accepted by the hub.
+    pub(crate) published: usize,
+    /// Refused or unreachable (each logged).
+    pub(crate) failed: usize,
+    /// Handed to background tasks.
+    pub(crate) queued: usize,
+}
+
 /// Publishes `updates`: in the background when there is a [`Background`] (the call returns
 /// once every update has room in its limit), otherwise before returning, at most
-/// `concurrency` at a time. Failures are logged, never returned.
+/// `concurrency` at a time. Failures are logged, never returned; the counts say where the
+/// updates stand.
 pub(crate) async fn publish(
     publisher: &Arc<dyn Publisher>,
     background: Option<&Background>,
     concurrency: usize,
     updates: Vec<Outgoing>,
-) {
+) -> Delivered {
+    if updates.is_empty() {
+        return Delivered::default();
+    }
     match background {
-        Some(background) => background.spawn_all(publisher, updates).await,
+        Some(background) => {
+            let queued = updates.len();
+            background.spawn_all(publisher, updates).await;
+            Delivered {
+                queued,
+                ..Delivered::default()
+            }
+        }
         None => {
             futures_util::stream::iter(updates)
-                .for_each_concurrent(concurrency.max(1), |outgoing| {
-                    publish_one(publisher.clone(), outgoing)
+                .map(|outgoing| publish_one(publisher.clone(), outgoing))
+                .buffer_unordered(concurrency.max(1))
+                .fold(Delivered::default(), |mut delivered, published| {
+                    if published {
+                        delivered.published += 1;
+                    } else {
+                        delivered.failed += 1;
+                    }
+                    std::future::ready(delivered)
                 })
-                .await;
+                .await
         }
     }
 }
 
-async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) {
+/// Publishes one update; whether the hub accepted it.
+async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) -> bool {
     let Outgoing { event_type, update } = outgoing;
     let topics = update.topics.clone();
     match publisher.publish_update(update).await {
         Ok(outcome) => {
-            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published")
+            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published");
+            true
         }
-        Err(error) => tracing::warn!(
-            event_type,
-            ?topics,
-            status = ?error.status(),
-            %error,
-            "event not published"
-        ),
+        Err(error) => {
+            tracing::warn!(
+                event_type,
+                ?topics,
+                status = ?error.status(),
+                %error,
+                "event not published"
+            );
+            false
+        }
     }
 }
 
