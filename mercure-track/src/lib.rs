@@ -190,9 +190,10 @@ pub use event::{
     EventDescriptor, FromContext, MercureEvent, TriggerSpec,
 };
 pub use model::{
-    Column, ColumnInfo, ColumnKey, ForeignKeyColumn, Model, ModelInfo, Predicate, RowChange,
-    RowTrigger, Trigger, TriggerKey,
+    Column, ColumnInfo, ColumnKey, ForeignKeyColumn, KeyColumn, Model, ModelInfo, Predicate,
+    RowChange, RowTrigger, Trigger, TriggerKey,
 };
+pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
@@ -214,73 +215,82 @@ pub mod prelude {
     pub use mercure_track_derive::{MercureEvent, Tracked, mercure_autotrack};
 }
 
-/// Paths used by generated code. Not public API: may change in any release.
+/// The version of the paths below; `#[derive(...)]` of another version of
+/// `mercure-track-derive` names another module and fails to compile instead of misbehaving.
+/// Not public API: may change in any release.
 #[doc(hidden)]
-pub mod __private {
+pub mod __private_v0_1 {
+    pub use ::core;
     pub use ::inventory;
     pub use ::schemars;
     pub use ::serde;
     pub use ::serde_json;
+    pub use ::std;
 
     pub use crate::autotrack::{AutoTracked, TrackingSession};
     pub use crate::event::{
         AnyEvent, BatchEvent, BatchSpec, Collected, ContextError, ContextPath, ContextSource,
         EventDescriptor, FromContext, MercureEvent, TriggerSpec,
     };
+    pub use crate::model::check::{ContextColumn, Marker, NotPrimaryKey, NotSkipped};
     pub use crate::model::{
-        Column, ColumnInfo, ColumnKey, ColumnOfType, ForeignKeyColumn, Model, ModelInfo, RowChange,
-        RowTrigger, Trigger, TriggerKey,
+        Column, ColumnInfo, ColumnKey, ForeignKeyColumn, KeyColumn, Model, ModelInfo, RowChange,
+        RowTrigger, SkippedField, Trigger, TriggerKey,
     };
     pub use crate::reach::{Cons, ForeignKey, Link, MaxDepth, Nil, Reaches};
     pub use crate::registry::Registration;
     pub use crate::schema::object_schema;
     pub use crate::session::{BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn};
 
-    /// Checks that `trigger` is a trigger marker and returns its spec skeleton.
-    pub fn trigger<Tr: Trigger>(trigger: Tr, contexts: Vec<ContextPath>) -> TriggerSpec {
+    /// Checks that `trigger` is a marker that can fire and returns its spec skeleton.
+    pub fn trigger<Tr>(trigger: Tr, contexts: Vec<ContextPath>) -> TriggerSpec
+    where
+        Tr: Marker,
+        Tr::IfKey: NotPrimaryKey,
+        Tr::IfSkipped: NotSkipped,
+    {
         TriggerSpec {
-            key: trigger.trigger_key(),
+            key: trigger.marker_key(),
             model: <Tr::Model as Model>::info(),
             contexts,
         }
     }
 
     /// The key of a context column, checking that its values have the field's type `T`.
-    pub fn context_column<T, C: ColumnOfType<T> + ColumnKeyed>(column: C) -> ColumnKey {
-        column.column_key()
+    pub fn context_column<T, C>(column: C) -> ColumnKey
+    where
+        C: ContextColumn<T>,
+        C::IfSkipped: NotSkipped,
+    {
+        column.context_key()
     }
 
-    pub use crate::reach::path;
-
-    /// A column marker's registry key.
-    pub trait ColumnKeyed {
-        /// The column's key.
-        fn column_key(&self) -> ColumnKey;
+    /// The joins from the model of `trigger` to the model of `context`, inferred by the
+    /// compiler from the models as types (however their paths are spelled): none when they
+    /// are the same model.
+    pub fn path<Tr, C, P>(_trigger: Tr, _context: C) -> Vec<Link>
+    where
+        Tr: Marker,
+        C: Marker,
+        Tr::Model: Reaches<C::Model, P, MaxDepth, Tr::Model>,
+    {
+        crate::reach::path::<Tr::Model, C::Model, P>()
     }
 
-    impl<M: Model, T> ColumnKeyed for Column<M, T> {
-        fn column_key(&self) -> ColumnKey {
-            self.key()
-        }
-    }
-
-    impl<M: Model, T, P> ColumnKeyed for crate::model::ForeignKeyColumn<M, T, P> {
-        fn column_key(&self) -> ColumnKey {
-            self.key()
-        }
-    }
-
-    /// A context path that starts with the foreign key `via` (of the trigger's model `From`)
-    /// and continues from its parent by inference.
-    pub fn path_via<From, T, Parent, To, P>(
-        via: crate::model::ForeignKeyColumn<From, T, Parent>,
+    /// A context path that starts with the foreign key `via` of the trigger's model and
+    /// continues from its parent by inference.
+    pub fn path_via<Tr, T, Parent, C, P>(
+        _trigger: Tr,
+        via: ForeignKeyColumn<Tr::Model, T, Parent>,
+        _context: C,
     ) -> Vec<Link>
     where
-        From: Model,
-        Parent: Model + Reaches<To, P, MaxDepth, Parent>,
+        Tr: Marker,
+        C: Marker,
+        Parent: Model + Reaches<C::Model, P, MaxDepth, Parent>,
     {
         let mut links = vec![via.link()];
-        links.extend(crate::reach::path::<Parent, To, P>());
+        links.extend(crate::reach::path::<Parent, C::Model, P>());
         links
     }
 
@@ -305,4 +315,17 @@ pub mod __private {
 
     /// Checks, for `#[mercure_autotrack]`, that the `session` field has a tracked session type.
     pub fn assert_tracking_session<S: TrackingSession + ?Sized>() {}
+
+    /// Implemented by `#[mercure_autotrack]` on a service's `impl` block: the struct's
+    /// attribute requires it, so that tracking cannot be half-applied.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is marked `#[mercure_autotrack(...)]`, but no `impl` block of it is: its methods would not track",
+        label = "add `#[mercure_autotrack]` (no arguments) to the `impl` block of this service",
+        note = "the `impl` block's attribute makes constructors returning `Self` and methods taking `&mut self` start tracking"
+    )]
+    pub trait AutotrackImpl {}
+
+    /// Checks, for `#[mercure_autotrack(...)]` on a struct, that its `impl` block has the
+    /// attribute too.
+    pub fn assert_autotrack_impl<S: AutotrackImpl + ?Sized>() {}
 }
