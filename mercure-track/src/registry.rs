@@ -144,7 +144,20 @@ pub enum RegistryError {
     },
 }
 
-/// Checks the registry as a whole; call it in a test or at start-up.
+/// Checks the registry as a whole: every event the program links, whatever crate defines it.
+/// Call it in a test of your application (or at start-up).
+///
+/// Within one crate, a shared `type` string is already a compile error; across crates only
+/// this check sees it. A test to copy into the crate that links all your events:
+///
+/// ```
+/// #[test]
+/// fn event_type_strings_are_unique() {
+///     if let Err(duplicates) = mercure_track::registry::validate() {
+///         panic!("{duplicates:#?}");
+///     }
+/// }
+/// ```
 pub fn validate() -> Result<(), Vec<RegistryError>> {
     let duplicates = &index().duplicates;
     if duplicates.is_empty() {

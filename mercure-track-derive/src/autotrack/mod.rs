@@ -69,8 +69,10 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
                     event,
                     "on an `impl` block, `#[mercure_autotrack]` takes no events: list them on the struct",
                 );
-            }
-            if block.trait_.is_some() {
+                quote::quote!(#block)
+            } else if args_invalid {
+                quote::quote!(#block)
+            } else if block.trait_.is_some() {
                 errors.spanned(
                     &block.self_ty,
                     "`#[mercure_autotrack]` goes on the service's own `impl` block, not on a trait implementation",

@@ -10,6 +10,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::model::{Event, Kind, Rule, Topic, TopicPart, model_name};
+use crate::attr::respan;
 
 pub(crate) fn expand(event: &Event, has_errors: bool) -> TokenStream {
     let p = &event.private;
@@ -43,7 +44,7 @@ pub(crate) fn expand(event: &Event, has_errors: bool) -> TokenStream {
     };
     let from_context = from_context_impl(event);
     let context_checks = context_type_checks(event);
-    let (batch_spec, batch_impl) = batch(event);
+    let (batch_spec, batch_impl) = batch(event, has_errors);
     let unique_type = unique_type_check(event);
 
     quote! {
@@ -167,13 +168,20 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
             let via = field.via.iter().find(|via| model_name(via) == trigger_model);
             // The models are compared as types: the same model, however spelled, needs no join.
             let links = match via {
-                Some(via) => quote_spanned! {via.span()=>
-                    #p::path_via(#trigger, #via, #context)
-                },
-                None => quote_spanned! {context.span()=>
-                    #p::path(#trigger, #context)
-                },
+                Some(via) => {
+                    let p = respan(p, via.span());
+                    quote_spanned! {via.span()=>
+                        #p::path_via(#trigger, #via, #context)
+                    }
+                }
+                None => {
+                    let p = respan(p, context.span());
+                    quote_spanned! {context.span()=>
+                        #p::path(#trigger, #context)
+                    }
+                }
             };
+            let p = respan(p, context.span());
             Some(quote_spanned! {context.span()=>
                 #p::ContextPath {
                     field: #name,
@@ -182,6 +190,7 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
                 }
             })
         });
+        let p = respan(p, trigger.span());
         quote_spanned! {trigger.span()=>
             #p::trigger(#trigger, ::std::vec![#(#contexts),*])
         }
@@ -236,12 +245,13 @@ fn context_type_checks(event: &Event) -> TokenStream {
     let checks = event.fields.iter().filter_map(|field| {
         let context = field.context.as_ref()?;
         let ty = &field.ty;
+        let p = respan(p, context.span());
         Some(quote_spanned! {context.span()=> #p::context_column::<#ty, _>(#context); })
     });
     quote!(const _: fn() = || { #(#checks)* };)
 }
 
-fn batch(event: &Event) -> (TokenStream, TokenStream) {
+fn batch(event: &Event, has_errors: bool) -> (TokenStream, TokenStream) {
     let p = &event.private;
     let Kind::Batch { collects, rule } = &event.kind else {
         return (quote!(::core::option::Option::None), TokenStream::new());
@@ -252,12 +262,15 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
     });
     let local = |field: &syn::Ident| format_ident!("__{}", crate::attr::unraw(field));
     let body = match rule {
+        // The error was reported; a body reading the collected events would only repeat it.
+        Rule::BuiltIn if has_errors => quote!(::core::option::Option::None),
         Rule::Custom(function) => quote_spanned! {function.span()=> #function(__collected) },
         Rule::BuiltIn => {
             let gathers = event.fields.iter().map(|field| {
                 let gathered = local(&field.ident);
                 let from = &field.from;
                 let extends = collects.iter().map(|c| {
+                    let p = respan(p, c.span());
                     quote_spanned! {c.span()=>
                         ::core::iter::Extend::extend(
                             &mut #gathered,

@@ -285,16 +285,17 @@ fn parse_topic(
                     break;
                 }
                 let found = fields.iter().find(|(field, _)| *field == name);
-                if let (None, Some(bare)) = (found, name.strip_prefix("r#")) {
-                    if fields.iter().any(|(field, _)| field == bare) {
-                        errors.spanned(
-                            &lit,
-                            format_args!(
-                                "topic placeholder `{{{name}}}`: write `{{{bare}}}`, the field's name without `r#` (as in the JSON)"
-                            ),
-                        );
-                        continue;
-                    }
+                let bare = name.strip_prefix("r#");
+                if let (None, Some(bare)) = (found, bare)
+                    && fields.iter().any(|(field, _)| field == bare)
+                {
+                    errors.spanned(
+                        &lit,
+                        format_args!(
+                            "topic placeholder `{{{name}}}`: write `{{{bare}}}`, the field's name without `r#` (as in the JSON)"
+                        ),
+                    );
+                    continue;
                 }
                 let Some((_, field)) = found else {
                     let mut known: Vec<_> = fields.iter().map(|(name, _)| name.as_str()).collect();

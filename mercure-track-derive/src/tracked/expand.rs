@@ -87,6 +87,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let foreign_key_checks = model.columns.iter().filter_map(|column| {
         let parent = column.belongs_to.as_ref()?;
         let ty = &column.ty;
+        let p = crate::attr::respan(p, parent.span());
         Some(quote_spanned! {parent.span()=>
             #p::assert_foreign_key::<#ty, <#parent as #p::Model>::Key>();
         })
@@ -156,13 +157,12 @@ fn session_methods(model: &Model) -> TokenStream {
         .columns
         .iter()
         .enumerate()
-        .filter(|(_, c)| !c.primary_key)
-        .map(|(index, column)| {
+        .filter_map(|(index, column)| Some((index, column, column.setter.as_ref()?)))
+        .map(|(index, column, setter)| {
             let field = &column.field;
             let vis = &column.vis;
             let ty = &column.ty;
             let name = unraw(field);
-            let setter = &column.setter;
             let by_key = quote::format_ident!("{}_by_key", setter, span = setter.span());
             let doc = format!(
                 "Sets `{name}` in the database and in this value, through a tracked session. \

@@ -27,8 +27,9 @@ pub(crate) struct Column {
     pub(crate) belongs_to: Option<syn::Path>,
     /// Whether `belongs_to` names the model itself (a tree): not followed by the reach search.
     pub(crate) self_link: bool,
-    /// The setter's name (`set_<field>` unless `#[tracked(setter = "...")]`).
-    pub(crate) setter: syn::Ident,
+    /// The setter's name (`set_<field>` unless `#[tracked(setter = "...")]`); `None` for the
+    /// key, and for a name taken by another setter (an error was reported).
+    pub(crate) setter: Option<syn::Ident>,
 }
 
 pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Errors) -> Model {
@@ -113,13 +114,17 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 }
                 None => unraw(&field_ident),
             };
-            let setter = setter_name(&field_ident, attrs.setter.as_ref(), errors);
-            if let (Some(_), Some(lit)) = (&attrs.primary_key, &attrs.setter) {
-                errors.spanned(
-                    lit,
-                    "the primary key has no setter: a tracked session never writes a key",
-                );
-            }
+            let setter = match (&attrs.primary_key, &attrs.setter) {
+                (Some(_), Some(lit)) => {
+                    errors.spanned(
+                        lit,
+                        "the primary key has no setter: a tracked session never writes a key",
+                    );
+                    None
+                }
+                (Some(_), None) => None,
+                (None, setter) => Some(setter_name(&field_ident, setter.as_ref(), errors)),
+            };
             let self_link = attrs.belongs_to.as_ref().is_some_and(|parent| {
                 parent.is_ident("Self")
                     || (parent.segments.last().is_some_and(|s| s.ident == ident)
@@ -172,15 +177,18 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
     }
 
     let mut setters = std::collections::HashSet::new();
-    for column in columns.iter().filter(|c| !c.primary_key) {
-        if !setters.insert(column.setter.to_string()) {
+    for column in &mut columns {
+        let Some(setter) = &column.setter else {
+            continue;
+        };
+        if !setters.insert(setter.to_string()) {
             errors.spanned(
                 &column.field,
                 format_args!(
-                    "two setters are named `{}`: rename one with `#[tracked(setter = \"...\")]`",
-                    column.setter
+                    "two setters are named `{setter}`: rename one with `#[tracked(setter = \"...\")]`"
                 ),
             );
+            column.setter = None;
         }
     }
 
