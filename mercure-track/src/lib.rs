@@ -119,17 +119,8 @@
 //! on both `type = "..."` literals ("the name `__mercure_track_event_type_..._is_used_by_two_events`
 //! is defined multiple times": the check is a hidden exported macro per type string). Events
 //! of different crates are only seen together at run time: [`registry::validate`] reports every
-//! shared type string, and a test of your application's crate, which links all its events,
-//! checks the whole program:
-//!
-//! ```
-//! #[test]
-//! fn event_type_strings_are_unique() {
-//!     if let Err(duplicates) = mercure_track::registry::validate() {
-//!         panic!("{duplicates:#?}");
-//!     }
-//! }
-//! ```
+//! shared type string, and its documentation has a test to copy into your application, which
+//! links all its events and so checks the whole program.
 //!
 //! # `#[mercure_autotrack(EventA, EventB)]`
 //!
@@ -290,8 +281,12 @@ pub mod __private_v0_1 {
     pub use crate::schema::object_schema;
     pub use crate::session::{BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn};
 
-    /// Checks that `trigger` is a marker that can fire and returns its spec skeleton.
-    pub fn trigger<Tr>(trigger: Tr, contexts: Vec<ContextPath>) -> TriggerSpec
+    /// Checks that `trigger` is a marker that can fire and returns its spec; `contexts`
+    /// receives the trigger's model (as a type) to search the context paths from.
+    pub fn trigger<Tr>(
+        trigger: Tr,
+        contexts: impl FnOnce(::core::marker::PhantomData<Tr::Model>) -> Vec<ContextPath>,
+    ) -> TriggerSpec
     where
         Tr: Marker,
         Tr::IfKey: NotPrimaryKey,
@@ -300,7 +295,7 @@ pub mod __private_v0_1 {
         TriggerSpec {
             key: trigger.marker_key(),
             model: <Tr::Model as Model>::info(),
-            contexts,
+            contexts: contexts(::core::marker::PhantomData),
         }
     }
 
@@ -313,33 +308,41 @@ pub mod __private_v0_1 {
         column.context_key()
     }
 
-    /// The joins from the model of `trigger` to the model of `context`, inferred by the
-    /// compiler from the models as types (however their paths are spelled): none when they
-    /// are the same model.
-    pub fn path<Tr, C, P>(_trigger: Tr, _context: C) -> Vec<Link>
-    where
-        Tr: Marker,
-        C: Marker,
-        Tr::Model: Reaches<C::Model, P, MaxDepth, Tr::Model>,
-    {
-        crate::reach::path::<Tr::Model, C::Model, P>()
+    /// The model of a marker, as a value the compiler knows the type of before it searches a
+    /// path: `path(model_of(&trigger), model_of(&context))` then compares models as types,
+    /// however their paths are spelled.
+    pub fn model_of<M: Marker>(_marker: &M) -> ::core::marker::PhantomData<M::Model> {
+        ::core::marker::PhantomData
     }
 
-    /// A context path that starts with the foreign key `via` of the trigger's model and
-    /// continues from its parent by inference.
-    pub fn path_via<Tr, T, Parent, C, P>(
-        _trigger: Tr,
-        via: ForeignKeyColumn<Tr::Model, T, Parent>,
-        _context: C,
-    ) -> Vec<Link>
-    where
-        Tr: Marker,
-        C: Marker,
-        Parent: Model + Reaches<C::Model, P, MaxDepth, Parent>,
-    {
-        let mut links = vec![via.link()];
-        links.extend(crate::reach::path::<Parent, C::Model, P>());
-        links
+    /// A trigger's model and a context's model, as types. Built first, so that both are known
+    /// before the path search starts (else the search could make one the other).
+    pub struct Models<From, To>(
+        pub ::core::marker::PhantomData<From>,
+        pub ::core::marker::PhantomData<To>,
+    );
+
+    impl<From, To> Models<From, To> {
+        /// The joins from model `From` to model `To`, inferred by the compiler: none when they
+        /// are the same model.
+        pub fn path<P>(self) -> Vec<Link>
+        where
+            From: Reaches<To, P, MaxDepth, From>,
+        {
+            crate::reach::path::<From, To, P>()
+        }
+
+        /// A context path that starts with the foreign key `via` of the trigger's model and
+        /// continues from its parent by inference.
+        pub fn path_via<T, Parent, P>(self, via: ForeignKeyColumn<From, T, Parent>) -> Vec<Link>
+        where
+            From: Model,
+            Parent: Model + Reaches<To, P, MaxDepth, Parent>,
+        {
+            let mut links = vec![via.link()];
+            links.extend(crate::reach::path::<Parent, To, P>());
+            links
+        }
     }
 
     /// Sorted, unique values: the built-in batch rule.

@@ -475,7 +475,7 @@ impl<M: Model> Trigger for RowTrigger<M> {
 
 
 /// What generated code checks on the paths of `#[trigger(...)]` and `#[context(...)]`; not
-/// public API. Every column marker is a [`Marker`]; the associated types say, at the type
+/// public API. Every column marker is a `Marker`; the associated types say, at the type
 /// level, whether it is a primary key or a skipped field, so that the compiler's message
 /// names the reason rather than a missing implementation.
 #[doc(hidden)]

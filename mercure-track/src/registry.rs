@@ -151,12 +151,16 @@ pub enum RegistryError {
 /// this check sees it. A test to copy into the crate that links all your events:
 ///
 /// ```
+/// // In the tests of your application:
+/// # /*
 /// #[test]
+/// # */
 /// fn event_type_strings_are_unique() {
 ///     if let Err(duplicates) = mercure_track::registry::validate() {
 ///         panic!("{duplicates:#?}");
 ///     }
 /// }
+/// # event_type_strings_are_unique();
 /// ```
 pub fn validate() -> Result<(), Vec<RegistryError>> {
     let duplicates = &index().duplicates;

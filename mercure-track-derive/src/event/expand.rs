@@ -167,17 +167,25 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
             // The `via` of this trigger's model, paired by name; the compiler checks the types.
             let via = field.via.iter().find(|via| model_name(via) == trigger_model);
             // The models are compared as types: the same model, however spelled, needs no join.
+            // `__from` is the trigger's model, known before the search starts; the context's
+            // model is bound first too, so that the search cannot unify one with the other.
             let links = match via {
                 Some(via) => {
                     let p = respan(p, via.span());
                     quote_spanned! {via.span()=>
-                        #p::path_via(#trigger, #via, #context)
+                        {
+                            let __to = #p::model_of(&#context);
+                            #p::Models(__from, __to).path_via(#via)
+                        }
                     }
                 }
                 None => {
                     let p = respan(p, context.span());
                     quote_spanned! {context.span()=>
-                        #p::path(#trigger, #context)
+                        {
+                            let __to = #p::model_of(&#context);
+                            #p::Models(__from, __to).path()
+                        }
                     }
                 }
             };
@@ -192,7 +200,7 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
         });
         let p = respan(p, trigger.span());
         quote_spanned! {trigger.span()=>
-            #p::trigger(#trigger, ::std::vec![#(#contexts),*])
+            #p::trigger(#trigger, |__from| ::std::vec![#(#contexts),*])
         }
     });
     quote! {
