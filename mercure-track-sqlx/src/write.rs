@@ -1,10 +1,10 @@
 //! The statements behind the generated setters, `find`, `insert` and `delete`. Values are
 //! always bound, never written into the SQL.
 
-use mercure_track::__private::{
-    BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn,
+use mercure_track::session::{BindColumns, BindValue};
+use mercure_track::{
+    Column, DeleteRow, FindRow, InsertRow, Model, RowChange, RowTrigger, Trigger, WriteColumn,
 };
-use mercure_track::{Column, Model, RowChange, RowTrigger, Trigger};
 use sqlx::{Encode, FromRow, Type};
 
 use crate::dialect::{Dialect, SqlQuery, TrackedKey, quote};

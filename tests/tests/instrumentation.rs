@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use mercure_track::RecordingPublisher;
+use mercure_track::{Model as _, RecordingPublisher};
 use mercure_track_sqlx::{Error, TrackedSession};
 use mercure_track_tests::domain::{
     ColoringVersion, ImageUpdate, LineItem, LineItemRemoved, Order, OrderUpdate,

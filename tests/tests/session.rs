@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use mercure_track::{MercureEvent, RecordingPublisher};
+use mercure_track::{MercureEvent, Model, RecordingPublisher};
 use mercure_track_sqlx::{Background, Error, TaskTracker, TrackedSession, UnresolvedContext};
 use mercure_track_tests::domain::*;
 use mercure_track_tests::publishers::{FailingPublisher, GatedPublisher};
