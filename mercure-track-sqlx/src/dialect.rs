@@ -51,6 +51,9 @@ pub trait Dialect: Database + Sized {
     /// The outbox's statements on this database.
     const OUTBOX: &'static crate::outbox::OutboxSql;
 
+    /// The capture's statements on this database (see [`crate::capture`]).
+    const CAPTURE: &'static crate::capture::CaptureSql<Self>;
+
     /// Binds a text value.
     fn bind_text<'q>(query: SqlQuery<'q, Self>, value: &'q str) -> SqlQuery<'q, Self>;
     /// Binds an integer.
@@ -181,6 +184,7 @@ impl Dialect for Sqlite {
     const DISTINCT_FROM: &'static str = "IS NOT";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::SQLITE_OUTBOX;
+    const CAPTURE: &'static crate::capture::CaptureSql<Self> = &crate::capture::SQLITE_CAPTURE;
 
     shared_dialect_methods!();
 }
@@ -217,6 +221,7 @@ impl Dialect for Postgres {
     const DISTINCT_FROM: &'static str = "IS DISTINCT FROM";
     const BEGIN: &'static str = "BEGIN";
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::POSTGRES_OUTBOX;
+    const CAPTURE: &'static crate::capture::CaptureSql<Self> = &crate::capture::POSTGRES_CAPTURE;
 
     shared_dialect_methods!();
 }

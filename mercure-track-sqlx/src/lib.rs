@@ -66,6 +66,7 @@
 //! application's own dependency (its `Pool` is what the session is built from). Every other
 //! cause is a type of this crate or of `mercure_track`.
 
+pub mod capture;
 mod dialect;
 mod dispatch;
 mod error;

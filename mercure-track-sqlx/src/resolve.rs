@@ -69,7 +69,7 @@ struct Contradiction {
 }
 
 impl Resolved {
-    fn extend(&mut self, other: Resolved) {
+    pub(crate) fn extend(&mut self, other: Resolved) {
         self.events.extend(other.events);
         self.queries += other.queries;
         self.unresolved.extend(other.unresolved);
@@ -171,6 +171,22 @@ where
     M: Model,
     M::Key: TrackedKey<DB>,
 {
+    resolve_model_from::<DB, M>(conn, changes, scope, None)
+}
+
+/// As the resolver of `M`, reading the changed rows from `from` (a relation with `M`'s
+/// columns, such as the capture's copy of deleted rows) instead of `M`'s table when given.
+pub(crate) fn resolve_model_from<'a, DB, M>(
+    conn: &'a mut DB::Connection,
+    changes: &'a [Change],
+    scope: &'a ResolveScope<'a, DB>,
+    from: Option<String>,
+) -> BoxFuture<'a, Result<Resolved, Error>>
+where
+    DB: Dialect,
+    M: Model,
+    M::Key: TrackedKey<DB>,
+{
     Box::pin(async move {
         // The keys each tracked event needs, unique, in the order they changed.
         let mut per_event: Vec<EventKeys<'_, DB, M::Key>> = Vec::new();
@@ -216,7 +232,7 @@ where
                 );
                 continue;
             };
-            let plan = Plan::new::<M>(spec, scope.predicates);
+            let plan = Plan::new::<M>(spec, scope.predicates, from.as_deref());
             let mut rows: HashMap<M::Key, DB::Row> = HashMap::new();
             if plan.needs_query {
                 for chunk in keys.chunks(<M::Key as TrackedKey<DB>>::MAX_KEYS_PER_STATEMENT) {
@@ -342,7 +358,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new<M: Model>(spec: &TriggerSpec, predicates: &[Predicate]) -> Self {
+    fn new<M: Model>(spec: &TriggerSpec, predicates: &[Predicate], from: Option<&str>) -> Self {
         let key_column = M::info().primary_key_column().name;
         let on = |column: ColumnKey| -> Vec<Predicate> {
             predicates
@@ -380,7 +396,7 @@ impl Plan {
             select.push_str(column);
         }
         select.push_str(" FROM ");
-        select.push_str(&quote(M::TABLE));
+        select.push_str(&from.map_or_else(|| quote(M::TABLE), str::to_owned));
         select.push_str(" t0");
         select.push_str(&joins);
         let key = ColumnKey {

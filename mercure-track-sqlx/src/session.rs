@@ -124,6 +124,9 @@ pub struct TrackedSession<DB: Dialect> {
     unresolved: UnresolvedContext,
     publish_concurrency: usize,
     delivery: Delivery,
+    /// The capture whose log rows this session's transactions take at commit, and the mark
+    /// taken when the open transaction began (see `crate::capture`).
+    capture: Option<(Arc<crate::capture::Capture<DB>>, i64)>,
 }
 
 /// How a session delivers the events of its commits.
@@ -179,6 +182,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             unresolved: UnresolvedContext::default(),
             publish_concurrency: DEFAULT_PUBLISH_CONCURRENCY,
             delivery: Delivery::Direct,
+            capture: None,
         }
     }
 
@@ -208,6 +212,17 @@ impl<DB: Dialect> TrackedSession<DB> {
     #[must_use]
     pub fn outbox(mut self) -> Self {
         self.delivery = Delivery::Outbox;
+        self
+    }
+
+    /// Takes, at each commit, the captured changes its own transaction made (plain SQL through
+    /// [`conn`](Self::conn) on tables whose capture is installed) and publishes their events
+    /// with the others, once; nothing after a rollback. Give it to every session that writes
+    /// captured tables, or the capture loop publishes their changes a second time. See
+    /// [`crate::capture`].
+    #[must_use]
+    pub fn capture(mut self, capture: Arc<crate::capture::Capture<DB>>) -> Self {
+        self.capture = Some((capture, 0));
         self
     }
 
@@ -257,7 +272,13 @@ impl<DB: Dialect> TrackedSession<DB> {
     pub async fn conn(&mut self) -> Result<&mut DB::Connection, Error> {
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.pool.begin_with(DB::BEGIN).await?,
+            None => {
+                let mut tx = self.pool.begin_with(DB::BEGIN).await?;
+                if let Some((_, mark)) = &mut self.capture {
+                    *mark = crate::capture::session_mark::<DB>(&mut tx).await?;
+                }
+                tx
+            }
         };
         Ok(&mut **self.tx.insert(tx))
     }
@@ -289,13 +310,14 @@ impl<DB: Dialect> TrackedSession<DB> {
             queued = tracing::field::Empty,
         );
         async move {
-            let changes = log.len();
+            let mut changes = log.len();
             let scope = ResolveScope {
                 tracked: &self.tracked,
                 predicates: &predicates,
             };
             let fail = self.unresolved == UnresolvedContext::Fail;
-            let resolved = match resolve_log(&mut tx, log, &scope, fail).await {
+            let captured = self.capture.clone();
+            let resolved = match resolve_log(&mut tx, log, &scope, fail, captured).await {
                 Ok(resolved) => resolved,
                 Err(error) => {
                     // The commit fails as a whole: nothing is kept, nothing is published.
@@ -305,6 +327,7 @@ impl<DB: Dialect> TrackedSession<DB> {
                     return Err(error);
                 }
             };
+            changes += resolved.captured;
             let prepared = dispatch::prepare(resolved.events);
             let mut summary = CommitSummary {
                 changes,
@@ -486,6 +509,8 @@ impl<DB: Dialect> TrackedSession<DB> {
 /// The events of a commit's change log, resolved.
 struct ResolvedLog {
     events: Vec<Box<dyn AnyEvent>>,
+    /// Captured changes of the transaction (see `crate::capture`).
+    captured: usize,
     unresolved: usize,
     queries: usize,
 }
@@ -500,6 +525,7 @@ async fn resolve_log<DB: Dialect>(
     log: Vec<Entry<DB>>,
     scope: &ResolveScope<'_, DB>,
     fail: bool,
+    capture: Option<(Arc<crate::capture::Capture<DB>>, i64)>,
 ) -> Result<ResolvedLog, Error> {
     let mut events = Vec::new();
     let mut unresolved = 0;
@@ -528,6 +554,13 @@ async fn resolve_log<DB: Dialect>(
         .map(|(_, resolver, changes)| (resolver, changes))
         .collect();
     let mut resolved = resolve_all(&mut **tx, &groups, scope).await?;
+    let mut captured = 0;
+    if let Some((capture, mark)) = capture {
+        // The same change seen by a setter and by the capture builds equal events: one goes out.
+        let (own, rows) = crate::capture::take_own(tx, &capture, mark, scope).await?;
+        resolved.extend(own);
+        captured = rows;
+    }
     if fail && let Some(error) = resolved.failure() {
         return Err(error);
     }
@@ -536,6 +569,7 @@ async fn resolve_log<DB: Dialect>(
     events.extend(more);
     Ok(ResolvedLog {
         events,
+        captured,
         unresolved: unresolved + skipped,
         queries,
     })
