@@ -1,0 +1,421 @@
+//! Capture: writes made with plain SQL, outside the setters, turned into the same typed events
+//! — by a capture loop for writes of other connections, by the session's commit for its own.
+//! Every scenario runs on SQLite (a WAL file) and PostgreSQL (a schema of its own). Every wait
+//! is bounded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mercure_track::{MercureEvent, Model, RecordingPublisher};
+use mercure_track_sqlx::TrackedSession;
+use mercure_track_sqlx::capture::{self, Capture, CaptureConfig, CaptureDelivery, CaptureLoop};
+use mercure_track_tests::domain::*;
+use tokio::sync::oneshot;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn event<E: MercureEvent>(event: E) -> (Vec<String>, String) {
+    (event.topics(), event.to_json().expect("json"))
+}
+
+/// The updates recorded, as (topics, data) pairs.
+fn published(recording: &RecordingPublisher) -> Vec<(Vec<String>, String)> {
+    recording
+        .updates()
+        .into_iter()
+        .map(|u| (u.update.topics, u.update.data))
+        .collect()
+}
+
+/// Waits until `done` holds for what `recording` holds, or the deadline.
+async fn wait_for(recording: &RecordingPublisher, done: impl Fn(&[(Vec<String>, String)]) -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done(&published(recording)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn fast() -> CaptureConfig {
+    CaptureConfig::default().poll_interval(Duration::from_millis(50))
+}
+
+macro_rules! capture_tests {
+    ($module:ident, $db:ty, $setup:expr $(, #[$needs:meta])*) => {
+        mod $module {
+            use super::*;
+
+            type Db = $db;
+
+            /// A seeded database with the capture of orders, line items and coloring versions.
+            macro_rules! setup {
+                ($name:expr) => {{
+                    let Some(db) = $setup($name).await else {
+                        return;
+                    };
+                    sqlx::raw_sql(mercure_track_tests::db::SEED)
+                        .execute(&db.pool)
+                        .await
+                        .expect("seed");
+                    mercure_track_sqlx::outbox::create_table(&db.pool).await.expect("outbox");
+                    assert!(capture::install::<Db, Order>(&db.pool).await.expect("install"));
+                    assert!(capture::install::<Db, LineItem>(&db.pool).await.expect("install"));
+                    assert!(capture::install::<Db, ColoringVersion>(&db.pool).await.expect("install"));
+                    // Idempotent.
+                    assert!(capture::install::<Db, Order>(&db.pool).await.expect("install again"));
+                    db
+                }};
+            }
+
+            fn capture() -> Arc<Capture<Db>> {
+                Arc::new(
+                    Capture::new()
+                        .model::<Order>()
+                        .model::<LineItem>()
+                        .model::<ColoringVersion>()
+                        .track::<OrderUpdate>()
+                        .track::<ImageUpdate>()
+                        .track::<LineItemRemoved>(),
+                )
+            }
+
+            fn spawn(worker: CaptureLoop<Db>) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+                let (stop, stopped) = oneshot::channel::<()>();
+                let task = tokio::spawn(worker.run(async {
+                    let _ = stopped.await;
+                }));
+                (stop, task)
+            }
+
+            async fn log_rows(pool: &sqlx::Pool<Db>) -> i64 {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mercure_capture_log")
+                    .fetch_one(pool)
+                    .await
+                    .expect("count");
+                n
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn outside_write_reaches_the_hub_with_its_context() {
+                let db = setup!("outside_write_reaches_the_hub_with_its_context");
+                let recording = RecordingPublisher::new();
+                let (stop, task) = spawn(CaptureLoop::new(
+                    db.pool.clone(),
+                    capture(),
+                    Arc::new(recording.clone()),
+                    fast(),
+                ));
+                // A psql-style write on a connection of its own, no session.
+                let mut conn = db.pool.acquire().await.expect("conn");
+                sqlx::query("UPDATE coloring_versions SET status = 'DONE' WHERE id = 200")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("update");
+                // The event with the context joined through images and line items, then the
+                // batch event of the test domain that counts image updates.
+                let expected = [
+                    event(ImageUpdate { order_id: "B".into(), image_id: 20 }),
+                    event(ImageCount { count: 1 }),
+                ];
+                wait_for(&recording, |p| p.len() >= 2).await;
+                assert_eq!(published(&recording), expected);
+                assert_eq!(log_rows(&db.pool).await, 0, "delivered rows are forgotten");
+                drop(stop);
+                task.await.expect("loop");
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn only_real_changes_are_logged() {
+                let db = setup!("only_real_changes_are_logged");
+                let mut conn = db.pool.acquire().await.expect("conn");
+                // Same value, and a column no event triggers on: nothing is logged.
+                sqlx::query("UPDATE orders SET status = status")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("same value");
+                sqlx::query("UPDATE images SET line_item_id = line_item_id")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("uncaptured table");
+                assert_eq!(log_rows(&db.pool).await, 0);
+                sqlx::query("UPDATE orders SET status = 'X' WHERE id IN ('A', 'B')")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("change");
+                assert_eq!(log_rows(&db.pool).await, 2);
+                drop(conn);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn deleted_row_event_carries_the_context_it_had() {
+                let db = setup!("deleted_row_event_carries_the_context_it_had");
+                let recording = RecordingPublisher::new();
+                let worker = CaptureLoop::new(
+                    db.pool.clone(),
+                    capture(),
+                    Arc::new(recording.clone()),
+                    fast(),
+                );
+                sqlx::query("INSERT INTO line_items (id, order_id) VALUES (5, 'C')")
+                    .execute(&db.pool)
+                    .await
+                    .expect("insert");
+                sqlx::query("DELETE FROM line_items WHERE id = 5")
+                    .execute(&db.pool)
+                    .await
+                    .expect("delete");
+                let round = worker.run_once().await.expect("round");
+                assert_eq!(round.claimed, 1);
+                assert_eq!(
+                    published(&recording),
+                    [event(LineItemRemoved { order_id: "C".into(), line_item_id: 5 })]
+                );
+                assert_eq!(worker.run_once().await.expect("round").claimed, 0);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_new_loop_resumes_where_the_last_one_was() {
+                let db = setup!("a_new_loop_resumes_where_the_last_one_was");
+                for n in 0..30 {
+                    sqlx::query(&format!("INSERT INTO orders (id, status) VALUES ('N{n:02}', 'NEW')"))
+                        .execute(&db.pool)
+                        .await
+                        .expect("insert");
+                }
+                let recording = RecordingPublisher::new();
+                // Leases of zero: anything not forgotten would be claimed again at once.
+                let config = fast().batch(10).lease(Duration::ZERO);
+                let first = CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), config.clone());
+                assert_eq!(first.run_once().await.expect("round").claimed, 10);
+                drop(first); // dies
+                let second = CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), config);
+                let mut claimed = 0;
+                loop {
+                    let round = second.run_once().await.expect("round");
+                    if round.claimed == 0 {
+                        break;
+                    }
+                    claimed += round.claimed;
+                }
+                assert_eq!(claimed, 20);
+                let mut per_topic: HashMap<String, usize> = HashMap::new();
+                for (topics, _) in published(&recording) {
+                    for topic in topics {
+                        *per_topic.entry(topic).or_default() += 1;
+                    }
+                }
+                for n in 0..30 {
+                    assert_eq!(per_topic.get(&format!("orders/N{n:02}")), Some(&1), "order N{n:02}");
+                }
+                // One list update per round.
+                assert_eq!(per_topic.get("orders"), Some(&3));
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn rows_claimed_by_a_live_loop_are_left_to_it_expired_ones_are_taken_over() {
+                let db = setup!("rows_claimed_by_a_live_loop_are_left_to_it_expired_ones_are_taken_over");
+                sqlx::query("UPDATE orders SET status = 'X' WHERE id IN ('A', 'B')")
+                    .execute(&db.pool)
+                    .await
+                    .expect("update");
+                let far = i64::MAX / 2;
+                sqlx::query(&format!("UPDATE mercure_capture_log SET claimed_by = 'alive', claimed_until = {far}"))
+                    .execute(&db.pool)
+                    .await
+                    .expect("claim");
+                let recording = RecordingPublisher::new();
+                let worker = CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), fast());
+                assert_eq!(worker.run_once().await.expect("round").claimed, 0);
+                assert!(recording.is_empty());
+                sqlx::query("UPDATE mercure_capture_log SET claimed_by = 'dead', claimed_until = 1")
+                    .execute(&db.pool)
+                    .await
+                    .expect("expire");
+                assert_eq!(worker.run_once().await.expect("round").claimed, 2);
+                assert_eq!(
+                    published(&recording),
+                    [
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(OrderUpdate { order_id: "B".into() }),
+                        event(ListUpdate { order_ids: vec!["A".into(), "B".into()] }),
+                    ]
+                );
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn thousand_outside_writes_from_four_connections_each_published_once() {
+                let db = setup!("thousand_outside_writes_from_four_connections_each_published_once");
+                let recording = RecordingPublisher::new();
+                let loops: Vec<_> = (0..2)
+                    .map(|_| spawn(CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), fast().batch(100))))
+                    .collect();
+                let writers: Vec<_> = (0..4)
+                    .map(|w| {
+                        let pool = db.pool.clone();
+                        tokio::spawn(async move {
+                            let mut conn = pool.acquire().await.expect("conn");
+                            for n in 0..250 {
+                                sqlx::query(&format!("INSERT INTO orders (id, status) VALUES ('W{w}_{n}', 'NEW')"))
+                                    .execute(&mut *conn)
+                                    .await
+                                    .expect("insert");
+                            }
+                        })
+                    })
+                    .collect();
+                for writer in writers {
+                    writer.await.expect("writer");
+                }
+                let count = |p: &[(Vec<String>, String)]| {
+                    p.iter().filter(|(t, _)| t.len() == 1 && t[0].starts_with("orders/W")).count()
+                };
+                wait_for(&recording, |p| count(p) >= 1_000).await;
+                // A last round for anything published twice.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                for (stop, task) in loops {
+                    drop(stop);
+                    task.await.expect("loop");
+                }
+                let mut per_topic: HashMap<String, usize> = HashMap::new();
+                for (topics, _) in published(&recording) {
+                    for topic in topics.into_iter().filter(|t| t.starts_with("orders/W")) {
+                        *per_topic.entry(topic).or_default() += 1;
+                    }
+                }
+                assert_eq!(per_topic.len(), 1_000, "every write published");
+                let twice: Vec<_> = per_topic.iter().filter(|(_, n)| **n != 1).collect();
+                assert!(twice.is_empty(), "published more than once: {twice:?}");
+                assert_eq!(log_rows(&db.pool).await, 0);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn outside_writes_through_the_outbox() {
+                let db = setup!("outside_writes_through_the_outbox");
+                let recording = RecordingPublisher::new();
+                let worker = CaptureLoop::new(
+                    db.pool.clone(),
+                    capture(),
+                    Arc::new(recording.clone()),
+                    fast().delivery(CaptureDelivery::Outbox),
+                );
+                sqlx::query("UPDATE orders SET status = 'X' WHERE id = 'C'")
+                    .execute(&db.pool)
+                    .await
+                    .expect("update");
+                let round = worker.run_once().await.expect("round");
+                assert_eq!((round.claimed, round.queued, round.published), (1, 2, 0));
+                assert!(recording.is_empty(), "the relay publishes, not the loop");
+                assert_eq!(mercure_track_sqlx::outbox::pending(&db.pool).await.expect("pending"), 2);
+                assert_eq!(log_rows(&db.pool).await, 0);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn raw_write_in_a_session_publishes_at_its_commit_once_and_never_after_rollback() {
+                let db = setup!("raw_write_in_a_session_publishes_at_its_commit_once_and_never_after_rollback");
+                let recording = RecordingPublisher::new();
+                let capture = capture();
+                let mut session = TrackedSession::new(db.pool.clone(), recording.clone())
+                    .capture(capture.clone());
+                session.track_changes::<OrderUpdate>();
+
+                // Rolled back: nothing, and nothing left for the loop.
+                sqlx::query("UPDATE orders SET status = 'GONE' WHERE id = 'C'")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("raw");
+                session.rollback().await.expect("rollback");
+
+                // A raw write and a setter on A (seen twice), a raw write on B, a raw write on C
+                // in a rolled-back savepoint.
+                sqlx::query("UPDATE orders SET status = 'RAW' WHERE id = 'A'")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("raw");
+                let mut a = Order::find(&mut session, "A").await.expect("find");
+                assert!(a.set_status(&mut session, "SET").await.expect("set"));
+                session.begin_nested().await.expect("savepoint");
+                sqlx::query("UPDATE orders SET status = 'NESTED' WHERE id = 'C'")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("raw");
+                session.rollback_nested().await.expect("rollback savepoint");
+                sqlx::query("UPDATE orders SET status = 'RAW' WHERE id = 'B'")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("raw");
+                assert!(recording.is_empty(), "nothing before the commit");
+                session.commit().await.expect("commit");
+                assert_eq!(
+                    published(&recording),
+                    [
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(OrderUpdate { order_id: "B".into() }),
+                        event(ListUpdate { order_ids: vec!["A".into(), "B".into()] }),
+                    ]
+                );
+                assert_eq!(log_rows(&db.pool).await, 0, "the session took its rows");
+
+                // An outside loop finds nothing more to publish.
+                let outside = RecordingPublisher::new();
+                let worker = CaptureLoop::new(db.pool.clone(), capture, Arc::new(outside.clone()), fast());
+                assert_eq!(worker.run_once().await.expect("round").claimed, 0);
+                assert!(outside.is_empty());
+                drop(session);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn ddl_is_a_script_and_uninstall_removes_the_triggers() {
+                let db = setup!("ddl_is_a_script_and_uninstall_removes_the_triggers");
+                let script = capture::ddl::<Db, Order>();
+                assert!(script.contains("mercure_capture_log"));
+                assert_eq!(capture::uninstall::<Db, Order>(&db.pool).await.expect("uninstall"), 0);
+                sqlx::query("UPDATE orders SET status = 'X'")
+                    .execute(&db.pool)
+                    .await
+                    .expect("update");
+                assert_eq!(log_rows(&db.pool).await, 0, "no trigger left");
+                // The script installs it again.
+                sqlx::raw_sql(&script).execute(&db.pool).await.expect("script");
+                sqlx::query("UPDATE orders SET status = 'Y'")
+                    .execute(&db.pool)
+                    .await
+                    .expect("update");
+                assert_eq!(log_rows(&db.pool).await, 3);
+                finish(db).await;
+            }
+        }
+    };
+}
+
+async fn sqlite_db(_test: &str) -> Option<mercure_track_tests::db::SqliteDb> {
+    Some(mercure_track_tests::db::sqlite().await)
+}
+
+async fn finish(db: impl mercure_track_tests::db::TestDb) {
+    db.finish().await;
+}
+
+capture_tests!(sqlite, sqlx::Sqlite, super::sqlite_db);
+capture_tests!(
+    postgres,
+    sqlx::Postgres,
+    mercure_track_tests::db::postgres,
+    #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+);
