@@ -36,16 +36,20 @@ async fn wait_for(recording: &RecordingPublisher, done: impl Fn(&[(Vec<String>, 
     }
 }
 
-fn fast() -> CaptureConfig {
-    CaptureConfig::default().poll_interval(Duration::from_millis(50))
-}
 
 macro_rules! capture_tests {
-    ($module:ident, $db:ty, $setup:expr $(, #[$needs:meta])*) => {
+    ($module:ident, $db:ty, $setup:expr, $poll:expr $(, #[$needs:meta])*) => {
         mod $module {
             use super::*;
 
             type Db = $db;
+
+            /// Polling as the database needs: SQLite has only polling; on PostgreSQL a commit
+            /// notifies the loop, so the tests poll once a minute and a missing wake-up shows
+            /// as a test running into its deadline.
+            fn fast() -> CaptureConfig {
+                CaptureConfig::default().poll_interval($poll)
+            }
 
             /// A seeded database with the capture of orders, line items and coloring versions.
             macro_rules! setup {
@@ -120,6 +124,11 @@ macro_rules! capture_tests {
                 ];
                 wait_for(&recording, |p| p.len() >= 2).await;
                 assert_eq!(published(&recording), expected);
+                // The rows are forgotten once delivered (just after the publish).
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                while log_rows(&db.pool).await > 0 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 assert_eq!(log_rows(&db.pool).await, 0, "delivered rows are forgotten");
                 drop(stop);
                 task.await.expect("loop");
@@ -412,10 +421,11 @@ async fn finish(db: impl mercure_track_tests::db::TestDb) {
     db.finish().await;
 }
 
-capture_tests!(sqlite, sqlx::Sqlite, super::sqlite_db);
+capture_tests!(sqlite, sqlx::Sqlite, super::sqlite_db, Duration::from_millis(50));
 capture_tests!(
     postgres,
     sqlx::Postgres,
     mercure_track_tests::db::postgres,
+    Duration::from_secs(60),
     #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
 );
