@@ -338,6 +338,12 @@ macro_rules! capture_tests {
                 let db = setup!("raw_write_in_a_session_publishes_at_its_commit_once_and_never_after_rollback");
                 let recording = RecordingPublisher::new();
                 let capture = capture();
+                // Another connection's committed change, not yet taken by any loop: not the
+                // session's.
+                sqlx::query("UPDATE orders SET status = 'OUT' WHERE id = 'C'")
+                    .execute(&db.pool)
+                    .await
+                    .expect("outside");
                 let mut session = TrackedSession::new(db.pool.clone(), recording.clone())
                     .capture(capture.clone());
                 session.track_changes::<OrderUpdate>();
@@ -377,13 +383,19 @@ macro_rules! capture_tests {
                         event(ListUpdate { order_ids: vec!["A".into(), "B".into()] }),
                     ]
                 );
-                assert_eq!(log_rows(&db.pool).await, 0, "the session took its rows");
+                assert_eq!(log_rows(&db.pool).await, 1, "the session took its rows, only its rows");
 
-                // An outside loop finds nothing more to publish.
+                // An outside loop publishes the outside change, and nothing of the session's.
                 let outside = RecordingPublisher::new();
                 let worker = CaptureLoop::new(db.pool.clone(), capture, Arc::new(outside.clone()), fast());
-                assert_eq!(worker.run_once().await.expect("round").claimed, 0);
-                assert!(outside.is_empty());
+                assert_eq!(worker.run_once().await.expect("round").claimed, 1);
+                assert_eq!(
+                    published(&outside),
+                    [
+                        event(OrderUpdate { order_id: "C".into() }),
+                        event(ListUpdate { order_ids: vec!["C".into()] }),
+                    ]
+                );
                 drop(session);
                 finish(db).await;
             }
