@@ -124,6 +124,20 @@ macro_rules! capture_tests {
                 ];
                 wait_for(&recording, |p| p.len() >= 2).await;
                 assert_eq!(published(&recording), expected);
+                // The loop has run a round and waits: on PostgreSQL only the commit's
+                // notification wakes it before the test's deadline.
+                sqlx::query("UPDATE coloring_versions SET status = 'DONE' WHERE id = 300")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("update");
+                wait_for(&recording, |p| p.len() >= 4).await;
+                assert_eq!(
+                    published(&recording)[2..],
+                    [
+                        event(ImageUpdate { order_id: "C".into(), image_id: 30 }),
+                        event(ImageCount { count: 1 }),
+                    ]
+                );
                 // The rows are forgotten once delivered (just after the publish).
                 let deadline = tokio::time::Instant::now() + DEADLINE;
                 while log_rows(&db.pool).await > 0 && tokio::time::Instant::now() < deadline {
