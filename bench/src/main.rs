@@ -3,7 +3,7 @@
 //! on loopback.
 //!
 //! ```text
-//! cargo run --release -p mercure-track-bench -- [--json] [--quick]
+//! cargo run --release -p mercure-track-bench -- [--json] [--quick] [--capture]
 //! ```
 //!
 //! PostgreSQL runs when `MERCURE_TRACK_PG_URL` is set. The last line of output is one JSON
@@ -12,6 +12,7 @@
 // A binary: `pub` marks what each module offers the others.
 #![allow(unreachable_pub)]
 
+mod capture;
 mod domain;
 mod hand;
 mod runner;
@@ -50,6 +51,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let publisher: Arc<dyn Publisher> = Arc::new(HubPublisher::new(
         HubConfig::new(&hub.url())?.key(key.clone()),
     )?);
+    if args.iter().any(|a| a == "--capture") {
+        let report = capture::run(&publisher, quick).await?;
+        println!("{}", json!({ "capture": report }));
+        return Ok(());
+    }
     let token = JwtSigner::publisher(&key, Algorithm::Hs256, vec!["*".into()], None)?.token()?;
     let hand = hand::HandPublisher::new(&hub.url(), token);
 
