@@ -255,6 +255,7 @@ impl<DB: Dialect> TrackedSession<DB> {
                 Delivery::Outbox => {
                     crate::outbox::write::<DB>(&mut tx, updates).await?;
                     tx.commit().await?;
+                    crate::outbox::committed(&self.pool);
                 }
             }
             Ok(summary)
