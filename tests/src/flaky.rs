@@ -29,6 +29,8 @@ pub struct Received {
     pub data: String,
     /// What the hub answered.
     pub status: u16,
+    /// When the request arrived, since the hub started.
+    pub arrived: Duration,
     /// When the answer left, since the hub started.
     pub answered: Duration,
 }
@@ -112,6 +114,7 @@ impl FlakyHub {
                         return next.run(request).await;
                     }
                     count.fetch_add(1, Ordering::SeqCst);
+                    let arrived = started.elapsed();
                     let (parts, body) = request.into_parts();
                     let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
                         return StatusCode::BAD_REQUEST.into_response();
@@ -148,6 +151,7 @@ impl FlakyHub {
                             topics,
                             data,
                             status: response.status().as_u16(),
+                            arrived,
                             answered: started.elapsed(),
                         });
                     response
@@ -217,4 +221,162 @@ pub fn unused_addr() -> SocketAddr {
             return addr;
         }
     }
+}
+
+/// One outbox row, as the delivery checks need it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Position in the outbox.
+    pub seq: i64,
+    /// The event id.
+    pub id: String,
+    /// The lane (the topics as JSON).
+    pub lane: String,
+    /// Whether it is a batch event (may be merged).
+    pub batch: bool,
+    /// The event JSON.
+    pub data: String,
+}
+
+/// Every row of the outbox, in outbox order.
+pub async fn outbox_rows<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Vec<OutboxRow>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    (i64, String, String, bool, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query_as::<DB, (i64, String, String, bool, String)>(
+        "SELECT seq, id, lane, batch, data FROM mercure_outbox ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("outbox rows")
+    .into_iter()
+    .map(|(seq, id, lane, batch, data)| OutboxRow {
+        seq,
+        id,
+        lane,
+        batch,
+        data,
+    })
+    .collect()
+}
+
+/// What [`check_delivery`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// Updates the hub accepted.
+    pub accepted: usize,
+    /// Accepted updates whose id had been accepted before.
+    pub duplicates: usize,
+    /// Accepted updates that carried several merged batch events.
+    pub merged: usize,
+}
+
+fn list_items(data: &str) -> std::collections::BTreeSet<String> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str::<serde_json::Value>(data)
+    else {
+        return Default::default();
+    };
+    fields
+        .values()
+        .filter_map(serde_json::Value::as_array)
+        .flatten()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Checks what the hub accepted against the outbox, and panics naming the broken promise:
+/// every accepted update is an outbox event (a merged one carries its first event's id);
+/// an id accepted twice carries the same data, and only when `duplicates_allowed` (after a
+/// crash); every individual event was accepted; every batch event's ids were accepted in its
+/// lane, in an update whose id is that event's or an earlier one's; and, in each lane whose
+/// order is promised (`ordered_lane`), the first acceptances follow the outbox order.
+pub fn check_delivery(
+    rows: &[OutboxRow],
+    accepted: &[Received],
+    duplicates_allowed: bool,
+    ordered_lane: impl Fn(&OutboxRow) -> bool,
+) -> Delivery {
+    use std::collections::{BTreeSet, HashMap};
+    let by_id: HashMap<&str, &OutboxRow> = rows.iter().map(|row| (row.id.as_str(), row)).collect();
+    let mut first: HashMap<&str, &Received> = HashMap::new();
+    let mut delivery = Delivery::default();
+    let mut lane_seqs: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut lane_items: HashMap<&str, Vec<(i64, BTreeSet<String>)>> = HashMap::new();
+    for received in accepted {
+        delivery.accepted += 1;
+        let id = received.id.as_deref().expect("every relayed update has an id");
+        let row = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("the hub accepted {id}, which is no outbox event"));
+        assert_eq!(
+            serde_json::to_string(&received.topics).expect("topics"),
+            row.lane,
+            "{id} went to other topics than its lane"
+        );
+        if let Some(previous) = first.get(id) {
+            delivery.duplicates += 1;
+            assert!(duplicates_allowed, "{id} was accepted twice");
+            assert_eq!(previous.data, received.data, "{id} was sent twice with other data");
+            continue;
+        }
+        first.insert(id, received);
+        lane_seqs.entry(row.lane.as_str()).or_default().push(row.seq);
+        if row.batch {
+            if received.data != row.data {
+                delivery.merged += 1;
+            }
+            lane_items
+                .entry(row.lane.as_str())
+                .or_default()
+                .push((row.seq, list_items(&received.data)));
+        } else {
+            assert_eq!(received.data, row.data, "{id} changed on the way");
+        }
+    }
+    for row in rows {
+        if row.batch {
+            let covered: BTreeSet<String> = lane_items
+                .get(row.lane.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|(seq, _)| *seq <= row.seq)
+                .flat_map(|(_, items)| items.iter().cloned())
+                .collect();
+            let missing: Vec<_> = list_items(&row.data).difference(&covered).cloned().collect();
+            assert!(
+                missing.is_empty(),
+                "batch event {} ({}): {missing:?} never reached the hub",
+                row.id,
+                row.data
+            );
+        } else {
+            assert!(
+                first.contains_key(row.id.as_str()),
+                "event {} ({}) never reached the hub",
+                row.id,
+                row.data
+            );
+        }
+    }
+    for row in rows.iter().filter(|row| ordered_lane(row)) {
+        if let Some(seqs) = lane_seqs.get(row.lane.as_str()) {
+            assert!(
+                seqs.windows(2).all(|pair| pair[0] < pair[1]),
+                "lane {} left out of outbox order: {seqs:?}",
+                row.lane
+            );
+        }
+    }
+    delivery
+}
+
+/// Whether two accepted publishes were at the hub at the same time (the relay published
+/// concurrently).
+pub fn overlapped(received: &[Received]) -> bool {
+    let mut spans: Vec<(Duration, Duration)> =
+        received.iter().map(|r| (r.arrived, r.answered)).collect();
+    spans.sort();
+    spans.windows(2).any(|pair| pair[1].0 < pair[0].1)
 }

@@ -105,6 +105,9 @@ pub struct OutboxSql {
     pub skip_locked: &'static str,
     /// Run in a committing transaction that wrote the outbox, to wake other processes.
     pub notify: Option<&'static str>,
+    /// A query naming the part of the database the pool's outbox lives in (PostgreSQL: the
+    /// schema), to tell apart relays of one server in `stats`.
+    pub scope: Option<&'static str>,
 }
 
 /// SQLite: the claim is one atomic statement; the relays of the process are woken directly.
@@ -114,6 +117,7 @@ pub const SQLITE_OUTBOX: OutboxSql = OutboxSql {
     has_leases: "SELECT COUNT(*) FROM pragma_table_info('mercure_outbox') WHERE name = 'lane'",
     skip_locked: "",
     notify: None,
+    scope: None,
 };
 
 /// PostgreSQL: rows claimed by another relay's statement are skipped, not waited for; commits
@@ -125,6 +129,7 @@ pub const POSTGRES_OUTBOX: OutboxSql = OutboxSql {
         AND table_name = 'mercure_outbox' AND column_name = 'lane'",
     skip_locked: " FOR UPDATE SKIP LOCKED",
     notify: Some("SELECT pg_notify('mercure_outbox', current_schema()::text)"),
+    scope: Some("SELECT current_schema()::text"),
 };
 
 /// Creates the outbox table if it does not exist, or brings it up to date (the same SQL as the
@@ -153,6 +158,17 @@ async fn run_script<DB: Dialect>(conn: &mut DB::Connection, script: &str) -> Res
         DB::execute(conn, sqlx::query(statement)).await?;
     }
     Ok(())
+}
+
+/// The scope of the outbox of `conn` (see [`OutboxSql::scope`]).
+pub(crate) async fn scope<DB: Dialect>(conn: &mut DB::Connection) -> Result<Option<String>, Error> {
+    let Some(sql) = DB::OUTBOX.scope else {
+        return Ok(None);
+    };
+    Ok(match DB::fetch_optional(conn, sqlx::query(sql)).await? {
+        Some(row) => Some(DB::decode_text(&row, 0)?),
+        None => None,
+    })
 }
 
 /// Wakes the relays of `pool`'s database in this process: called by the session after an
@@ -312,7 +328,11 @@ pub async fn stats<DB: Dialect>(pool: &Pool<DB>) -> Result<OutboxStats, Error> {
     let now = now_ms();
     let mut conn = pool.acquire().await?;
     let (pending, oldest, in_flight, dead) = store::counts::<DB>(&mut conn, now).await?;
-    let relays = wake::relays(&wake::database_key(pool));
+    let scope = scope::<DB>(&mut conn).await?;
+    let relays: Vec<_> = wake::relays(&wake::database_key(pool))
+        .into_iter()
+        .filter(|relay| relay.scope() == scope)
+        .collect();
     Ok(OutboxStats {
         pending,
         oldest_pending_age: oldest

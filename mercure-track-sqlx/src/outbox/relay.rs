@@ -317,6 +317,13 @@ impl<DB: Dialect> Relay<DB> {
     /// is logged and tried again after the poll interval.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let relay = Arc::new(self);
+        match relay.pool.acquire().await {
+            Ok(mut conn) => match super::scope::<DB>(&mut conn).await {
+                Ok(scope) => relay.state.set_scope(scope),
+                Err(error) => tracing::warn!(%error, "outbox relay: reading the schema failed"),
+            },
+            Err(error) => tracing::warn!(%error, "outbox relay: no database connection"),
+        }
         wake::register(wake::database_key(&relay.pool), &relay.state);
         let listener = wake::listen(&relay.pool, relay.state.clone(), relay.config.poll_interval);
         tokio::pin!(shutdown);

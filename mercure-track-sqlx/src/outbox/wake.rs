@@ -24,11 +24,24 @@ pub(crate) struct RelayState {
     pub(crate) wake: Notify,
     /// Why the relay is paused, if it is.
     pub(crate) paused: Mutex<Option<String>>,
+    /// The scope of its outbox (PostgreSQL: the schema).
+    pub(crate) scope: Mutex<Option<String>>,
 }
 
 impl RelayState {
     pub(crate) fn set_paused(&self, reason: Option<String>) {
         *self.paused.lock().unwrap_or_else(PoisonError::into_inner) = reason;
+    }
+
+    pub(crate) fn set_scope(&self, scope: Option<String>) {
+        *self.scope.lock().unwrap_or_else(PoisonError::into_inner) = scope;
+    }
+
+    pub(crate) fn scope(&self) -> Option<String> {
+        self.scope
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn paused(&self) -> Option<String> {
