@@ -206,7 +206,8 @@ pub(crate) async fn record_outcomes<DB: Dialect>(
     now: i64,
     outcomes: &[(i64, Record)],
 ) -> Result<Vec<u64>, Error> {
-    const RELEASE: &str = "attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL";
+    // A delivered row keeps `claimed_by`: it names the relay that delivered it.
+    const DELIVERED: &str = "attempts = attempts + 1, claimed_until = NULL";
     let mut tx = conn.begin().await?;
     let mut changed = vec![0; outcomes.len()];
     // The delivered groups together, in one statement.
@@ -218,7 +219,7 @@ pub(crate) async fn record_outcomes<DB: Dialect>(
         .collect();
     if !delivered.is_empty() {
         let sql = format!(
-            "UPDATE mercure_outbox SET delivered_at = $1, {RELEASE} \
+            "UPDATE mercure_outbox SET delivered_at = $1, {DELIVERED} \
              WHERE claimed_by = $2 AND {PENDING} AND group_seq IN ({}) RETURNING group_seq",
             placeholders(3, delivered.len())
         );
