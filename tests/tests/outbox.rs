@@ -680,3 +680,44 @@ async fn postgres_a_notify_from_another_process_wakes_the_relay() {
     relay.await.expect("relay");
     db.drop_schema().await;
 }
+
+/// PostgreSQL: an outbox commit sends the notification that wakes relays in other processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_outbox_commit_notifies_other_processes() {
+    let Some(db) = mercure_track_tests::db::postgres("outbox_notifies").await else {
+        return;
+    };
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
+    outbox::create_table(&db.pool).await.expect("outbox table");
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .expect("listener");
+    listener.listen("mercure_outbox").await.expect("listen");
+    let mut session =
+        TrackedSession::new(db.pool.clone(), mercure_track::RecordingPublisher::new()).outbox();
+    session.track_changes::<OrderUpdate>();
+    Order::set_status_by_key(&mut session, "A", "NOTIFIED")
+        .await
+        .expect("set");
+    session.commit().await.expect("commit");
+    let (schema,): (String,) = sqlx::query_as("SELECT current_schema()::text")
+        .fetch_one(&db.pool)
+        .await
+        .expect("schema");
+    let notification = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let notification = listener.recv().await.expect("recv");
+            if notification.payload() == schema {
+                return notification;
+            }
+        }
+    })
+    .await
+    .expect("no notification for this schema's commit");
+    assert_eq!(notification.channel(), "mercure_outbox");
+    drop(session);
+    db.drop_schema().await;
+}
