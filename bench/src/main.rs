@@ -3,8 +3,10 @@
 //! on loopback.
 //!
 //! ```text
-//! cargo run --release -p mercure-track-bench -- [--json] [--quick]
+//! cargo run --release -p mercure-track-bench -- [--json] [--quick] [--relay]
 //! ```
+//!
+//! `--relay` runs the outbox relay bench instead (see `relay.rs`).
 //!
 //! PostgreSQL runs when `MERCURE_TRACK_PG_URL` is set. The last line of output is one JSON
 //! object with every figure and ratio; `--json` prints only that line.
@@ -14,6 +16,7 @@
 
 mod domain;
 mod hand;
+mod relay;
 mod runner;
 
 use std::sync::Arc;
@@ -31,6 +34,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json_only = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--relay") {
+        return relay::main(quick, json_only).await;
+    }
     let options = runner::Options {
         overhead_rounds: if quick { 30 } else { 400 },
         scaling_rows: if quick {

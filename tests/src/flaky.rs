@@ -380,3 +380,15 @@ pub fn overlapped(received: &[Received]) -> bool {
     spans.sort();
     spans.windows(2).any(|pair| pair[1].0 < pair[0].1)
 }
+
+/// Panics when one update id was sent with different data on different attempts (failed ones
+/// included): a retry or a takeover must re-send the very same update.
+pub fn assert_same_data_per_id(received: &[Received]) {
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for r in received {
+        let Some(id) = r.id.as_deref() else { continue };
+        if let Some(data) = seen.insert(id, &r.data) {
+            assert_eq!(data, r.data, "{id} was sent again with other data");
+        }
+    }
+}

@@ -12,7 +12,8 @@ use mercure_track_sqlx::outbox::{self, Relay, RelayConfig};
 use mercure_track_sqlx::{Dialect, TrackedSession};
 use mercure_track_tests::domain::{Order, OrderUpdate};
 use mercure_track_tests::flaky::{
-    FlakyHub, KEY, OutboxRow, check_delivery, outbox_rows, overlapped, unused_addr,
+    FlakyHub, KEY, OutboxRow, assert_same_data_per_id, check_delivery, outbox_rows, overlapped,
+    unused_addr,
 };
 use mercure_track_tests::publishers::SwitchedPublisher;
 use tokio::sync::oneshot;
@@ -129,7 +130,64 @@ macro_rules! outbox_tests {
             }
 
             fn check(rows: &[OutboxRow], hub: &FlakyHub) -> mercure_track_tests::flaky::Delivery {
+                assert_same_data_per_id(&hub.received());
                 check_delivery(rows, &hub.accepted(), false, ordered_on::<Db>)
+            }
+
+            /// While the hub holds an update for 30 s, application commits go through: the
+            /// relay holds no transaction or lock while it waits for the hub.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_application_commit_never_waits_for_the_hub() {
+                let db = setup!("outbox_no_lock");
+                let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
+                hub.faults.delay_ms.store(30_000, Ordering::SeqCst);
+                commit_changes(&db.pool, 3, Duration::ZERO).await;
+                let (_stop, relay) = spawn_relay(Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY, Duration::from_secs(60)),
+                    fast_relay(),
+                ));
+                wait_for("updates at the hub", DEADLINE, || async {
+                    hub.publishes.load(Ordering::SeqCst) >= 1
+                })
+                .await;
+                let commits = tokio::time::timeout(
+                    Duration::from_secs(15),
+                    commit_changes(&db.pool, 5, Duration::ZERO),
+                )
+                .await;
+                assert!(commits.is_ok(), "a commit waited for the hub");
+                // S3 and S4 are new values (S0–S2 repeat the first commits): two more commits.
+                assert_eq!(outbox::pending(&db.pool).await.expect("pending"), 10);
+                relay.abort();
+                mercure_track_tests::db::TestDb::finish(db).await;
+            }
+
+            /// A merged update that failed is retried as the same update (same id, same
+            /// ids inside), even when more batch events arrived behind it meanwhile.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_retried_merged_update_is_sent_again_identical() {
+                let db = setup!("outbox_retry_same");
+                let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
+                hub.faults.status.store(503, Ordering::SeqCst);
+                commit_changes(&db.pool, 2, Duration::ZERO).await;
+                let relay = Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY, Duration::from_secs(2)),
+                    fast_relay(),
+                );
+                let round = relay.run_once().await.expect("round");
+                assert_eq!((round.sent, round.retried), (0, 4), "{round:?}");
+                commit_changes(&db.pool, 3, Duration::ZERO).await;
+                hub.faults.status.store(0, Ordering::SeqCst);
+                wait_for("delivery after the retries", DEADLINE, || async {
+                    relay.run_once().await.expect("round");
+                    outbox::pending(&db.pool).await.expect("pending") == 0
+                })
+                .await;
+                let delivery = check(&outbox_rows(&db.pool).await, &hub);
+                assert!(delivery.merged >= 1, "{delivery:?}");
+                mercure_track_tests::db::TestDb::finish(db).await;
             }
 
             #[tokio::test]
@@ -310,7 +368,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "long: the full three-minute outage (run by .ci/run with --ignored)"]
+            #[ignore = "long: the full three-minute outage; run with `--ignored three_minute`"]
             async fn a_three_minute_outage_loses_and_dead_letters_nothing() {
                 outage(Duration::from_secs(180)).await;
             }
