@@ -168,7 +168,7 @@ fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values
 }
 
-/// Commits `count` changes, each to one of `orders` orders in turn.
+/// Commits `count` changes: change `n` (from `first`) sets order `o{n % orders}` to `r{n}`.
 async fn commit_changes<DB: Dialect>(
     pool: &Pool<DB>,
     publisher: &Arc<dyn Publisher>,
@@ -284,6 +284,7 @@ async fn hot_topic<DB: Dialect>(
     hub: &RecordingHub,
     publisher: &Arc<dyn Publisher>,
     writers: usize,
+    pace: Duration,
     duration: Duration,
     orders: usize,
 ) -> Result<Value, Box<dyn std::error::Error>>
@@ -306,13 +307,18 @@ where
             let mut n = 0;
             let mut failed = 0;
             while Instant::now() < until {
-                if commit_changes(&pool, &publisher, w * 1_000_000 + n, 1, orders)
+                // Writer `w` changes orders w, w + writers, ...: writers do not wait on each
+                // other's row locks; every status is new.
+                let change = 10_000_000 * (w + 1) + (n * writers + w) % orders;
+                let change = change + orders * 10 * n;
+                if commit_changes(&pool, &publisher, change, 1, orders)
                     .await
                     .is_err()
                 {
                     failed += 1;
                 }
                 n += 1;
+                tokio::time::sleep(pace).await;
             }
             (n, failed)
         }));
@@ -358,6 +364,7 @@ where
         .count();
     Ok(json!({
         "writers": writers,
+        "pause_between_commits_ms": pace.as_secs_f64() * 1e3,
         "seconds": duration.as_secs_f64(),
         "commits": commits,
         "commits_per_s": commits as f64 / duration.as_secs_f64(),
@@ -391,11 +398,13 @@ where
     let mut latencies = Vec::with_capacity(commits);
     for n in 0..commits {
         let before = hub.received().len();
-        commit_changes(pool, publisher, n, 1, 1_000).await?;
+        // A status never set before, so that every commit changes its row.
+        let change = 900_000_000 + n;
+        commit_changes(pool, publisher, change, 1, 1_000).await?;
         let committed = Instant::now();
         let until = committed + Duration::from_secs(10);
         // The order's update (to `orders/o{n}`) is the one timed.
-        let topic = format!("orders/o{}", n % 1_000);
+        let topic = format!("orders/o{}", change % 1_000);
         loop {
             let received = hub.received();
             if let Some(r) = received[before.min(received.len())..]
@@ -443,17 +452,17 @@ where
     let (commits, orders) = if quick { (1_000, 500) } else { (3_000, 1_000) };
     let one = throughput(pool, hub, publisher, 1, commits, orders).await?;
     let three = throughput(pool, hub, publisher, 3, commits, orders).await?;
-    let hot = hot_topic(
-        pool,
-        hub,
-        publisher,
-        10,
-        Duration::from_secs(if quick { 3 } else { 10 }),
-        orders,
-    )
-    .await?;
+    let seconds = Duration::from_secs(if quick { 3 } else { 10 });
+    let paced = hot_topic(pool, hub, publisher, 10, Duration::from_millis(10), seconds, orders).await?;
+    let flat_out = hot_topic(pool, hub, publisher, 10, Duration::ZERO, seconds, orders).await?;
     let idle = idle_latency(pool, hub, publisher, if quick { 30 } else { 200 }).await?;
-    let result = json!({ "throughput_1": one, "throughput_3": three, "hot_topic": hot, "idle": idle });
+    let result = json!({
+        "throughput_1": one,
+        "throughput_3": three,
+        "hot_topic_paced": paced,
+        "hot_topic_flat_out": flat_out,
+        "idle": idle,
+    });
     if verbose {
         println!("relay on {name}: {result:#}");
     }

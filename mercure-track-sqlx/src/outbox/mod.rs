@@ -127,7 +127,7 @@ pub const POSTGRES_OUTBOX: OutboxSql = OutboxSql {
     add_leases: include_str!("../../migrations/postgres/0002_mercure_outbox_leases.sql"),
     has_leases: "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
         AND table_name = 'mercure_outbox' AND column_name = 'lane'",
-    skip_locked: " FOR UPDATE SKIP LOCKED",
+    skip_locked: " FOR UPDATE OF o SKIP LOCKED",
     notify: Some("SELECT pg_notify('mercure_outbox', current_schema()::text)"),
     scope: Some("SELECT current_schema()::text"),
 };

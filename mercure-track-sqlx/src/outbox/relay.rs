@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use mercure_track::{PublishError, PublishOutcome, Publisher};
-use sqlx::Pool;
+use sqlx::{Connection as _, Pool};
 use tracing::Instrument as _;
 
 use super::store::{self, Claimed, Lease, Record};
@@ -171,15 +171,39 @@ impl<DB: Dialect> Relay<DB> {
         full.mul_f64(fraction)
     }
 
-    /// Claims up to `limit` groups in one short statement (no transaction across the network).
-    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, Error> {
+    /// Records the outcomes of `done` and claims up to `limit` more groups, in one short
+    /// transaction (one write lock on SQLite), with nothing of the network inside. The
+    /// outcomes are tallied into `round` once committed.
+    async fn record_and_claim(
+        &self,
+        done: &[(Claimed, Verdict)],
+        limit: usize,
+        round: &mut RelayRound,
+    ) -> Result<Vec<Claimed>, Error> {
+        if done.is_empty() && limit == 0 {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
+        let outcomes = self.outcomes(done, now);
         let lease = Lease {
             owner: &self.owner,
             until: now + duration_ms(self.config.lease),
         };
         let mut conn = self.pool.acquire().await?;
-        store::claim::<DB>(&mut conn, lease, now, limit, self.config.max_merge.max(1)).await
+        let mut tx = conn.begin().await?;
+        let changed = if outcomes.is_empty() {
+            Vec::new()
+        } else {
+            store::record_outcomes::<DB>(&mut tx, &self.owner, now, &outcomes).await?
+        };
+        let claimed = if limit > 0 {
+            store::claim::<DB>(&mut tx, lease, now, limit, self.config.max_merge.max(1)).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await?;
+        self.tally(done, &outcomes, &changed, now, round);
+        Ok(claimed)
     }
 
     /// Publishes one claimed group; nothing of the database is held meanwhile.
@@ -190,21 +214,12 @@ impl<DB: Dialect> Relay<DB> {
         (claimed, verdict(result))
     }
 
-    /// Records the outcomes of `done` in one short transaction and tallies them into `round`.
-    async fn record(
-        &self,
-        done: Vec<(Claimed, Verdict)>,
-        round: &mut RelayRound,
-    ) -> Result<(), Error> {
-        if done.is_empty() {
-            return Ok(());
-        }
-        let now = now_ms();
+    /// What to write for each answer (see the table in the module documentation).
+    fn outcomes(&self, done: &[(Claimed, Verdict)], now: i64) -> Vec<(i64, Record)> {
         let max_age = duration_ms(self.config.max_age);
         let mut outcomes = Vec::with_capacity(done.len());
-        for (claimed, verdict) in &done {
+        for (claimed, verdict) in done {
             let head = &claimed.head;
-            let group = head.seq;
             let attempts = head.attempts + 1;
             let record = match verdict {
                 Verdict::Delivered => Record::Delivered,
@@ -226,7 +241,6 @@ impl<DB: Dialect> Relay<DB> {
                     let due = now + duration_ms(self.backoff(attempts));
                     tracing::debug!(id = %head.id, attempts, %error, retry_in_ms = due - now,
                         "outbox publish failed, will retry");
-                    round.next_due_ms = Some(round.next_due_ms.map_or(due, |d| d.min(due)));
                     Record::Retry {
                         due,
                         error: error.clone(),
@@ -234,38 +248,49 @@ impl<DB: Dialect> Relay<DB> {
                 }
                 // Paused: the group goes back in line as it is, due at once; the relay decides
                 // when to try again.
-                Verdict::Pause(error) => {
-                    round.paused = Some(error.clone());
-                    Record::Retry {
-                        due: now,
-                        error: error.clone(),
-                    }
-                }
+                Verdict::Pause(error) => Record::Retry {
+                    due: now,
+                    error: error.clone(),
+                },
             };
-            outcomes.push((group, record));
+            outcomes.push((head.seq, record));
         }
-        let mut conn = self.pool.acquire().await?;
-        let changed = store::record_outcomes::<DB>(&mut conn, &self.owner, now, &outcomes).await?;
-        for (((claimed, verdict), (_, _)), rows) in done.iter().zip(&outcomes).zip(changed) {
-            if rows == 0 {
+        outcomes
+    }
+
+    /// Counts recorded outcomes into `round`.
+    fn tally(
+        &self,
+        done: &[(Claimed, Verdict)],
+        outcomes: &[(i64, Record)],
+        changed: &[u64],
+        now: i64,
+        round: &mut RelayRound,
+    ) {
+        for (((claimed, verdict), (_, record)), rows) in done.iter().zip(outcomes).zip(changed) {
+            if let Verdict::Pause(reason) = verdict {
+                round.paused = Some(reason.clone());
+            }
+            if *rows == 0 {
                 tracing::warn!(id = %claimed.head.id,
                     "outbox relay: the lease was taken over before the outcome was recorded");
                 continue;
             }
-            let rows = usize::try_from(rows).unwrap_or(usize::MAX);
-            match verdict {
-                Verdict::Delivered => {
+            let rows = usize::try_from(*rows).unwrap_or(usize::MAX);
+            match record {
+                Record::Delivered => {
                     round.delivered += rows;
                     round.sent += 1;
                 }
-                Verdict::Dead(_) => round.dead_lettered += rows,
-                Verdict::Retry(_) if now - claimed.created_at > max_age => {
-                    round.dead_lettered += rows;
+                Record::Dead { .. } => round.dead_lettered += rows,
+                Record::Retry { due, .. } => {
+                    round.retried += rows;
+                    if *due > now {
+                        round.next_due_ms = Some(round.next_due_ms.map_or(*due, |d| d.min(*due)));
+                    }
                 }
-                Verdict::Retry(_) | Verdict::Pause(_) => round.retried += rows,
             }
         }
-        Ok(())
     }
 
     /// One round: claims up to [`RelayConfig::batch_size`] lane heads (each with the batch
@@ -281,7 +306,7 @@ impl<DB: Dialect> Relay<DB> {
         async move {
             let mut round = RelayRound::default();
             let limit = usize::try_from(self.config.batch_size.max(1)).unwrap_or(1);
-            let claimed = self.claim(limit).await?;
+            let claimed = self.record_and_claim(&[], limit, &mut round).await?;
             round.full = claimed.len() == limit;
             tracing::Span::current().record("claimed", claimed.len());
             let done: Vec<(Claimed, Verdict)> = futures_util::stream::iter(claimed)
@@ -289,7 +314,7 @@ impl<DB: Dialect> Relay<DB> {
                 .buffer_unordered(self.config.concurrency.max(1))
                 .collect()
                 .await;
-            self.record(done, &mut round).await?;
+            self.record_and_claim(&done, 0, &mut round).await?;
             if round.next_due_ms.is_none() && !round.full {
                 let mut conn = self.pool.acquire().await?;
                 round.next_due_ms = store::next_due::<DB>(&mut conn, &self.owner, now_ms()).await?;
@@ -328,6 +353,8 @@ impl<DB: Dialect> Relay<DB> {
         let listener = wake::listen(&relay.pool, relay.state.clone(), relay.config.poll_interval);
         tokio::pin!(shutdown);
         let mut in_flight = FuturesUnordered::new();
+        // Answers not yet recorded (kept across a failed recording, so none is lost).
+        let mut answered: Vec<(Claimed, Verdict)> = Vec::new();
         let mut stopping = false;
         let mut pause: Option<Pause> = None;
         let mut last_check = tokio::time::Instant::now();
@@ -335,22 +362,42 @@ impl<DB: Dialect> Relay<DB> {
         let mut behind = false;
         loop {
             let now = tokio::time::Instant::now();
+            let refused = answered
+                .iter()
+                .any(|(_, verdict)| matches!(verdict, Verdict::Pause(_)));
             let capacity = match &pause {
-                _ if stopping => 0,
+                _ if stopping || refused => 0,
                 Some(pause) if pause.next_probe <= now && in_flight.is_empty() => 1,
                 Some(_) => 0,
-                None => relay.config.concurrency.max(1).saturating_sub(in_flight.len()),
+                None => relay
+                    .config
+                    .concurrency
+                    .max(1)
+                    .saturating_sub(in_flight.len()),
             };
             let mut wait = relay.config.poll_interval;
             if let Some(pause) = &pause {
                 wait = wait.min(pause.next_probe.saturating_duration_since(now));
             }
-            if capacity > 0 {
-                let span = tracing::info_span!("mercure_track.relay_round", claimed = tracing::field::Empty);
-                match relay.claim(capacity).instrument(span.clone()).await {
+            if capacity > 0 || !answered.is_empty() {
+                let span = tracing::info_span!(
+                    "mercure_track.relay_round",
+                    answered = answered.len(),
+                    claimed = tracing::field::Empty,
+                    delivered = tracing::field::Empty,
+                );
+                let mut round = RelayRound::default();
+                match relay
+                    .record_and_claim(&answered, capacity, &mut round)
+                    .instrument(span.clone())
+                    .await
+                {
                     Ok(claimed) => {
+                        answered.clear();
                         span.record("claimed", claimed.len());
-                        if let Some(pause) = &mut pause {
+                        span.record("delivered", round.delivered);
+                        relay.update_pause(&mut pause, &round);
+                        if let (Some(pause), true) = (&mut pause, capacity > 0) {
                             pause.next_probe = now + relay.config.pause_probe;
                         }
                         let idle = claimed.is_empty() && in_flight.is_empty();
@@ -369,30 +416,23 @@ impl<DB: Dialect> Relay<DB> {
                             }
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "outbox relay: claiming failed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox relay: recording and claiming failed; trying again");
+                        wait = wait.min(Duration::from_millis(50));
+                    }
                 }
             }
-            if stopping && in_flight.is_empty() {
+            if stopping && in_flight.is_empty() && answered.is_empty() {
                 break;
             }
             tokio::select! {
                 biased;
                 () = &mut shutdown, if !stopping => stopping = true,
                 Some(first) = in_flight.next(), if !in_flight.is_empty() => {
-                    let mut done = vec![first];
+                    answered.push(first);
                     while let Some(Some(more)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
-                        done.push(more);
+                        answered.push(more);
                     }
-                    let mut round = RelayRound::default();
-                    let span = tracing::info_span!("mercure_track.relay_round", answered = done.len(),
-                        delivered = tracing::field::Empty);
-                    match relay.record(done, &mut round).instrument(span.clone()).await {
-                        Ok(()) => {
-                            span.record("delivered", round.delivered);
-                        }
-                        Err(error) => tracing::warn!(%error, "outbox relay: recording outcomes failed; the leases will expire and the events go out again"),
-                    }
-                    relay.update_pause(&mut pause, &round);
                 }
                 () = relay.state.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
