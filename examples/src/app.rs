@@ -37,7 +37,7 @@ pub enum AppError {
     /// The socket could not be bound.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
-    /// `DATABASE_URL` names another database.
+    /// `DATABASE_URL` names another database (shown with its password redacted).
     #[error("DATABASE_URL must start with sqlite: or postgres://, not {0:?}")]
     UnsupportedDatabase(String),
 }
@@ -46,7 +46,7 @@ pub enum AppError {
 pub struct RunningApp {
     /// The base URL (`http://127.0.0.1:3000`).
     pub url: String,
-    /// Where the database is.
+    /// Where the database is (print it with [`redact_url`](crate::config::redact_url)).
     pub database: String,
     tasks: TaskTracker,
     shutdown: Option<oneshot::Sender<()>>,
@@ -103,7 +103,9 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         serve(config, pool, database).await
     } else {
-        Err(AppError::UnsupportedDatabase(database))
+        Err(AppError::UnsupportedDatabase(crate::config::redact_url(
+            &database,
+        )))
     }
 }
 
