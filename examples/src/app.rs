@@ -49,12 +49,30 @@ pub struct RunningApp {
     /// Where the database is (print it with [`redact_url`](crate::config::redact_url)).
     pub database: String,
     tasks: TaskTracker,
+    /// Background tasks that run until shutdown (the outbox relay).
+    resident_tasks: usize,
     shutdown: Option<oneshot::Sender<()>>,
     relay_stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningApp {
+    /// Waits until no background work is in flight (services, publishes; the outbox relay,
+    /// which runs until shutdown, does not count) or `deadline` passes; returns whether it is
+    /// idle. Work started by later requests is not waited for.
+    pub async fn wait_idle(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            if self.tasks.len() <= self.resident_tasks {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops accepting requests, stops the outbox relay if there is one, then drains the
     /// background tasks (publishes, services) within `deadline`; returns how many it could not
     /// finish.
@@ -194,6 +212,7 @@ where
         url,
         database,
         tasks,
+        resident_tasks: usize::from(outbox),
         shutdown: Some(shutdown),
         relay_stop: Some(relay_stop),
         server,

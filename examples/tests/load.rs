@@ -1,0 +1,60 @@
+//! The load test, small: 8 clients for 5 s on SQLite (a file, WAL) and PostgreSQL, with direct
+//! and outbox delivery; each run must answer no 5xx and deliver every committed change's events
+//! (see `mercure_track_examples::load`). The full size runs from the bench command:
+//! `cargo run --release -p mercure-track-bench -- --load`.
+
+use std::time::Duration;
+
+use mercure_track_examples::load::{self, LoadConfig, Scratch};
+
+const CLIENTS: usize = 8;
+const SECONDS: u64 = 5;
+
+/// The PostgreSQL server of the tests, or `None` (with a notice) when it is not configured;
+/// a failure when `MERCURE_TRACK_REQUIRE_PG` is set.
+fn pg_server(test: &str) -> Option<String> {
+    match std::env::var("MERCURE_TRACK_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = std::env::var("MERCURE_TRACK_REQUIRE_PG")
+                .is_ok_and(|v| !v.is_empty() && v != "0");
+            assert!(!required, "MERCURE_TRACK_REQUIRE_PG is set but MERCURE_TRACK_PG_URL is not");
+            eprintln!("SKIPPED {test}: set MERCURE_TRACK_PG_URL");
+            None
+        }
+    }
+}
+
+async fn check(database: Scratch, outbox: bool) {
+    let mut config = LoadConfig::new(CLIENTS, Duration::from_secs(SECONDS));
+    config.outbox = outbox;
+    let report = load::run(database.url(), &config).await;
+    database.finish().await;
+    let report = report.expect("the load run");
+    println!("{report}");
+    assert!(report.requests > 0, "no request was made: {report}");
+    assert!(report.received > 0, "no update reached the hub: {report}");
+    assert!(report.failures().is_empty(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_direct_load_answers_no_5xx_and_loses_no_event() {
+    check(Scratch::sqlite(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_outbox_load_answers_no_5xx_and_loses_no_event() {
+    check(Scratch::sqlite(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_direct_load_answers_no_5xx_and_loses_no_event() {
+    let Some(server) = pg_server("postgres_direct_load") else { return };
+    check(Scratch::postgres(&server).await.expect("a schema"), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outbox_load_answers_no_5xx_and_loses_no_event() {
+    let Some(server) = pg_server("postgres_outbox_load") else { return };
+    check(Scratch::postgres(&server).await.expect("a schema"), true).await;
+}
