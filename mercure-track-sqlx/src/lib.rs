@@ -36,8 +36,8 @@
 //!    A column with exactly one session predicate takes that value without a query; a
 //!    context that is the changed row's own key needs none either.
 //! 3. The transaction commits; then each distinct event is published to its topics, followed
-//!    by the batch events built from them. With a background [`TaskTracker`] the commit returns
-//!    as soon as the transaction is committed.
+//!    by the batch events built from them. With a [`Background`] the commit returns as soon as
+//!    the transaction is committed and its publishes have room in the background limit.
 //!
 //! A rollback, a rolled-back nested transaction, or a session dropped without commit
 //! forgets its changes: nothing is published for them.
@@ -54,7 +54,7 @@ mod tracked;
 mod write;
 
 pub use dialect::{Dialect, KeyValue, SqlQuery, TrackedKey};
-pub use dispatch::drain;
+pub use dispatch::{Background, DEFAULT_BACKGROUND_LIMIT, drain};
 pub use error::Error;
 pub use resolve::ContextRow;
 pub use session::{CommitSummary, DEFAULT_PUBLISH_CONCURRENCY, TrackedSession, UnresolvedContext};

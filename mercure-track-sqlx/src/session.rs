@@ -9,11 +9,10 @@ use mercure_track::{
     TrackingSession, TriggerKey,
 };
 use sqlx::{Pool, Transaction};
-use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::dialect::{Dialect, TrackedKey};
-use crate::dispatch;
+use crate::dispatch::{self, Background};
 use crate::error::Error;
 use crate::resolve::{Change, ContextRow, ErasedKey, ResolveScope, Resolver, resolver};
 use crate::tracked::TrackedEvents;
@@ -59,6 +58,22 @@ pub struct CommitSummary {
 /// The session opens a transaction when first used and after each commit; [`conn`](Self::conn)
 /// gives that transaction's connection to plain sqlx. Dropping the session without committing
 /// rolls back and publishes nothing.
+///
+/// # Concurrent writers on SQLite
+///
+/// On SQLite the transaction opens with `BEGIN IMMEDIATE` ([`Dialect::BEGIN`]): it takes the
+/// database's write lock at once, waiting for it up to the connection's busy timeout (sqlx's
+/// default is 5 s; `SqliteConnectOptions::busy_timeout` changes it). So a session that reads
+/// (`find`) and then writes never fails because another connection committed in between; a
+/// deferred `BEGIN` would fail at the first write with "database is locked" (extended code
+/// 517), without waiting.
+///
+/// The cost: SQLite serializes writers, so sessions on one database run one after the other,
+/// from their first statement to their commit; keep them short. A session that only reads
+/// takes the write lock too: there is no read-only session. Read outside a session instead,
+/// with plain sqlx on the pool (no transaction, or `pool.begin()`): in WAL mode readers never
+/// wait for the writer. On PostgreSQL the transaction opens with `BEGIN`; writers wait only
+/// for the rows they share.
 pub struct TrackedSession<DB: Dialect> {
     pool: Pool<DB>,
     tx: Option<Transaction<'static, DB>>,
@@ -68,7 +83,7 @@ pub struct TrackedSession<DB: Dialect> {
     tracked: TrackedEvents<DB>,
     predicates: Vec<Predicate>,
     publisher: Arc<dyn Publisher>,
-    tasks: Option<TaskTracker>,
+    background: Option<Background>,
     unresolved: UnresolvedContext,
     publish_concurrency: usize,
     delivery: Delivery,
@@ -102,7 +117,7 @@ impl<DB: Dialect> std::fmt::Debug for TrackedSession<DB> {
                     .collect::<Vec<_>>(),
             )
             .field("predicates", &self.predicates)
-            .field("background", &self.tasks.is_some())
+            .field("background", &self.background)
             .finish_non_exhaustive()
     }
 }
@@ -123,24 +138,26 @@ impl<DB: Dialect> TrackedSession<DB> {
             tracked: TrackedEvents::default(),
             predicates: Vec::new(),
             publisher,
-            tasks: None,
+            background: None,
             unresolved: UnresolvedContext::default(),
             publish_concurrency: DEFAULT_PUBLISH_CONCURRENCY,
             delivery: Delivery::Direct,
         }
     }
 
-    /// Publishes in the background: commits return once the transaction is committed, and
-    /// the publishes run as tasks of `tracker` (close and wait on it at shutdown to drain them).
+    /// Publishes in the background: commits return once the transaction is committed and
+    /// their publishes have room in `background`'s limit, and the publishes run as tasks of its
+    /// tracker ([`drain`](crate::drain) it at shutdown). Give every session a clone of one
+    /// [`Background`]: the limit holds across all their commits.
     #[must_use]
-    pub fn background(mut self, tracker: TaskTracker) -> Self {
-        self.tasks = Some(tracker);
+    pub fn background(mut self, background: Background) -> Self {
+        self.background = Some(background);
         self
     }
 
-    /// How many publishes of one commit may run at once (default
+    /// How many publishes of one awaited commit may run at once (default
     /// [`DEFAULT_PUBLISH_CONCURRENCY`]): a commit of 10 000 changes does not open 10 000
-    /// connections to the hub.
+    /// connections to the hub. In the background, the [`Background`]'s limit applies instead.
     #[must_use]
     pub fn publish_concurrency(mut self, limit: usize) -> Self {
         self.publish_concurrency = limit.max(1);
@@ -190,7 +207,7 @@ impl<DB: Dialect> TrackedSession<DB> {
     pub async fn conn(&mut self) -> Result<&mut DB::Connection, Error> {
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.pool.begin().await?,
+            None => self.pool.begin_with(DB::BEGIN).await?,
         };
         Ok(&mut **self.tx.insert(tx))
     }
@@ -246,7 +263,7 @@ impl<DB: Dialect> TrackedSession<DB> {
                     tx.commit().await?;
                     dispatch::publish(
                         &self.publisher,
-                        self.tasks.as_ref(),
+                        self.background.as_ref(),
                         self.publish_concurrency,
                         updates,
                     )

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mercure_track::{MercureEvent, RecordingPublisher};
-use mercure_track_sqlx::{Error, TaskTracker, TrackedSession, UnresolvedContext};
+use mercure_track_sqlx::{Background, Error, TaskTracker, TrackedSession, UnresolvedContext};
 use mercure_track_tests::domain::*;
 use mercure_track_tests::publishers::{FailingPublisher, GatedPublisher};
 
@@ -490,8 +490,8 @@ macro_rules! session_tests {
                 // Background: the commit returns while the publisher is still held at its gate.
                 let gated = GatedPublisher::closed();
                 let tracker = TaskTracker::new();
-                let mut session =
-                    TrackedSession::new(db.pool.clone(), gated.clone()).background(tracker.clone());
+                let mut session = TrackedSession::new(db.pool.clone(), gated.clone())
+                    .background(Background::new(tracker.clone()));
                 session.track_changes::<OrderUpdate>();
                 Order::set_status_by_key(&mut session, "A", "READY")
                     .await
