@@ -102,17 +102,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         }
     };
     if database.starts_with("sqlite:") {
-        let options = database
-            .parse::<SqliteConnectOptions>()?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+        let pool = sqlite_pool()
+            .connect_with(sqlite_options(&database)?)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        serve(config, pool, database).await
+        start_on_sqlite(config, pool, database).await
     } else if database.starts_with("postgres:") || database.starts_with("postgresql:") {
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -125,6 +118,32 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
             &database,
         )))
     }
+}
+
+/// How the application opens a SQLite file: created if missing, WAL journal (readers do not
+/// wait for the writer), a busy timeout (a writer waits for the write lock instead of failing).
+pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(url
+        .parse::<SqliteConnectOptions>()?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+/// The application's SQLite pool settings.
+pub fn sqlite_pool() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().max_connections(8)
+}
+
+/// Migrates and serves on a SQLite pool opened with [`sqlite_options`] and [`sqlite_pool`]
+/// (the load test adds per-connection hooks this way); `database` is where it is, for display.
+pub async fn start_on_sqlite(
+    config: AppConfig,
+    pool: sqlx::SqlitePool,
+    database: String,
+) -> Result<RunningApp, AppError> {
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    serve(config, pool, database).await
 }
 
 async fn serve<DB: Dialect>(
