@@ -497,6 +497,8 @@ struct Change {
 /// One update received at the hub.
 #[derive(Debug, Clone)]
 struct Delivery {
+    /// The topic it was received on.
+    topic: String,
     id: String,
     data: String,
 }
@@ -586,6 +588,27 @@ fn verdict_into(
     }
     report.changes = changes.len();
     report.received = received.len();
+
+    // Each update on its own topic: list updates on `orders`, the others on their order's.
+    let misplaced: Vec<String> = received
+        .iter()
+        .filter(|delivery| {
+            let expected = match parse_event(&delivery.data) {
+                Some(Named::List(_)) => "orders".to_owned(),
+                Some(Named::One((_, order, _))) => format!("orders/{order}"),
+                None => return false,
+            };
+            delivery.topic != expected
+        })
+        .map(|delivery| format!("{} on {}", delivery.data, delivery.topic))
+        .collect();
+    if !misplaced.is_empty() {
+        failures.push(format!(
+            "{} updates on the wrong topic, e.g. {:?}",
+            misplaced.len(),
+            &misplaced[..misplaced.len().min(3)]
+        ));
+    }
 
     // Deliveries by id: a duplicate must repeat its first delivery exactly.
     let mut by_id: BTreeMap<&str, &str> = BTreeMap::new();
@@ -880,44 +903,59 @@ impl AuditDb {
     }
 }
 
-/// A subscriber to every topic of the hub, recording each update it receives.
+/// Subscribers at the hub, one per topic the application publishes to (the list's `orders`
+/// and each order's `orders/{id}`), recording each update with the topic it arrived on.
 struct HubRecorder {
+    streams: Vec<tokio::task::JoinHandle<()>>,
     received: Arc<Mutex<Vec<Delivery>>>,
-    reader: tokio::task::JoinHandle<()>,
-    marker_topic: String,
+    marker: String,
 }
 
 impl HubRecorder {
     async fn subscribe(hub_url: &str) -> Result<Self, LoadError> {
         let key = JwtKey::new(DEVELOPMENT_KEY);
         let token = JwtSigner::subscriber(&key, Algorithm::Hs256, vec!["*".to_owned()], None)
-            .and_then(|signer| signer.token().map_err(mercure_track::publisher::ConfigError::InvalidKey))
+            .and_then(|signer| {
+                signer
+                    .token()
+                    .map_err(mercure_track::publisher::ConfigError::InvalidKey)
+            })
             .map_err(|error| LoadError::Hub(error.to_string()))?;
-        let response = reqwest::Client::new()
-            .get(format!("{hub_url}?topic=*"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|error| LoadError::Hub(error.to_string()))?;
-        if !response.status().is_success() {
-            return Err(LoadError::Hub(format!(
-                "the subscription was refused: {}",
-                response.status()
+        let marker = format!("load-marker-{}", unique());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let http = reqwest::Client::new();
+        let mut streams = Vec::new();
+        for topic in topics() {
+            let response = http
+                .get(hub_url)
+                .bearer_auth(&token)
+                .query(&[("topic", topic.as_str())])
+                .send()
+                .await
+                .map_err(|error| LoadError::Hub(error.to_string()))?;
+            if !response.status().is_success() {
+                return Err(LoadError::Hub(format!(
+                    "the subscription to {topic} was refused: {}",
+                    response.status()
+                )));
+            }
+            streams.push(tokio::spawn(read_stream(
+                response,
+                topic,
+                received.clone(),
+                marker.clone(),
             )));
         }
-        let marker_topic = format!("load/marker/{}", unique());
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let reader = tokio::spawn(read_stream(response, received.clone(), marker_topic.clone()));
         Ok(Self {
+            streams,
             received,
-            reader,
-            marker_topic,
+            marker,
         })
     }
 
-    /// Publishes a marker and waits (at most `wait`) until it arrives: the hub delivers in
-    /// order, so everything published before it has arrived too. Returns the updates received
-    /// before the marker.
+    /// Publishes a marker to every topic and waits (at most `wait`) until each stream has it:
+    /// the hub delivers in order, so everything published before it has arrived too. Returns
+    /// the updates received before the marker.
     async fn finish(self, hub_url: &str, wait: Duration) -> Result<Vec<Delivery>, LoadError> {
         let publisher = HubPublisher::new(
             HubConfig::new(hub_url)
@@ -926,29 +964,34 @@ impl HubRecorder {
         )
         .map_err(|error| LoadError::Hub(error.to_string()))?;
         publisher
-            .publish_update(mercure_track::wire::Update::new(
-                vec![self.marker_topic.clone()],
-                self.marker_topic.clone(),
-            ))
+            .publish_update(mercure_track::wire::Update::new(topics(), self.marker.clone()))
             .await
             .map_err(|error| LoadError::Hub(format!("the marker was not published: {error}")))?;
-        let mut reader = self.reader;
-        let arrived = tokio::time::timeout(wait.max(Duration::from_secs(5)), &mut reader).await;
-        if arrived.is_err() {
-            reader.abort();
-            return Err(LoadError::Hub("the marker did not arrive in time".to_owned()));
+        let until = tokio::time::Instant::now() + wait.max(Duration::from_secs(5));
+        for mut stream in self.streams {
+            if tokio::time::timeout_at(until, &mut stream).await.is_err() {
+                stream.abort();
+                return Err(LoadError::Hub("the marker did not arrive in time".to_owned()));
+            }
         }
-        let received = std::mem::take(
-            &mut *self.received.lock().unwrap_or_else(PoisonError::into_inner),
-        );
+        let received =
+            std::mem::take(&mut *self.received.lock().unwrap_or_else(PoisonError::into_inner));
         Ok(received)
     }
 }
 
-/// Reads server-sent events into `received` until the marker (whose data is `marker`) arrives
-/// or the stream ends.
+/// The topics the application publishes to.
+fn topics() -> Vec<String> {
+    std::iter::once("orders".to_owned())
+        .chain(ORDERS.iter().map(|order| format!("orders/{order}")))
+        .collect()
+}
+
+/// Reads server-sent events of the subscription to `topic` into `received` until the marker
+/// (whose data is `marker`) arrives or the stream ends.
 async fn read_stream(
     mut response: reqwest::Response,
+    topic: String,
     received: Arc<Mutex<Vec<Delivery>>>,
     marker: String,
 ) {
@@ -968,6 +1011,7 @@ async fn read_stream(
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(Delivery {
+                            topic: topic.clone(),
                             id: std::mem::take(&mut id),
                             data: std::mem::take(&mut data),
                         });
