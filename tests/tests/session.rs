@@ -39,7 +39,7 @@ fn order_update(order: &str) -> (Vec<String>, String) {
 }
 
 macro_rules! session_tests {
-    ($module:ident, $db:ty, $setup:expr) => {
+    ($module:ident, $db:ty, $setup:expr $(, #[$needs:meta])*) => {
         mod $module {
             use super::*;
 
@@ -76,6 +76,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn setter_publishes_after_commit_with_the_rows_context() {
                 let db = setup!("setter_publishes_after_commit_with_the_rows_context");
                 let recording = RecordingPublisher::new();
@@ -113,6 +114,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn rollback_and_drop_publish_nothing_and_forget_their_changes() {
                 let db = setup!("rollback_and_drop_publish_nothing_and_forget_their_changes");
                 let recording = RecordingPublisher::new();
@@ -163,6 +165,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn an_unchanged_value_changes_and_records_nothing() {
                 let db = setup!("an_unchanged_value_changes_and_records_nothing");
                 let recording = RecordingPublisher::new();
@@ -176,6 +179,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_missing_row_is_an_error() {
                 let db = setup!("a_missing_row_is_an_error");
                 let recording = RecordingPublisher::new();
@@ -210,6 +214,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn two_orders_in_one_commit_get_their_own_contexts() {
                 let db = setup!("two_orders_in_one_commit_get_their_own_contexts");
                 let recording = RecordingPublisher::new();
@@ -245,6 +250,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn five_writes_to_one_order_publish_one_event_and_one_batch() {
                 let db = setup!("five_writes_to_one_order_publish_one_event_and_one_batch");
                 let recording = RecordingPublisher::new();
@@ -271,6 +277,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn several_commits_in_one_session_each_publish_their_own() {
                 let db = setup!("several_commits_in_one_session_each_publish_their_own");
                 let recording = RecordingPublisher::new();
@@ -298,6 +305,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_rolled_back_nested_transaction_publishes_nothing() {
                 let db = setup!("a_rolled_back_nested_transaction_publishes_nothing");
                 let recording = RecordingPublisher::new();
@@ -342,6 +350,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn predicates_determine_context_values_when_single() {
                 let db = setup!("predicates_determine_context_values_when_single");
                 let recording = RecordingPublisher::new();
@@ -386,6 +395,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn insert_and_delete_trigger_events_resolved_in_time() {
                 let db = setup!("insert_and_delete_trigger_events_resolved_in_time");
                 let recording = RecordingPublisher::new();
@@ -424,6 +434,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn an_unresolvable_context_skips_or_fails_as_configured() {
                 let db = setup!("an_unresolvable_context_skips_or_fails_as_configured");
                 let recording = RecordingPublisher::new();
@@ -471,6 +482,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_failing_hub_never_fails_the_commit() {
                 let db = setup!("a_failing_hub_never_fails_the_commit");
                 let mut session = TrackedSession::new(db.pool.clone(), FailingPublisher);
@@ -485,6 +497,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn background_commit_returns_before_publishing_and_awaited_does_not() {
                 let db = setup!("background_commit_returns_before_publishing_and_awaited_does_not");
                 // Background: the commit returns while the publisher is still held at its gate.
@@ -541,6 +554,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn an_autotracked_service_needs_no_track_changes() {
                 let db = setup!("an_autotracked_service_needs_no_track_changes");
                 let recording = RecordingPublisher::new();
@@ -554,6 +568,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn commits_publish_through_the_development_hub_over_http() {
                 use mercure_track::hub::{DevHub, DevHubConfig};
                 use mercure_track::publisher::{HubConfig, JwtKey};
@@ -613,4 +628,9 @@ async fn finish(db: impl mercure_track_tests::db::TestDb) {
 }
 
 session_tests!(sqlite, sqlx::Sqlite, super::sqlite_db);
-session_tests!(postgres, sqlx::Postgres, mercure_track_tests::db::postgres);
+session_tests!(
+    postgres,
+    sqlx::Postgres,
+    mercure_track_tests::db::postgres,
+    #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+);
