@@ -1,3 +1,6 @@
+//! Tells the PostgreSQL tests whether they can run: `cfg(mercure_track_pg)` as in
+//! `tests/build.rs` (`MERCURE_TRACK_PG_URL` set, or required by `MERCURE_TRACK_REQUIRE_PG`).
+//!
 //! Tells the browser test whether it can run: `cfg(mercure_track_browser)` is set when
 //! Chromium, Node and `playwright-core` are installed, or when `MERCURE_TRACK_REQUIRE_BROWSER`
 //! requires them (CI). Without it the browser test is reported as ignored, never as passed.
@@ -43,6 +46,12 @@ fn main() {
     println!("cargo::rerun-if-env-changed=CHROMIUM_PATH");
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rustc-check-cfg=cfg(mercure_track_browser)");
+    println!("cargo::rerun-if-env-changed=MERCURE_TRACK_PG_URL");
+    println!("cargo::rerun-if-env-changed=MERCURE_TRACK_REQUIRE_PG");
+    println!("cargo::rustc-check-cfg=cfg(mercure_track_pg)");
+    if set("MERCURE_TRACK_PG_URL") || set("MERCURE_TRACK_REQUIRE_PG") {
+        println!("cargo::rustc-cfg=mercure_track_pg");
+    }
 
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
