@@ -211,8 +211,14 @@ mod tests {
         config.mercure_url = Some("http://u:hubpw@hub/.well-known/mercure".to_owned());
         let text = "failed: postgres://app:s3cr%40t@db/shop (s3cr@t), hub http://u:hubpw@hub";
         let redacted = config.redact(text);
-        assert!(!redacted.contains("s3cr") && !redacted.contains("hubpw"), "{redacted}");
+        assert!(
+            !redacted.contains("s3cr") && !redacted.contains("hubpw"),
+            "{redacted}"
+        );
         let debug = format!("{config:?}");
-        assert!(!debug.contains("s3cr") && !debug.contains("hubpw"), "{debug}");
+        assert!(
+            !debug.contains("s3cr") && !debug.contains("hubpw"),
+            "{debug}"
+        );
     }
 }

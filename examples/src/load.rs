@@ -134,7 +134,11 @@ impl Scratch {
                 }
             }
             Place::Schema { server, schema } => {
-                if let Ok(pool) = PgPoolOptions::new().max_connections(1).connect(&server).await {
+                if let Ok(pool) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&server)
+                    .await
+                {
                     let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                         .execute(&pool)
                         .await;
@@ -383,7 +387,10 @@ async fn drive_and_check(
         }
     }
     let received = subscriber
-        .finish(&hub_url, settle_until.saturating_duration_since(Instant::now()))
+        .finish(
+            &hub_url,
+            settle_until.saturating_duration_since(Instant::now()),
+        )
         .await?;
     report.settle_secs = settle_started.elapsed().as_secs_f64();
 
@@ -412,7 +419,8 @@ const IMAGES: i64 = 4;
 /// One client: clicks a random action of the list or order page until `deadline`, one request
 /// at a time, as a person at a browser would (quickly).
 async fn client(http: reqwest::Client, base: String, seed: u64, deadline: Instant) -> Tally {
-    let mut random = XorShift(0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut random =
+        XorShift(0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let mut colorings: Vec<(i64, i64)> = Vec::new();
     let mut tally = Tally::default();
     while Instant::now() < deadline {
@@ -425,23 +433,38 @@ async fn client(http: reqwest::Client, base: String, seed: u64, deadline: Instan
             3 => (false, format!("/api/orders/{order}")),
             4 => (true, format!("/api/orders/{order}/advance")),
             5 => {
-                let form = if random.below(2) == 0 { "by_hand" } else { "autotracked" };
+                let form = if random.below(2) == 0 {
+                    "by_hand"
+                } else {
+                    "autotracked"
+                };
                 (true, format!("/api/orders/{order}/ingest?form={form}"))
             }
             6 => (true, format!("/api/images/{image}/colorings")),
             7 => match colorings.get(random.below(colorings.len().max(1) as u64) as usize) {
                 // Sometimes another image's coloring: a 422 is part of the load.
-                Some((owner, version)) if random.below(4) > 0 => {
-                    (true, format!("/api/images/{owner}/select-coloring/{version}"))
-                }
-                Some((_, version)) => (true, format!("/api/images/{image}/select-coloring/{version}")),
+                Some((owner, version)) if random.below(4) > 0 => (
+                    true,
+                    format!("/api/images/{owner}/select-coloring/{version}"),
+                ),
+                Some((_, version)) => (
+                    true,
+                    format!("/api/images/{image}/select-coloring/{version}"),
+                ),
                 None => (true, format!("/api/images/{image}/colorings")),
             },
-            8 => (true, format!("/api/images/{image}/select-svg/{}", 1 + random.below(2))),
+            8 => (
+                true,
+                format!("/api/images/{image}/select-svg/{}", 1 + random.below(2)),
+            ),
             _ => (true, format!("/api/orders/{order}/advance")),
         };
         let url = format!("{base}{path}");
-        let request = if post { http.post(&url) } else { http.get(&url) };
+        let request = if post {
+            http.post(&url)
+        } else {
+            http.get(&url)
+        };
         tally.requests += 1;
         match request.send().await {
             Ok(response) => {
@@ -449,7 +472,10 @@ async fn client(http: reqwest::Client, base: String, seed: u64, deadline: Instan
                 *tally.statuses.entry(status).or_default() += 1;
                 let body = response.text().await.unwrap_or_default();
                 if status >= 500 {
-                    tally.errors.push(format!("{} {path} -> {status} {body}", if post { "POST" } else { "GET" }));
+                    tally.errors.push(format!(
+                        "{} {path} -> {status} {body}",
+                        if post { "POST" } else { "GET" }
+                    ));
                 } else if status == 202 && path.ends_with("/colorings") {
                     let id = serde_json::from_str::<Value>(&body)
                         .ok()
@@ -532,7 +558,10 @@ fn parse_event(data: &str) -> Option<Named> {
 fn expected_per_commit(changes: &[Change]) -> Option<(Vec<EventKey>, Vec<Vec<String>>, usize)> {
     let mut commits: BTreeMap<i64, BTreeSet<EventKey>> = BTreeMap::new();
     for change in changes {
-        commits.entry(change.tx?).or_default().insert(change.key.clone());
+        commits
+            .entry(change.tx?)
+            .or_default()
+            .insert(change.key.clone());
     }
     let mut singles = Vec::new();
     let mut lists = Vec::new();
@@ -584,7 +613,10 @@ fn verdict_into(
         ));
     }
     if report.transport_errors > 0 {
-        failures.push(format!("{} requests got no answer", report.transport_errors));
+        failures.push(format!(
+            "{} requests got no answer",
+            report.transport_errors
+        ));
     }
     report.changes = changes.len();
     report.received = received.len();
@@ -651,8 +683,10 @@ fn verdict_into(
     // With the outbox, its rows are the committed events: each must have reached the hub
     // (with its data), and nothing else may have.
     if let Some(rows) = outbox {
-        let rows_by_id: BTreeMap<&str, &str> =
-            rows.iter().map(|(id, data)| (id.as_str(), data.as_str())).collect();
+        let rows_by_id: BTreeMap<&str, &str> = rows
+            .iter()
+            .map(|(id, data)| (id.as_str(), data.as_str()))
+            .collect();
         let lost: Vec<&str> = rows_by_id
             .iter()
             .filter(|(id, data)| by_id.get(*id) != Some(*data))
@@ -665,9 +699,14 @@ fn verdict_into(
                 &lost[..lost.len().min(5)]
             ));
         }
-        let invented = by_id.keys().filter(|id| !rows_by_id.contains_key(*id)).count();
+        let invented = by_id
+            .keys()
+            .filter(|id| !rows_by_id.contains_key(*id))
+            .count();
         if invented > 0 {
-            failures.push(format!("{invented} updates at the hub are not in the outbox"));
+            failures.push(format!(
+                "{invented} updates at the hub are not in the outbox"
+            ));
         }
     }
 
@@ -682,8 +721,18 @@ fn verdict_into(
         Some((expected_singles, expected_lists, commits)) => {
             report.commits = Some(commits);
             report.expected_events = expected_singles.len() + expected_lists.len();
-            compare("event", &count(expected_singles), &received_singles, failures);
-            compare("list update", &count(expected_lists), &received_lists, failures);
+            compare(
+                "event",
+                &count(expected_singles),
+                &received_singles,
+                failures,
+            );
+            compare(
+                "list update",
+                &count(expected_lists),
+                &received_lists,
+                failures,
+            );
         }
         None => failures.push(format!(
             "{} committed changes whose transaction is unknown",
@@ -856,7 +905,10 @@ async fn label_transactions(
         true
     });
     handle.set_rollback_hook(move || {
-        pending.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     });
     Ok(())
 }
@@ -865,15 +917,17 @@ impl AuditDb {
     async fn install(&self) -> Result<(), sqlx::Error> {
         match self {
             Self::Sqlite(pool) => sqlx::raw_sql(AUDIT_SQLITE).execute(pool).await.map(|_| ()),
-            Self::Postgres(pool) => sqlx::raw_sql(AUDIT_POSTGRES).execute(pool).await.map(|_| ()),
+            Self::Postgres(pool) => sqlx::raw_sql(AUDIT_POSTGRES)
+                .execute(pool)
+                .await
+                .map(|_| ()),
         }
     }
 
     /// The audit, each change with its transaction (from the trigger on PostgreSQL, from
     /// `labels` on SQLite).
     async fn changes(&self, labels: &Mutex<TxLabels>) -> Result<Vec<Change>, sqlx::Error> {
-        const SQL: &str =
-            "SELECT seq, tx, kind, order_id, image_id FROM load_audit ORDER BY seq";
+        const SQL: &str = "SELECT seq, tx, kind, order_id, image_id FROM load_audit ORDER BY seq";
         let rows: Vec<AuditRow> =
             on_pool!(self, pool => sqlx::query_as(SQL).fetch_all(pool).await?);
         let labels = labels.lock().unwrap_or_else(PoisonError::into_inner);
@@ -964,14 +1018,19 @@ impl HubRecorder {
         )
         .map_err(|error| LoadError::Hub(error.to_string()))?;
         publisher
-            .publish_update(mercure_track::wire::Update::new(topics(), self.marker.clone()))
+            .publish_update(mercure_track::wire::Update::new(
+                topics(),
+                self.marker.clone(),
+            ))
             .await
             .map_err(|error| LoadError::Hub(format!("the marker was not published: {error}")))?;
         let until = tokio::time::Instant::now() + wait.max(Duration::from_secs(5));
         for mut stream in self.streams {
             if tokio::time::timeout_at(until, &mut stream).await.is_err() {
                 stream.abort();
-                return Err(LoadError::Hub("the marker did not arrive in time".to_owned()));
+                return Err(LoadError::Hub(
+                    "the marker did not arrive in time".to_owned(),
+                ));
             }
         }
         let received =

@@ -68,7 +68,8 @@ impl App {
     async fn raw_request(&self, method: &str, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let addr = self.running.url.trim_start_matches("http://").to_owned();
-        let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         tokio::task::spawn_blocking(move || {
             let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
             stream
@@ -114,7 +115,10 @@ macro_rules! on_both_databases {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+            #[cfg_attr(
+                not(mercure_track_pg),
+                ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+            )]
             async fn postgres() {
                 let app = super::App::postgres().await;
                 super::$check(&app).await;
@@ -173,7 +177,10 @@ async fn unknown_images_answer_404(app: &App) {
         let (status, body) = app.request("GET", path).await;
         assert_eq!(status, 404, "GET {path}: {body}");
     }
-    for path in ["/api/orders/ord-9999/advance", "/api/orders/ord-9999/ingest"] {
+    for path in [
+        "/api/orders/ord-9999/advance",
+        "/api/orders/ord-9999/ingest",
+    ] {
         let (status, body) = app.request("POST", path).await;
         assert_eq!(status, 404, "POST {path}: {body}");
     }
@@ -185,10 +192,10 @@ on_both_databases!(unknown_images_answer_404);
 async fn references_to_missing_rows_answer_422(app: &App) {
     let (status, body) = app.request("POST", "/api/images/2/colorings").await;
     assert_eq!(status, 202, "{body}");
-    let other_image_coloring = serde_json::from_str::<Value>(&body).expect("JSON")
-        ["coloring_version_id"]
-        .as_i64()
-        .expect("an id");
+    let other_image_coloring =
+        serde_json::from_str::<Value>(&body).expect("JSON")["coloring_version_id"]
+            .as_i64()
+            .expect("an id");
     for path in [
         "/api/images/1/select-coloring/424242".to_owned(),
         format!("/api/images/1/select-coloring/{other_image_coloring}"),
@@ -225,11 +232,27 @@ async fn no_input_answers_500(app: &App) {
         ("GET", "/api/orders/%C3%A9t%C3%A9".into(), Some(404)),
         ("GET", "/orders/%zz".into(), Some(404)),
         ("GET", "/api/orders/%E2%28%A1".into(), Some(400)),
-        ("POST", "/api/orders/ord-1001/ingest?form=%zz".into(), Some(400)),
-        ("POST", "/api/orders/ord-1001/ingest?form=nope".into(), Some(400)),
-        ("POST", "/api/images/99999999999999999999/colorings".into(), Some(400)),
+        (
+            "POST",
+            "/api/orders/ord-1001/ingest?form=%zz".into(),
+            Some(400),
+        ),
+        (
+            "POST",
+            "/api/orders/ord-1001/ingest?form=nope".into(),
+            Some(400),
+        ),
+        (
+            "POST",
+            "/api/images/99999999999999999999/colorings".into(),
+            Some(400),
+        ),
         ("POST", "/api/images/abc/colorings".into(), Some(400)),
-        ("POST", "/api/images/1/select-coloring/%00".into(), Some(400)),
+        (
+            "POST",
+            "/api/images/1/select-coloring/%00".into(),
+            Some(400),
+        ),
         ("POST", "/api/images/1/select-coloring/-5".into(), Some(422)),
         ("GET", "/api/orders/ord-1001/advance".into(), Some(405)),
         ("DELETE", "/api/orders/ord-1001".into(), Some(405)),
@@ -272,7 +295,12 @@ async fn double_submits_never_answer_500(app: &App) {
         }
     }
     let failed: Vec<_> = statuses.iter().filter(|(_, s)| *s >= 500).collect();
-    assert!(failed.is_empty(), "{} of {} answered 5xx: {failed:?}", failed.len(), statuses.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} answered 5xx: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
 }
 on_both_databases!(double_submits_never_answer_500);
 
@@ -281,7 +309,12 @@ on_both_databases!(double_submits_never_answer_500);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_page_cookie_covers_only_an_existing_orders_topic() {
     let app = App::sqlite().await;
-    for path in ["/orders/%7B%2Bx%7D", "/orders/%7Bid%7D", "/orders/*", "/orders/ord-9999"] {
+    for path in [
+        "/orders/%7B%2Bx%7D",
+        "/orders/%7Bid%7D",
+        "/orders/*",
+        "/orders/ord-9999",
+    ] {
         let response = app
             .http
             .get(format!("{}{path}", app.running.url))
@@ -355,8 +388,14 @@ impl Process {
         let mut child = command.spawn().expect("run the application");
         let (sender, lines) = mpsc::channel();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -440,7 +479,12 @@ fn sigterm_drains_like_ctrl_c() {
     let line = process
         .wait_for("running at ", Duration::from_secs(60))
         .expect("the banner");
-    let base = line.split("running at ").nth(1).expect("a URL").trim().to_owned();
+    let base = line
+        .split("running at ")
+        .nth(1)
+        .expect("a URL")
+        .trim()
+        .to_owned();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let status = runtime.block_on(async {
         reqwest::Client::new()
@@ -461,7 +505,9 @@ fn sigterm_drains_like_ctrl_c() {
     );
     // The coloring's service ran to its end (six steps of 150 ms) before the exit.
     let completed = runtime.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&url).await.expect("open the database");
+        let pool = sqlx::SqlitePool::connect(&url)
+            .await
+            .expect("open the database");
         let (status,): (String,) =
             sqlx::query_as("SELECT status FROM coloring_versions ORDER BY id LIMIT 1")
                 .fetch_one(&pool)
@@ -481,15 +527,15 @@ const PASSWORD: &str = "Pw0rd-that-must-not-show";
 fn startup_errors_print_no_password() {
     let other = format!("mysql://app:{PASSWORD}@127.0.0.1/shop");
     let hub = format!("ftp://app:{PASSWORD}@127.0.0.1/.well-known/mercure");
-    let cases: [&[(&str, &str)]; 2] = [
-        &[("DATABASE_URL", &other)],
-        &[("MERCURE_URL", &hub)],
-    ];
+    let cases: [&[(&str, &str)]; 2] = [&[("DATABASE_URL", &other)], &[("MERCURE_URL", &hub)]];
     for vars in cases {
         let (success, output) = Process::spawn(vars).exit(Duration::from_secs(60));
         assert_eq!(success, Some(false), "{vars:?} should not start: {output}");
         assert!(output.contains("error"), "{vars:?}: {output}");
-        assert!(!output.contains(PASSWORD), "{vars:?} printed the password: {output}");
+        assert!(
+            !output.contains(PASSWORD),
+            "{vars:?} printed the password: {output}"
+        );
     }
 }
 
@@ -497,7 +543,10 @@ fn startup_errors_print_no_password() {
 /// trusts local connections, so any password is accepted).
 #[cfg(unix)]
 #[test]
-#[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 fn banner_prints_no_password() {
     let server = std::env::var("MERCURE_TRACK_PG_URL")
         .ok()
@@ -519,5 +568,8 @@ fn banner_prints_no_password() {
     runtime.block_on(database.finish());
     assert!(banner.is_some(), "no banner: {output}");
     assert!(output.contains("database: postgres://"), "{output}");
-    assert!(!output.contains(PASSWORD), "the banner printed the password: {output}");
+    assert!(
+        !output.contains(PASSWORD),
+        "the banner printed the password: {output}"
+    );
 }

@@ -43,7 +43,10 @@ async fn sqlite_outbox_load_answers_no_5xx_and_loses_no_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_direct_load_answers_no_5xx_and_loses_no_event() {
     let server = pg_server();
     let database = Scratch::postgres(&server).await;
@@ -51,7 +54,10 @@ async fn postgres_direct_load_answers_no_5xx_and_loses_no_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_outbox_load_answers_no_5xx_and_loses_no_event() {
     let server = pg_server();
     let database = Scratch::postgres(&server).await;
