@@ -4,6 +4,7 @@
 //! Tells the browser test whether it can run: `cfg(mercure_track_browser)` is set when
 //! Chromium, Node and `playwright-core` are installed, or when `MERCURE_TRACK_REQUIRE_BROWSER`
 //! requires them (CI). Without it the browser test is reported as ignored, never as passed.
+//! `cfg(mercure_track_pg)` is set as in `tests/build.rs`, for tests that need PostgreSQL.
 //!
 //! Cargo reruns this script when one of them appears or goes: it watches each one that is
 //! there, and the nearest existing folder of each one that is not.

@@ -4,8 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mercure_track::__private::{FindRow, InsertRow, WriteColumn};
-use mercure_track::{ContextSource, Predicate, Publisher, TrackingSession};
+use mercure_track::{
+    ContextSource, FindRow, InsertRow, Predicate, Publisher, TrackingSession, WriteColumn,
+};
 use mercure_track_sqlx::{Background, CommitSummary, ContextRow, Dialect, Error, TrackedSession};
 use serde::Serialize;
 use sqlx::{Encode, FromRow, Pool, Type};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use mercure_track::{AnyEvent, Collected, Publisher, Update, registry};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 /// How many background publishes may be in flight at once, by default, across every commit
@@ -18,8 +18,8 @@ pub const DEFAULT_BACKGROUND_LIMIT: usize = 256;
 ///
 /// When the limit is reached, a commit waits for room before it returns (backpressure): a
 /// slow hub slows the commits down instead of piling up tasks, sockets and memory, and
-/// nothing is dropped. A commit waiting for room counts as a task of the tracker, so
-/// [`drain`] waits for it too.
+/// nothing is dropped, even when the waiting commit is cancelled. A commit waiting for room
+/// counts as a task of the tracker, so [`drain`] waits for it too.
 ///
 /// Create one per application and give a clone to each session
 /// ([`TrackedSession::background`](crate::TrackedSession::background)):
@@ -75,18 +75,45 @@ impl Background {
 
     /// Starts one task per update, each once there is room for it; returns when all are
     /// started.
+    ///
+    /// A feeder task of the tracker starts them, so that a commit whose wait is cancelled (a
+    /// request handler dropped when its client goes away) loses nothing: the feeder goes on.
+    /// While it waits for room it counts as a task of the tracker, so a drain waits for it.
     async fn spawn_all(&self, publisher: &Arc<dyn Publisher>, updates: Vec<Outgoing>) {
-        for outgoing in updates {
-            // Counted by the tracker while the commit waits for room: a drain waits for it.
-            let waiting = self.tracker.token();
-            // The semaphore is never closed, so a permit always comes.
-            let permit = self.permits.clone().acquire_owned().await.ok();
-            let publisher = publisher.clone();
-            self.tracker.spawn(async move {
-                publish_one(publisher, outgoing).await;
-                drop(permit);
-            });
-            drop(waiting);
+        if updates.is_empty() {
+            return;
+        }
+        let (started, all_started) = tokio::sync::oneshot::channel::<()>();
+        let background = self.clone();
+        let publisher = publisher.clone();
+        self.tracker.spawn(async move {
+            for outgoing in updates {
+                let permit = background.room().await;
+                let publisher = publisher.clone();
+                background.tracker.spawn(async move {
+                    publish_one(publisher, outgoing).await;
+                    drop(permit);
+                });
+            }
+            // The commit may have stopped waiting: then nobody listens.
+            let _ = started.send(());
+        });
+        // Backpressure: the commit returns once every publish of it has room.
+        let _ = all_started.await;
+    }
+
+    /// A place in the limit, once there is one.
+    async fn room(&self) -> Option<OwnedSemaphorePermit> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                tracing::debug!(
+                    limit = self.limit,
+                    "background publishing is full: the commit waits for room"
+                );
+                // The semaphore is never closed, so a permit always comes.
+                self.permits.clone().acquire_owned().await.ok()
+            }
         }
     }
 }
@@ -162,41 +189,75 @@ fn to_update(event: &dyn AnyEvent) -> Option<Update> {
     }
 }
 
+/// Where the updates of a commit stand when [`publish`] returns.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// Accepted by the hub.
+    pub(crate) published: usize,
+    /// Refused or unreachable (each logged).
+    pub(crate) failed: usize,
+    /// Handed to background tasks.
+    pub(crate) queued: usize,
+}
+
 /// Publishes `updates`: in the background when there is a [`Background`] (the call returns
 /// once every update has room in its limit), otherwise before returning, at most
-/// `concurrency` at a time. Failures are logged, never returned.
+/// `concurrency` at a time. Failures are logged, never returned; the counts say where the
+/// updates stand.
 pub(crate) async fn publish(
     publisher: &Arc<dyn Publisher>,
     background: Option<&Background>,
     concurrency: usize,
     updates: Vec<Outgoing>,
-) {
+) -> Delivered {
+    if updates.is_empty() {
+        return Delivered::default();
+    }
     match background {
-        Some(background) => background.spawn_all(publisher, updates).await,
+        Some(background) => {
+            let queued = updates.len();
+            background.spawn_all(publisher, updates).await;
+            Delivered {
+                queued,
+                ..Delivered::default()
+            }
+        }
         None => {
             futures_util::stream::iter(updates)
-                .for_each_concurrent(concurrency.max(1), |outgoing| {
-                    publish_one(publisher.clone(), outgoing)
+                .map(|outgoing| publish_one(publisher.clone(), outgoing))
+                .buffer_unordered(concurrency.max(1))
+                .fold(Delivered::default(), |mut delivered, published| {
+                    if published {
+                        delivered.published += 1;
+                    } else {
+                        delivered.failed += 1;
+                    }
+                    std::future::ready(delivered)
                 })
-                .await;
+                .await
         }
     }
 }
 
-async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) {
+/// Publishes one update; whether the hub accepted it.
+async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) -> bool {
     let Outgoing { event_type, update } = outgoing;
     let topics = update.topics.clone();
     match publisher.publish_update(update).await {
         Ok(outcome) => {
-            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published")
+            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published");
+            true
         }
-        Err(error) => tracing::warn!(
-            event_type,
-            ?topics,
-            status = ?error.status(),
-            %error,
-            "event not published"
-        ),
+        Err(error) => {
+            tracing::warn!(
+                event_type,
+                ?topics,
+                status = ?error.status(),
+                %error,
+                "event not published"
+            );
+            false
+        }
     }
 }
 

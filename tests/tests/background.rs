@@ -190,3 +190,39 @@ async fn a_drain_waits_for_the_commits_waiting_for_room() {
     assert_eq!(publisher.recording.len(), 2, "both updates went out");
     assert!(publisher.most_in_flight.load(Ordering::SeqCst) <= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cancelled_while_it_waits_for_room_loses_no_publish() {
+    let db = seeded_sqlite(1).await;
+    let publisher = CountingPublisher::closed();
+    let background = Background::with_limit(TaskTracker::new(), 1);
+    let mut session =
+        TrackedSession::new(db.pool.clone(), publisher.clone()).background(background.clone());
+    session.track_changes::<OrderUpdate>();
+    Order::set_status_by_key(&mut session, "b0", "READY")
+        .await
+        .expect("set");
+    // The order update takes the only place; the commit waits with its list update until it
+    // is dropped, as a request handler is when its client goes away.
+    let commit = tokio::spawn(async move { session.commit().await });
+    until("the first publish", || {
+        publisher.in_flight.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    commit.abort();
+    assert!(
+        commit.await.is_err_and(|error| error.is_cancelled()),
+        "the commit was cancelled while it waited"
+    );
+
+    publisher.open();
+    assert_eq!(
+        drain(background.tracker(), Duration::from_secs(10)).await,
+        0
+    );
+    assert_eq!(
+        publisher.recording.len(),
+        2,
+        "the committed transaction's publishes all went out"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use mercure_track::{MercureEvent, RecordingPublisher};
+use mercure_track::{MercureEvent, Model as _, RecordingPublisher};
 use mercure_track_sqlx::TrackedSession;
 use mercure_track_tests::domain::{ColoringVersion, ImageUpdate, ListUpdate, Order, OrderUpdate};
 
