@@ -1,6 +1,3 @@
-//! Tells the PostgreSQL tests whether they can run: `cfg(mercure_track_pg)` as in
-//! `tests/build.rs` (`MERCURE_TRACK_PG_URL` set, or required by `MERCURE_TRACK_REQUIRE_PG`).
-//!
 //! Tells the browser test whether it can run: `cfg(mercure_track_browser)` is set when
 //! Chromium, Node and `playwright-core` are installed, or when `MERCURE_TRACK_REQUIRE_BROWSER`
 //! requires them (CI). Without it the browser test is reported as ignored, never as passed.
