@@ -595,6 +595,35 @@ fn startup_errors_print_no_password() {
     }
 }
 
+/// The pages give browsers the hub's URL without the credentials it was configured with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_never_show_the_hub_password() {
+    let database = Scratch::sqlite();
+    let mut config = AppConfig::embedded_on_free_port(Duration::from_millis(5));
+    config.database_url = Some(database.url().to_owned());
+    config.mercure_public_url = Some(format!(
+        "https://hub-user:{PASSWORD}@hub.example/.well-known/mercure"
+    ));
+    let app = App {
+        running: app::start(config).await.expect("start the application"),
+        database,
+        http: reqwest::Client::new(),
+    };
+    for path in ["/", "/orders/ord-1001"] {
+        let (status, body) = app.request("GET", path).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("https://hub.example/.well-known/mercure"),
+            "{body}"
+        );
+        assert!(
+            !body.contains(PASSWORD),
+            "GET {path} showed the hub password"
+        );
+    }
+    app.finish().await;
+}
+
 /// The startup banner shows `DATABASE_URL` without its password (PostgreSQL: the test server
 /// trusts local connections, so any password is accepted).
 #[cfg(unix)]
