@@ -352,8 +352,9 @@ impl<M: Model> fmt::Debug for SkippedField<M> {
 
 /// A typed context predicate `column = value`, built by [`Column::eq`].
 ///
-/// A session uses its predicates to fill event context fields reading that column, instead of
-/// querying the database.
+/// A session checks its predicates against the context values it reads from the database,
+/// and never uses them as values (see `TrackedSession::add_tracking_context` in
+/// `mercure-track-sqlx`).
 #[derive(Clone)]
 pub struct Predicate {
     column: ColumnKey,
