@@ -190,10 +190,12 @@ where
                 .key(config.publisher_key.clone()),
         )?),
     };
+    // Browsers get the hub's URL in the page: never with the credentials of `MERCURE_URL`.
     let hub_public_url = config
         .mercure_public_url
-        .clone()
-        .or_else(|| config.mercure_url.clone())
+        .as_deref()
+        .or(config.mercure_url.as_deref())
+        .map(crate::config::without_credentials)
         .unwrap_or_else(|| mercure_track::wire::HUB_PATH.to_owned());
 
     let tasks = TaskTracker::new();
