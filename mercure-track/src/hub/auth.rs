@@ -1,21 +1,116 @@
-//! JWT verification of the development hub.
+//! JWT presentation and verification of the development hub (protocol 0.x), following the
+//! reference hub v0.24.2 (`authorization.go`, `jwtkeyfunc.go`, golang-jwt v5 defaults).
 
-use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::header::{AUTHORIZATION, COOKIE, ORIGIN, REFERER};
+use axum::http::{HeaderMap, Method};
 use jsonwebtoken::{DecodingKey, Validation};
+use serde::Deserialize;
 
+use super::form::Form;
 use crate::publisher::{Algorithm, ConfigError, JwtKey};
-use crate::wire::{AUTHORIZATION_COOKIE, Claims};
+use crate::wire::{AUTHORIZATION_COOKIE, MercureClaim};
+
+/// Most selectors a `mercure.publish` or `mercure.subscribe` claim may hold
+/// (`maxClaimMatchers` in the reference's `publish.go`).
+pub(crate) const MAX_CLAIM_SELECTORS: usize = 1000;
+
+/// Why a request's token was refused (all answered 401 in protocol 0.x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthError {
+    /// Several `Authorization` headers, or one that is not `Bearer` and long enough.
+    MalformedHeader,
+    /// Several `authorization` query parameters, or one too short.
+    MalformedQuery,
+    /// A cookie on a POST without `Origin` or `Referer`.
+    NoOrigin,
+    /// A cookie on a POST from an origin not allowed to publish.
+    OriginNotAllowed,
+    /// Bad signature, algorithm, claims, expiry or not-before.
+    InvalidToken,
+}
+
+/// The claims the hub reads from a verified token.
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    /// The effective `mercure` claim (the namespaced `https://mercure.rocks/` claim wins).
+    pub(crate) mercure: MercureClaim,
+    /// Expiry, when the token has one.
+    pub(crate) expires_at: Option<SystemTime>,
+}
+
+/// A NumericDate as golang-jwt reads it: any JSON number, fractions truncated to seconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+struct NumericDate(f64);
+
+impl NumericDate {
+    fn to_time(self) -> Option<SystemTime> {
+        let seconds = self.0.trunc();
+        if !seconds.is_finite() {
+            return None;
+        }
+        if seconds >= 0.0 {
+            UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?)
+        } else {
+            UNIX_EPOCH.checked_sub(Duration::try_from_secs_f64(-seconds).ok()?)
+        }
+    }
+}
+
+/// `aud`: a string or an array of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(#[allow(dead_code)] String),
+    Many(#[allow(dead_code)] Vec<String>),
+}
+
+/// The claims golang-jwt's `RegisteredClaims` and the reference's `claims` type decode: a
+/// registered claim of the wrong JSON type makes the token invalid.
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    #[serde(default)]
+    mercure: Option<MercureClaim>,
+    #[serde(default, rename = "https://mercure.rocks/")]
+    namespaced: Option<MercureClaim>,
+    #[serde(default)]
+    exp: Option<NumericDate>,
+    #[serde(default)]
+    nbf: Option<NumericDate>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    iat: Option<NumericDate>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    iss: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    sub: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    jti: Option<String>,
+}
 
 /// Verifies tokens signed with one key.
 pub(crate) struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    leeway: Duration,
 }
 
 impl Verifier {
-    /// A verifier for `key`: the shared secret (HS256) or the PEM public key (RS256).
-    pub(crate) fn new(key: &JwtKey, algorithm: Algorithm) -> Result<Self, ConfigError> {
+    /// A verifier for `key`: the shared secret (HS256) or the PEM public key (RS256);
+    /// `leeway` is the clock skew tolerated on `exp` and `nbf` (zero in the reference).
+    pub(crate) fn new(
+        key: &JwtKey,
+        algorithm: Algorithm,
+        leeway: Duration,
+    ) -> Result<Self, ConfigError> {
         let (key, alg) = match algorithm {
             Algorithm::Hs256 => (
                 DecodingKey::from_secret(key.expose()),
@@ -26,40 +121,149 @@ impl Verifier {
                 jsonwebtoken::Algorithm::RS256,
             ),
         };
+        // Only the signature and the algorithm are checked by the library; the time claims
+        // are checked below with golang-jwt's rules (fractional dates, zero leeway).
         let mut validation = Validation::new(alg);
-        // Mercure tokens often carry no expiry; when they do, it is checked.
         validation.required_spec_claims.clear();
         validation.validate_aud = false;
-        Ok(Self { key, validation })
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        Ok(Self {
+            key,
+            validation,
+            leeway,
+        })
     }
 
     /// The claims of a valid token.
-    pub(crate) fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .ok()
-            .map(|data| data.claims)
+    pub(crate) fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation)
+            .map_err(|_| AuthError::InvalidToken)?;
+        let claims = data.claims;
+        let now = SystemTime::now();
+        let expires_at = match claims.exp {
+            Some(exp) => Some(exp.to_time().ok_or(AuthError::InvalidToken)?),
+            None => None,
+        };
+        // golang-jwt: valid while now < exp + leeway, and from nbf - leeway on.
+        if let Some(exp) = expires_at
+            && now >= exp + self.leeway
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        if let Some(nbf) = claims.nbf {
+            let nbf = nbf.to_time().ok_or(AuthError::InvalidToken)?;
+            if now + self.leeway < nbf {
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        let mercure = claims.namespaced.or(claims.mercure).unwrap_or_default();
+        let too_many = |selectors: &Option<Vec<String>>| {
+            selectors
+                .as_ref()
+                .is_some_and(|s| s.len() > MAX_CLAIM_SELECTORS)
+        };
+        if too_many(&mercure.publish) || too_many(&mercure.subscribe) {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Verified {
+            mercure,
+            expires_at,
+        })
     }
 }
 
-/// The token of a request: the `Authorization: Bearer` header, else the
-/// `mercureAuthorization` cookie. `Err` when a header is present but malformed.
-pub(crate) fn token(headers: &HeaderMap) -> Result<Option<String>, ()> {
-    if let Some(value) = headers.get(AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| ())?;
-        let token = value.strip_prefix("Bearer ").ok_or(())?;
-        return Ok(Some(token.trim().to_owned()));
+/// Origins allowed to publish with the cookie.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PublishOrigins(Vec<String>);
+
+impl PublishOrigins {
+    pub(crate) fn new(origins: &[String]) -> Self {
+        Self(origins.to_vec())
     }
-    for header in headers.get_all(COOKIE) {
-        let Ok(cookies) = header.to_str() else {
-            continue;
-        };
-        for cookie in cookies.split(';') {
-            if let Some((name, value)) = cookie.trim().split_once('=')
-                && name == AUTHORIZATION_COOKIE
-            {
-                return Ok(Some(value.to_owned()));
+
+    /// `*` allows every origin; an entry with one `*` is a prefix/suffix wildcard.
+    fn allows(&self, origin: &str) -> bool {
+        self.0.iter().any(|allowed| {
+            if allowed == "*" || allowed == origin {
+                return true;
+            }
+            match allowed.split_once('*') {
+                Some((prefix, suffix)) => {
+                    origin.len() >= prefix.len() + suffix.len()
+                        && origin.starts_with(prefix)
+                        && origin.ends_with(suffix)
+                }
+                None => false,
+            }
+        })
+    }
+}
+
+/// The token a request presents, in the reference's order: the `Authorization` header (one,
+/// `Bearer ` and at least 48 bytes), else the `authorization` query parameter (one, at least
+/// 41 bytes), else the `mercureAuthorization` cookie (on POST only from an allowed `Origin`,
+/// or `Referer` when there is no `Origin`). `Ok(None)`: anonymous.
+pub(crate) fn presented_token(
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Form,
+    origins: &PublishOrigins,
+) -> Result<Option<String>, AuthError> {
+    let mut authorization = headers.get_all(AUTHORIZATION).iter();
+    if let Some(first) = authorization.next() {
+        let value = first.as_bytes();
+        if authorization.next().is_some() || value.len() < 48 || !value.starts_with(b"Bearer ")
+        {
+            return Err(AuthError::MalformedHeader);
+        }
+        return Ok(Some(String::from_utf8_lossy(&value[7..]).into_owned()));
+    }
+    if query.has("authorization") {
+        let values = query.all("authorization");
+        if values.len() != 1 || values[0].len() < 41 {
+            return Err(AuthError::MalformedQuery);
+        }
+        return Ok(values.into_iter().next());
+    }
+    let Some(cookie) = cookie(headers, AUTHORIZATION_COOKIE) else {
+        return Ok(None);
+    };
+    // Safe methods cannot be forged by another site.
+    if method != Method::POST {
+        return Ok(Some(cookie));
+    }
+    let origin = match headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) if !origin.is_empty() => origin.to_owned(),
+        _ => {
+            let referer = headers
+                .get(REFERER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|r| !r.is_empty())
+                .ok_or(AuthError::NoOrigin)?;
+            let url = url::Url::parse(referer).map_err(|_| AuthError::OriginNotAllowed)?;
+            let host = url.host_str().unwrap_or_default();
+            match url.port() {
+                Some(port) => format!("{}://{host}:{port}", url.scheme()),
+                None => format!("{}://{host}", url.scheme()),
             }
         }
+    };
+    if origins.allows(&origin) {
+        Ok(Some(cookie))
+    } else {
+        Err(AuthError::OriginNotAllowed)
     }
-    Ok(None)
+}
+
+/// The first cookie named `name`.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|cookie| cookie.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
 }

@@ -5,17 +5,30 @@
 //! (<https://mercure.rocks>), which speaks the same protocol, so switching is a matter of
 //! `MERCURE_URL`.
 //!
-//! It follows protocol 0.x as the reference hub implements it:
+//! It follows protocol 0.x as the reference hub v0.24.2 implements it, rule by rule:
 //!
-//! - **publish** (`POST`, form body): a JWT whose `mercure.publish` selectors (`*`, exact
-//!   topics, URI templates) cover every topic; 400 for a missing topic or a bad `retry`; 401
-//!   for a missing or bad token and for topics not covered; the answer's body is the update id;
-//! - **subscribe** (`GET`, `topic` repeated): a server-sent event stream of the updates any of
-//!   whose topics a selector matches; private updates only for subscribers whose JWT
-//!   (`Authorization` header or `mercureAuthorization` cookie) `mercure.subscribe` selectors
-//!   match one of the update's topics; anonymous subscribers when configured; `Last-Event-ID`
-//!   (header or `lastEventID` query parameter) replays the updates since that id (or all, for
-//!   `earliest`) from a bounded history; heartbeats keep idle connections open.
+//! - **publish** (`POST`, form body): the JWT (`Authorization: Bearer`, exactly one header;
+//!   else the `authorization` query parameter; else the `mercureAuthorization` cookie, on POST
+//!   only from an origin of [`DevHubConfig::publish_origins`]) is checked first (401); then the
+//!   form: a content type other than `application/x-www-form-urlencoded` leaves it empty, a
+//!   malformed one, a body over 10 MiB, a bad `%` escape or a `;` separator are 400; no topic or
+//!   more than 1 000 topics, a `retry` that is not an unsigned integer, an `id` or `type` with a
+//!   line break are 400; topics not covered by the `mercure.publish` selectors (`*`, exact
+//!   topics, URI templates) are 401; a topic containing `/.well-known/mercure` is 403. A
+//!   repeated field counts by its first value; `private` with any value makes the update
+//!   private. The answer's body is the update id.
+//! - **subscribe** (`GET`, `topic` repeated, at most 1 000): a server-sent event stream of the
+//!   updates any of whose topics a selector matches; private updates only for subscribers whose
+//!   JWT's `mercure.subscribe` selectors match one of the update's topics; anonymous
+//!   subscribers when configured. A token is valid until its `exp` (no leeway unless
+//!   configured) and from its `nbf`, and the stream is closed when it expires.
+//!   `Last-Event-ID` (the header, else the `lastEventID` query parameter) replays the updates
+//!   since that id (all of them for `earliest`) from a history bounded in count and bytes; the
+//!   response's `Last-Event-ID` names the requested id when it was found, else the newest
+//!   update this subscriber may see, else `earliest`. Heartbeats keep idle connections open.
+//!
+//! URI templates are compiled to linear-time regular expressions: matching costs the same for
+//! any selector, however many expressions it has.
 //!
 //! ```no_run
 //! use mercure_track::hub::{DevHub, DevHubConfig};
@@ -31,6 +44,7 @@
 //! ```
 
 mod auth;
+mod form;
 mod history;
 mod publish;
 mod selector;
@@ -63,6 +77,13 @@ pub struct DevHubConfig {
     pub anonymous: bool,
     /// How many updates are kept for `Last-Event-ID` replay. Default: 10 000.
     pub history_size: usize,
+    /// How many bytes of updates are kept for replay (data, topics, ids). Default: 64 MiB.
+    pub history_bytes: usize,
+    /// Clock skew tolerated on tokens' `exp` and `nbf`. Default: none, as the reference hub.
+    pub jwt_leeway: Duration,
+    /// Origins allowed to publish with the `mercureAuthorization` cookie (`*` for any, or a
+    /// pattern with one `*`). Default: none.
+    pub publish_origins: Vec<String>,
     /// Interval of heartbeat comments on idle streams. Default: 15 s.
     pub heartbeat: Duration,
 }
@@ -78,6 +99,9 @@ impl DevHubConfig {
             subscriber_algorithm: Algorithm::Hs256,
             anonymous: true,
             history_size: 10_000,
+            history_bytes: 64 << 20,
+            jwt_leeway: Duration::ZERO,
+            publish_origins: Vec::new(),
             heartbeat: Duration::from_secs(15),
         }
     }
@@ -96,6 +120,27 @@ impl DevHubConfig {
         self
     }
 
+    /// Sets the byte bound of the history.
+    #[must_use]
+    pub fn history_bytes(mut self, bytes: usize) -> Self {
+        self.history_bytes = bytes;
+        self
+    }
+
+    /// Sets the clock skew tolerated on `exp` and `nbf`.
+    #[must_use]
+    pub fn jwt_leeway(mut self, leeway: Duration) -> Self {
+        self.jwt_leeway = leeway;
+        self
+    }
+
+    /// Sets the origins allowed to publish with the cookie.
+    #[must_use]
+    pub fn publish_origins<S: Into<String>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
+        self.publish_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Sets the heartbeat interval.
     #[must_use]
     pub fn heartbeat(mut self, interval: Duration) -> Self {
@@ -108,6 +153,7 @@ pub(crate) struct HubState {
     config: DevHubConfig,
     publisher: auth::Verifier,
     subscriber: auth::Verifier,
+    origins: auth::PublishOrigins,
     history: history::History,
 }
 
@@ -128,14 +174,24 @@ impl std::fmt::Debug for DevHub {
 impl DevHub {
     /// A hub; a key that cannot be used is an error.
     pub fn new(config: DevHubConfig) -> Result<Self, ConfigError> {
-        let publisher = auth::Verifier::new(&config.publisher_key, config.publisher_algorithm)?;
-        let subscriber = auth::Verifier::new(&config.subscriber_key, config.subscriber_algorithm)?;
-        let history = history::History::new(config.history_size);
+        let publisher = auth::Verifier::new(
+            &config.publisher_key,
+            config.publisher_algorithm,
+            config.jwt_leeway,
+        )?;
+        let subscriber = auth::Verifier::new(
+            &config.subscriber_key,
+            config.subscriber_algorithm,
+            config.jwt_leeway,
+        )?;
+        let origins = auth::PublishOrigins::new(&config.publish_origins);
+        let history = history::History::new(config.history_size, config.history_bytes);
         Ok(Self {
             state: Arc::new(HubState {
                 config,
                 publisher,
                 subscriber,
+                origins,
                 history,
             }),
         })
@@ -144,7 +200,13 @@ impl DevHub {
     /// The hub's routes, at `/.well-known/mercure`, to mount in an application.
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
-            .route(HUB_PATH, get(subscribe::subscribe).post(publish::publish))
+            .route(
+                HUB_PATH,
+                get(subscribe::subscribe)
+                    .post(publish::publish)
+                    // The publish handler bounds form bodies itself (10 MiB, as the reference).
+                    .layer(axum::extract::DefaultBodyLimit::disable()),
+            )
             .layer(axum::middleware::map_response(discovery_link))
             .with_state(self.state.clone())
     }

@@ -3,62 +3,67 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
+use super::HubState;
+use super::form::Form;
 use super::history::StoredUpdate;
-use super::{HubState, selector};
+use super::selector::Selectors;
+
+/// Most selectors of one subscription (`maxQueryTopics` in the reference's `publish.go`).
+pub(crate) const MAX_SUBSCRIBE_SELECTORS: usize = 1000;
 
 /// What a subscriber may receive.
 struct Filter {
-    topics: Vec<String>,
+    topics: Selectors,
     /// Selectors of the JWT's `mercure.subscribe`: private updates need one to match.
-    authorized: Vec<String>,
+    authorized: Selectors,
 }
 
 impl Filter {
+    /// The reference's `Subscriber.Match`: one of the update's topics is subscribed to and,
+    /// for a private update, one of them is authorized.
     fn accepts(&self, update: &StoredUpdate) -> bool {
-        selector::any_matches(&self.topics, &update.topics)
-            && (!update.private || selector::any_matches(&self.authorized, &update.topics))
+        self.topics.any_topic(&update.topics)
+            && (!update.private || self.authorized.any_topic(&update.topics))
     }
 }
 
+/// Subscribing, as the reference hub v0.24.2 does (`subscribe.go`, `registerSubscriber` and
+/// `retrieveLastEventID`; `authorization.go` for the token).
 pub(crate) async fn subscribe(
     State(hub): State<Arc<HubState>>,
+    method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut topics = Vec::new();
-    let mut last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    for (key, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
-    {
-        match &*key {
-            "topic" => topics.push(value.into_owned()),
-            "lastEventID" => last_event_id = Some(value.into_owned()),
-            _ => {}
+    // `URL.Query`: malformed pairs are dropped, not an error.
+    let query = Form::parse(query.as_deref().unwrap_or_default().as_bytes());
+    let token = match super::auth::presented_token(&method, &headers, &query, &hub.origins) {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::debug!(?error, "dev hub: subscriber refused");
+            return (StatusCode::UNAUTHORIZED, "invalid subscriber JWT").into_response();
         }
-    }
-    if topics.is_empty() {
-        return (StatusCode::BAD_REQUEST, "missing topic").into_response();
-    }
-    let authorized = match super::auth::token(&headers) {
-        Err(()) => {
-            return (StatusCode::UNAUTHORIZED, "malformed Authorization header").into_response();
+    };
+    let (authorized, expires_at) = match token.map(|token| hub.subscriber.verify(&token)) {
+        Some(Ok(verified)) => (
+            verified.mercure.subscribe.unwrap_or_default(),
+            verified.expires_at,
+        ),
+        Some(Err(error)) => {
+            tracing::debug!(?error, "dev hub: subscriber token refused");
+            return (StatusCode::UNAUTHORIZED, "invalid subscriber JWT").into_response();
         }
-        Ok(Some(token)) => match hub.subscriber.verify(&token) {
-            Some(claims) => claims.mercure.subscribe.unwrap_or_default(),
-            None => return (StatusCode::UNAUTHORIZED, "invalid subscriber JWT").into_response(),
-        },
-        Ok(None) if hub.config.anonymous => Vec::new(),
-        Ok(None) => {
+        None if hub.config.anonymous => (Vec::new(), None),
+        None => {
             return (
                 StatusCode::UNAUTHORIZED,
                 "anonymous subscribers are not allowed",
@@ -66,28 +71,53 @@ pub(crate) async fn subscribe(
                 .into_response();
         }
     };
+    let topics = query.all("topic");
+    if topics.is_empty() {
+        return (StatusCode::BAD_REQUEST, "missing \"topic\" parameter").into_response();
+    }
+    if topics.len() > MAX_SUBSCRIBE_SELECTORS {
+        return (StatusCode::BAD_REQUEST, "too many \"topic\" parameters").into_response();
+    }
+    // The header wins over the query parameter (spec: "the HTTP header MUST take
+    // precedence"); an empty value counts as absent.
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty())
+        .or_else(|| Some(query.first("lastEventID")).filter(|id| !id.is_empty()))
+        .map(str::to_owned);
+    let filter = Filter {
+        topics: Selectors::new(&topics),
+        authorized: Selectors::new(&authorized),
+    };
 
     // Subscribe before reading the history, so that nothing falls between the two.
     let (live, stored_until) = hub.history.subscribe();
-    let replay: VecDeque<_> = last_event_id
+    let replay = last_event_id
         .as_deref()
-        .and_then(|id| hub.history.after_id(id, stored_until))
-        .unwrap_or_default()
-        .into();
-    let header_last_id = hub.history.last_id();
+        .map(|id| hub.history.replay(id, stored_until, |u| filter.accepts(u)));
+    // The connection ends when the token expires: its authorization ends then.
+    let deadline = expires_at.map(|exp| {
+        Instant::now() + exp.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+    });
+    let header_last_id = replay.as_ref().map(|r| r.last_event_id.clone());
     let state = Subscriber {
         hub: hub.clone(),
         live,
-        pending: replay,
+        pending: replay.map(|r| r.updates).unwrap_or_default().into(),
         last_seq: stored_until,
-        filter: Filter { topics, authorized },
+        filter,
+        deadline,
     };
     let stream = futures_util::stream::unfold(state, Subscriber::next);
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(hub.config.heartbeat))
         .into_response();
     let headers = response.headers_mut();
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    headers.insert(
+        "cache-control",
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate, max-age=0"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Some(id) = header_last_id.and_then(|id| HeaderValue::try_from(id).ok()) {
         headers.insert("last-event-id", id);
@@ -103,18 +133,33 @@ struct Subscriber {
     /// The newest sequence number queued or skipped: live updates up to it are duplicates.
     last_seq: u64,
     filter: Filter,
+    /// When the subscriber's token expires.
+    deadline: Option<Instant>,
 }
 
 impl Subscriber {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
+            if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return None;
+            }
             if let Some(update) = self.pending.pop_front() {
                 if self.filter.accepts(&update) {
                     return Some((Ok(to_event(&update)), self));
                 }
                 continue;
             }
-            match self.live.recv().await {
+            let received = match self.deadline {
+                Some(deadline) => tokio::select! {
+                    received = self.live.recv() => received,
+                    () = tokio::time::sleep_until(deadline) => {
+                        tracing::debug!("dev hub: subscriber token expired, closing the stream");
+                        return None;
+                    }
+                },
+                None => self.live.recv().await,
+            };
+            match received {
                 Ok(update) => {
                     if update.seq > self.last_seq {
                         self.last_seq = update.seq;
