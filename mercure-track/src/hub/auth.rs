@@ -4,8 +4,8 @@ use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use jsonwebtoken::{DecodingKey, Validation};
 
+use crate::protocol::v0::{COOKIE as AUTHORIZATION_COOKIE, Claims};
 use crate::publisher::{Algorithm, ConfigError, JwtKey};
-use crate::wire::{AUTHORIZATION_COOKIE, Claims};
 
 /// Verifies tokens signed with one key.
 pub(crate) struct Verifier {
@@ -22,7 +22,7 @@ impl Verifier {
                 jsonwebtoken::Algorithm::HS256,
             ),
             Algorithm::Rs256 => (
-                DecodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::InvalidKey)?,
+                DecodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::invalid_key)?,
                 jsonwebtoken::Algorithm::RS256,
             ),
         };
