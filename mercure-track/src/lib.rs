@@ -177,6 +177,7 @@ pub mod event;
 #[cfg(feature = "dev-hub")]
 pub mod hub;
 pub mod model;
+pub mod protocol;
 pub mod publisher;
 pub mod reach;
 pub mod registry;
@@ -193,11 +194,12 @@ pub use model::{
     Column, ColumnInfo, ColumnKey, ForeignKeyColumn, Model, ModelInfo, Predicate, RowChange,
     RowTrigger, Trigger, TriggerKey,
 };
+pub use protocol::ProtocolVersion;
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
 };
-pub use wire::{ProtocolVersion, Update};
+pub use wire::Update;
 
 /// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
 pub use mercure_track_derive::MercureEvent;

@@ -1,7 +1,7 @@
 //! JWT presentation and verification of the development hub (protocol 0.x), following the
 //! reference hub v0.24.2 (`authorization.go`, `jwtkeyfunc.go`, golang-jwt v5 defaults).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::http::header::{AUTHORIZATION, COOKIE, ORIGIN, REFERER};
 use axum::http::{HeaderMap, Method};
@@ -9,8 +9,9 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::form::Form;
+use crate::protocol::v0::{self, COOKIE as AUTHORIZATION_COOKIE, MercureClaim};
+use crate::protocol::{NumericDate, v1};
 use crate::publisher::{Algorithm, ConfigError, JwtKey};
-use crate::wire::{AUTHORIZATION_COOKIE, MercureClaim};
 
 /// Most selectors a `mercure.publish` or `mercure.subscribe` claim may hold
 /// (`maxClaimMatchers` in the reference's `publish.go`).
@@ -40,59 +41,18 @@ pub(crate) struct Verified {
     pub(crate) expires_at: Option<SystemTime>,
 }
 
-/// A NumericDate as golang-jwt reads it: any JSON number, fractions truncated to seconds.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(transparent)]
-struct NumericDate(f64);
-
-impl NumericDate {
-    fn to_time(self) -> Option<SystemTime> {
-        let seconds = self.0.trunc();
-        if !seconds.is_finite() {
-            return None;
-        }
-        if seconds >= 0.0 {
-            UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?)
-        } else {
-            UNIX_EPOCH.checked_sub(Duration::try_from_secs_f64(-seconds).ok()?)
-        }
-    }
-}
-
-/// `aud`: a string or an array of strings.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(#[allow(dead_code)] String),
-    Many(#[allow(dead_code)] Vec<String>),
-}
-
-/// The claims golang-jwt's `RegisteredClaims` and the reference's `claims` type decode: a
-/// registered claim of the wrong JSON type makes the token invalid.
-#[derive(Debug, Deserialize)]
-struct TokenClaims {
+/// The registered claims golang-jwt's `RegisteredClaims` decodes besides the dates: one of the
+/// wrong JSON type makes the token invalid. Only their types are checked in 0.x.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct RegisteredTypes {
     #[serde(default)]
-    mercure: Option<MercureClaim>,
-    #[serde(default, rename = "https://mercure.rocks/")]
-    namespaced: Option<MercureClaim>,
-    #[serde(default)]
-    exp: Option<NumericDate>,
-    #[serde(default)]
-    nbf: Option<NumericDate>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    iat: Option<NumericDate>,
-    #[serde(default)]
-    #[allow(dead_code)]
     iss: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     sub: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
-    aud: Option<Audience>,
+    aud: Option<v1::Audience>,
     #[serde(default)]
-    #[allow(dead_code)]
     jti: Option<String>,
 }
 
@@ -117,7 +77,7 @@ impl Verifier {
                 jsonwebtoken::Algorithm::HS256,
             ),
             Algorithm::Rs256 => (
-                DecodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::InvalidKey)?,
+                DecodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::invalid_key)?,
                 jsonwebtoken::Algorithm::RS256,
             ),
         };
@@ -137,38 +97,40 @@ impl Verifier {
 
     /// The claims of a valid token.
     pub(crate) fn verify(&self, token: &str) -> Result<Verified, AuthError> {
-        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation)
-            .map_err(|_| AuthError::InvalidToken)?;
-        let claims = data.claims;
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
+            .map_err(|_| AuthError::InvalidToken)?
+            .claims;
+        RegisteredTypes::deserialize(&claims).map_err(|_| AuthError::InvalidToken)?;
+        let claims = v0::Claims::deserialize(&claims).map_err(|_| AuthError::InvalidToken)?;
         let now = SystemTime::now();
-        let expires_at = match claims.exp {
-            Some(exp) => Some(exp.to_time().ok_or(AuthError::InvalidToken)?),
-            None => None,
-        };
-        // golang-jwt: valid while now < exp + leeway, and from nbf - leeway on.
-        if let Some(exp) = expires_at
-            && now >= exp + self.leeway
-        {
+        // golang-jwt reads dates to the second (fractions dropped); a token is valid while
+        // now < exp + leeway, and from nbf - leeway on.
+        let exp = claims.exp.map(|exp| NumericDate::from_secs(exp.secs()));
+        if exp.is_some_and(|exp| exp.has_passed(now, self.leeway)) {
             return Err(AuthError::InvalidToken);
         }
         if let Some(nbf) = claims.nbf {
-            let nbf = nbf.to_time().ok_or(AuthError::InvalidToken)?;
-            if now + self.leeway < nbf {
+            let not_before = NumericDate::from_secs(nbf.secs());
+            let early = match now.checked_add(self.leeway) {
+                Some(later) => !not_before.has_passed(later, Duration::ZERO),
+                None => false,
+            };
+            if early {
                 return Err(AuthError::InvalidToken);
             }
         }
-        let mercure = claims.namespaced.or(claims.mercure).unwrap_or_default();
         let too_many = |selectors: &Option<Vec<String>>| {
             selectors
                 .as_ref()
                 .is_some_and(|s| s.len() > MAX_CLAIM_SELECTORS)
         };
-        if too_many(&mercure.publish) || too_many(&mercure.subscribe) {
+        if too_many(&claims.mercure.publish) || too_many(&claims.mercure.subscribe) {
             return Err(AuthError::InvalidToken);
         }
         Ok(Verified {
-            mercure,
-            expires_at,
+            // Beyond what a system time holds: never.
+            expires_at: exp.and_then(NumericDate::to_system_time),
+            mercure: claims.mercure,
         })
     }
 }

@@ -1,20 +1,22 @@
 //! Publishing to a Mercure hub over HTTP.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
-use super::config::HubConfig;
+use super::config::{HubConfig, check_url};
 use super::error::{ConfigError, PublishError};
-use super::jwt::JwtSigner;
+use super::jwt::{JwtSigner, TokenMinter};
 use super::{BoxFuture, PublishOutcome, Publisher};
-use crate::wire::{ProtocolVersion, Update};
+use crate::protocol::{Grants, ProtocolVersion};
+use crate::wire::Update;
 
-/// Publishes updates to a Mercure hub.
+/// Publishes updates to a Mercure hub, in the protocol generation of its configuration.
 ///
 /// One pooled HTTP client (keep-alive) and one signed JWT serve every publish: cloning the
-/// publisher shares both.
+/// publisher shares both. An update with several topics is one request, its canonical topic
+/// first. `Debug` shows neither key nor token.
 #[derive(Clone, Debug)]
 pub struct HubPublisher {
     inner: Arc<Inner>,
@@ -23,10 +25,13 @@ pub struct HubPublisher {
 #[derive(Debug)]
 struct Inner {
     client: reqwest::Client,
+    /// Checked by [`check_url`]: no credentials, so `Debug` has nothing to hide.
     url: url::Url,
     protocol: ProtocolVersion,
     signer: Option<JwtSigner>,
     warned_unconfigured: AtomicBool,
+    /// The id of the latest update the hub accepted from this publisher.
+    last_event_id: RwLock<Option<String>>,
 }
 
 /// How much of an error answer's body is kept in [`PublishError::Status`].
@@ -34,23 +39,30 @@ const BODY_EXCERPT: usize = 512;
 
 impl HubPublisher {
     /// A publisher for `config`. An invalid key is an error here, not at the first publish.
+    /// A URL with credentials is refused (they would travel as a second `Authorization`
+    /// header, which hubs refuse), as are a 1.0 configuration with a key but no issuer and a
+    /// JWT lifetime beyond the representable.
     pub fn new(config: HubConfig) -> Result<Self, ConfigError> {
+        // The fields are public: check the URL again.
+        check_url(&config.url)?;
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(ConfigError::Client)?;
+            .map_err(|error| ConfigError::Client(Box::new(error)))?;
         let signer = config
             .key
             .as_ref()
             .map(|key| {
-                JwtSigner::publisher(
+                let minter = TokenMinter::new(
                     key,
                     config.algorithm,
-                    config.publish_selectors.clone(),
-                    config.jwt_ttl,
-                )
+                    config.protocol,
+                    config.resolved_identity(),
+                    config.resolved_ttl(),
+                )?;
+                JwtSigner::new(minter, Grants::publish(config.publish.iter().cloned()))
             })
             .transpose()?;
         Ok(Self {
@@ -60,6 +72,7 @@ impl HubPublisher {
                 protocol: config.protocol,
                 signer,
                 warned_unconfigured: AtomicBool::new(false),
+                last_event_id: RwLock::new(None),
             }),
         })
     }
@@ -74,11 +87,16 @@ impl HubPublisher {
         &self.inner.url
     }
 
+    /// The protocol generation.
+    pub fn protocol(&self) -> ProtocolVersion {
+        self.inner.protocol
+    }
+
     async fn send(&self, token: &str, body: String) -> Result<String, PublishError> {
         // A JWT is base64url and dots: always a valid header value; a token that is not one
         // is not a JWT.
         let authorization = HeaderValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| PublishError::Jwt(jsonwebtoken::errors::ErrorKind::InvalidToken.into()))?;
+            .map_err(|error| PublishError::Jwt(Box::new(error)))?;
         let response = self
             .inner
             .client
@@ -128,30 +146,27 @@ impl HubPublisher {
             }
             return Ok(PublishOutcome::Skipped);
         };
-        let token = signer.token().map_err(PublishError::Jwt)?;
-        let ids = match self.inner.protocol {
-            ProtocolVersion::V0 => vec![self.send(&token, update.form_body()).await?],
-            ProtocolVersion::V1Draft => {
-                let mut ids = Vec::with_capacity(update.topics.len());
-                for topic in &update.topics {
-                    let body = update.form_body_for(std::slice::from_ref(topic));
-                    ids.push(self.send(&token, body).await?);
-                }
-                ids
-            }
-        };
-        tracing::debug!(topics = ?update.topics, ids = ?ids, "published");
-        Ok(PublishOutcome::Published { ids })
+        let token = signer
+            .token()
+            .map_err(|error| PublishError::Jwt(Box::new(error)))?;
+        let id = self.send(&token, update.form_body()).await?;
+        tracing::debug!(topics = ?update.topics, id, "published");
+        *self
+            .inner
+            .last_event_id
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
+        Ok(PublishOutcome::Published { ids: vec![id] })
     }
 }
 
 fn classify(error: reqwest::Error) -> PublishError {
     if error.is_timeout() {
-        PublishError::Timeout(error)
+        PublishError::Timeout(Box::new(error))
     } else if error.is_connect() {
-        PublishError::Connect(error)
+        PublishError::Connect(Box::new(error))
     } else {
-        PublishError::Transport(error)
+        PublishError::Transport(Box::new(error))
     }
 }
 
@@ -161,5 +176,13 @@ impl Publisher for HubPublisher {
         update: Update,
     ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         Box::pin(self.publish(update))
+    }
+
+    fn last_event_id(&self) -> Option<String> {
+        self.inner
+            .last_event_id
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
