@@ -9,8 +9,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::form::Form;
-use crate::protocol::v0::{self, COOKIE as AUTHORIZATION_COOKIE, MercureClaim};
-use crate::protocol::{NumericDate, v1};
+use crate::protocol::{Grants, NumericDate, ProtocolVersion, v0, v1};
 use crate::publisher::{Algorithm, ConfigError, JwtKey};
 
 /// Most selectors a `mercure.publish` or `mercure.subscribe` claim may hold
@@ -32,11 +31,14 @@ pub(crate) enum AuthError {
     InvalidToken,
 }
 
-/// The claims the hub reads from a verified token.
+/// What the hub reads from a verified token.
 #[derive(Debug, Clone)]
 pub(crate) struct Verified {
-    /// The effective `mercure` claim (the namespaced `https://mercure.rocks/` claim wins).
-    pub(crate) mercure: MercureClaim,
+    /// What the token allows.
+    pub(crate) grants: Grants,
+    /// Whether it has a publish claim at all (0.x refuses a token without `mercure.publish`
+    /// with 401 before reading the form).
+    pub(crate) publish_claimed: bool,
     /// Expiry, when the token has one.
     pub(crate) expires_at: Option<SystemTime>,
 }
@@ -61,6 +63,9 @@ pub(crate) struct Verifier {
     key: DecodingKey,
     validation: Validation,
     leeway: Duration,
+    version: ProtocolVersion,
+    /// The trusted issuer of 1.0 tokens (`None`: any issuer, but one is required).
+    issuer: Option<String>,
 }
 
 impl Verifier {
@@ -70,6 +75,8 @@ impl Verifier {
         key: &JwtKey,
         algorithm: Algorithm,
         leeway: Duration,
+        version: ProtocolVersion,
+        issuer: Option<String>,
     ) -> Result<Self, ConfigError> {
         let (key, alg) = match algorithm {
             Algorithm::Hs256 => (
@@ -92,24 +99,33 @@ impl Verifier {
             key,
             validation,
             leeway,
+            version,
+            issuer,
         })
     }
 
-    /// The claims of a valid token.
-    pub(crate) fn verify(&self, token: &str) -> Result<Verified, AuthError> {
-        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
-            .map_err(|_| AuthError::InvalidToken)?
-            .claims;
-        RegisteredTypes::deserialize(&claims).map_err(|_| AuthError::InvalidToken)?;
-        let claims = v0::Claims::deserialize(&claims).map_err(|_| AuthError::InvalidToken)?;
+    /// The grants of a valid token of the hub's generation; `resource` is the audience 1.0
+    /// tokens must name.
+    pub(crate) fn verify(&self, token: &str, resource: &str) -> Result<Verified, AuthError> {
+        match self.version {
+            ProtocolVersion::V1 => self.verify_v1(token, resource),
+            _ => self.verify_v0(token),
+        }
+    }
+
+    /// Expiry and not-before with golang-jwt's rules: dates read to the second (fractions
+    /// dropped); valid while now < exp + leeway, and from nbf - leeway on. Returns the expiry.
+    fn check_dates(
+        &self,
+        exp: Option<NumericDate>,
+        nbf: Option<NumericDate>,
+    ) -> Result<Option<SystemTime>, AuthError> {
         let now = SystemTime::now();
-        // golang-jwt reads dates to the second (fractions dropped); a token is valid while
-        // now < exp + leeway, and from nbf - leeway on.
-        let exp = claims.exp.map(|exp| NumericDate::from_secs(exp.secs()));
+        let exp = exp.map(|exp| NumericDate::from_secs(exp.secs()));
         if exp.is_some_and(|exp| exp.has_passed(now, self.leeway)) {
             return Err(AuthError::InvalidToken);
         }
-        if let Some(nbf) = claims.nbf {
+        if let Some(nbf) = nbf {
             let not_before = NumericDate::from_secs(nbf.secs());
             let early = match now.checked_add(self.leeway) {
                 Some(later) => !not_before.has_passed(later, Duration::ZERO),
@@ -119,6 +135,53 @@ impl Verifier {
                 return Err(AuthError::InvalidToken);
             }
         }
+        // Beyond what a system time holds: never.
+        Ok(exp.and_then(NumericDate::to_system_time))
+    }
+
+    /// A 1.0 access token (RFC 9068): `typ: at+jwt`, a trusted `iss`, the hub's resource in
+    /// `aud`, a required `exp`, and well-formed Mercure authorization details (RFC 9396).
+    fn verify_v1(&self, token: &str, resource: &str) -> Result<Verified, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken)?;
+        if !v1::is_access_token_type(header.typ.as_deref()) {
+            return Err(AuthError::InvalidToken);
+        }
+        let mut validation = self.validation.clone();
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<v1::Claims>(token, &self.key, &validation)
+            .map_err(|_| AuthError::InvalidToken)?
+            .claims;
+        let issuer_ok = match (&claims.iss, &self.issuer) {
+            (Some(iss), Some(trusted)) => iss == trusted,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !issuer_ok
+            || claims.exp.is_none()
+            || !claims.aud.as_ref().is_some_and(|aud| aud.contains(resource))
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        let expires_at = self.check_dates(claims.exp, claims.nbf)?;
+        let grants = claims.grants().map_err(|_| AuthError::InvalidToken)?;
+        if grants.publish.len() > MAX_CLAIM_SELECTORS || grants.subscribe.len() > MAX_CLAIM_SELECTORS {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Verified {
+            publish_claimed: true,
+            grants,
+            expires_at,
+        })
+    }
+
+    /// A 0.x token: any `typ`, the `mercure` claim (or the namespaced one, which wins).
+    fn verify_v0(&self, token: &str) -> Result<Verified, AuthError> {
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
+            .map_err(|_| AuthError::InvalidToken)?
+            .claims;
+        RegisteredTypes::deserialize(&claims).map_err(|_| AuthError::InvalidToken)?;
+        let claims = v0::Claims::deserialize(&claims).map_err(|_| AuthError::InvalidToken)?;
+        let expires_at = self.check_dates(claims.exp, claims.nbf)?;
         let too_many = |selectors: &Option<Vec<String>>| {
             selectors
                 .as_ref()
@@ -128,9 +191,9 @@ impl Verifier {
             return Err(AuthError::InvalidToken);
         }
         Ok(Verified {
-            // Beyond what a system time holds: never.
-            expires_at: exp.and_then(NumericDate::to_system_time),
-            mercure: claims.mercure,
+            grants: claims.grants(),
+            publish_claimed: claims.mercure.publish.is_some(),
+            expires_at,
         })
     }
 }
@@ -163,13 +226,14 @@ impl PublishOrigins {
 }
 
 /// The token a request presents, in the reference's order: the `Authorization` header (one,
-/// `Bearer ` and at least 48 bytes), else the `authorization` query parameter (one, at least
-/// 41 bytes), else the `mercureAuthorization` cookie (on POST only from an allowed `Origin`,
-/// or `Referer` when there is no `Origin`). `Ok(None)`: anonymous.
+/// `Bearer ` and at least 48 bytes), else the `authorization` query parameter (0.x only: one,
+/// at least 41 bytes), else the cookie (on POST only from an allowed `Origin`, or `Referer`
+/// when there is no `Origin`). `Ok(None)`: anonymous.
 pub(crate) fn presented_token(
     method: &Method,
     headers: &HeaderMap,
-    query: &Form,
+    query: Option<&Form>,
+    cookie_name: &str,
     origins: &PublishOrigins,
 ) -> Result<Option<String>, AuthError> {
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
@@ -181,14 +245,14 @@ pub(crate) fn presented_token(
         }
         return Ok(Some(String::from_utf8_lossy(&value[7..]).into_owned()));
     }
-    if query.has("authorization") {
+    if let Some(query) = query.filter(|q| q.has("authorization")) {
         let values = query.all("authorization");
         if values.len() != 1 || values[0].len() < 41 {
             return Err(AuthError::MalformedQuery);
         }
         return Ok(values.into_iter().next());
     }
-    let Some(cookie) = cookie(headers, AUTHORIZATION_COOKIE) else {
+    let Some(cookie) = cookie(headers, cookie_name) else {
         return Ok(None);
     };
     // Safe methods cannot be forged by another site.

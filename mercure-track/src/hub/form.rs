@@ -10,6 +10,8 @@
 #[derive(Debug, Default)]
 pub(crate) struct Form {
     pairs: Vec<(String, String)>,
+    /// Keys of which a value was not valid UTF-8 (kept with replacement characters).
+    not_utf8: Vec<String>,
     /// Whether a pair was malformed (and dropped).
     pub(crate) malformed: bool,
 }
@@ -31,7 +33,12 @@ impl Form {
                 continue;
             }
             match (unescape(key), unescape(value)) {
-                (Some(key), Some(value)) => form.pairs.push((key, value)),
+                (Some((key, _)), Some((value, utf8))) => {
+                    if !utf8 {
+                        form.not_utf8.push(key.clone());
+                    }
+                    form.pairs.push((key, value));
+                }
                 _ => form.malformed = true,
             }
         }
@@ -55,14 +62,25 @@ impl Form {
             .map_or("", |(_, v)| v.as_str())
     }
 
+    /// Whether every value of `key` was valid UTF-8.
+    pub(crate) fn is_utf8(&self, key: &str) -> bool {
+        !self.not_utf8.iter().any(|k| k == key)
+    }
+
+    /// The pairs, in order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Whether `key` is present, with any value.
     pub(crate) fn has(&self, key: &str) -> bool {
         self.pairs.iter().any(|(k, _)| k == key)
     }
 }
 
-/// Percent-decoding of a query component; `None` for a bad `%` escape.
-fn unescape(input: &[u8]) -> Option<String> {
+/// Percent-decoding of a query component, and whether it was valid UTF-8; `None` for a bad
+/// `%` escape.
+fn unescape(input: &[u8]) -> Option<(String, bool)> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
@@ -83,7 +101,10 @@ fn unescape(input: &[u8]) -> Option<String> {
             }
         }
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    match String::from_utf8(out) {
+        Ok(text) => Some((text, true)),
+        Err(error) => Some((String::from_utf8_lossy(error.as_bytes()).into_owned(), false)),
+    }
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -47,6 +47,7 @@ mod auth;
 mod form;
 mod history;
 mod publish;
+mod rules;
 mod selector;
 mod subscribe;
 
@@ -59,6 +60,7 @@ use axum::http::HeaderValue;
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
+use crate::protocol::ProtocolVersion;
 use crate::publisher::{Algorithm, ConfigError, JwtKey};
 use crate::wire::HUB_PATH;
 
@@ -81,9 +83,20 @@ pub struct DevHubConfig {
     pub history_bytes: usize,
     /// Clock skew tolerated on tokens' `exp` and `nbf`. Default: none, as the reference hub.
     pub jwt_leeway: Duration,
-    /// Origins allowed to publish with the `mercureAuthorization` cookie (`*` for any, or a
-    /// pattern with one `*`). Default: none.
+    /// Origins allowed to publish with the cookie (`*` for any, or a pattern with one `*`).
+    /// Default: none.
     pub publish_origins: Vec<String>,
+    /// The protocol generation the hub speaks. Default: 0.x.
+    pub protocol: ProtocolVersion,
+    /// 1.0: the issuer (`iss`) tokens must name; `None` accepts any issuer (one is still
+    /// required).
+    pub issuer: Option<String>,
+    /// 1.0: the hub's resource identifier, the audience (`aud`) tokens must name; `None`
+    /// derives it from each request, `http://<Host>/.well-known/mercure`.
+    pub resource_identifier: Option<String>,
+    /// The cookie a token may travel in; `None`: the generation's (`mercureAuthorization` for
+    /// 0.x, `mercure_access_token` for 1.0 over plain HTTP).
+    pub cookie_name: Option<String>,
     /// Interval of heartbeat comments on idle streams. Default: 15 s.
     pub heartbeat: Duration,
 }
@@ -102,6 +115,10 @@ impl DevHubConfig {
             history_bytes: 64 << 20,
             jwt_leeway: Duration::ZERO,
             publish_origins: Vec::new(),
+            protocol: ProtocolVersion::V0,
+            issuer: None,
+            resource_identifier: None,
+            cookie_name: None,
             heartbeat: Duration::from_secs(15),
         }
     }
@@ -141,6 +158,34 @@ impl DevHubConfig {
         self
     }
 
+    /// Sets the protocol generation.
+    #[must_use]
+    pub fn protocol(mut self, protocol: ProtocolVersion) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// 1.0: sets the trusted issuer.
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// 1.0: sets the resource identifier (the audience of tokens).
+    #[must_use]
+    pub fn resource_identifier(mut self, resource: impl Into<String>) -> Self {
+        self.resource_identifier = Some(resource.into());
+        self
+    }
+
+    /// Sets the cookie name.
+    #[must_use]
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_name = Some(name.into());
+        self
+    }
+
     /// Sets the heartbeat interval.
     #[must_use]
     pub fn heartbeat(mut self, interval: Duration) -> Self {
@@ -155,6 +200,31 @@ pub(crate) struct HubState {
     subscriber: auth::Verifier,
     origins: auth::PublishOrigins,
     history: history::History,
+    rules: rules::Rules,
+    cookie: String,
+}
+
+impl HubState {
+    /// Who the hub is for a request.
+    fn identity(&self, headers: &axum::http::HeaderMap) -> rules::HubIdentity {
+        rules::HubIdentity::of(self.config.resource_identifier.as_deref(), headers)
+    }
+
+    /// The token a request presents.
+    fn token(
+        &self,
+        method: &axum::http::Method,
+        headers: &axum::http::HeaderMap,
+        query: &form::Form,
+    ) -> Result<Option<String>, auth::AuthError> {
+        auth::presented_token(
+            method,
+            headers,
+            self.rules.query_token().then_some(query),
+            &self.cookie,
+            &self.origins,
+        )
+    }
 }
 
 /// The development hub. See the [module documentation](self).
@@ -178,12 +248,21 @@ impl DevHub {
             &config.publisher_key,
             config.publisher_algorithm,
             config.jwt_leeway,
+            config.protocol,
+            config.issuer.clone(),
         )?;
         let subscriber = auth::Verifier::new(
             &config.subscriber_key,
             config.subscriber_algorithm,
             config.jwt_leeway,
+            config.protocol,
+            config.issuer.clone(),
         )?;
+        let rules = rules::Rules::new(config.protocol);
+        let cookie = config
+            .cookie_name
+            .clone()
+            .unwrap_or_else(|| rules.default_cookie().to_owned());
         let origins = auth::PublishOrigins::new(&config.publish_origins);
         let history = history::History::new(config.history_size, config.history_bytes);
         Ok(Self {
@@ -193,6 +272,8 @@ impl DevHub {
                 subscriber,
                 origins,
                 history,
+                rules,
+                cookie,
             }),
         })
     }

@@ -1,5 +1,6 @@
-//! `POST /.well-known/mercure`: publishing, rule by rule as the reference hub v0.24.2 does
-//! (`publish.go`, `PublishHandler` and `Update.Validate`; Go's `Request.ParseForm`).
+//! `POST /.well-known/mercure`: publishing, rule by rule as the reference hub does
+//! (`publish.go`, `PublishHandler` and `Update.Validate`; Go's `Request.ParseForm`), with the
+//! differences between generations in [`super::rules`].
 
 use std::sync::Arc;
 
@@ -11,16 +12,14 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
 use super::HubState;
+use super::auth::AuthError;
 use super::form::{Form, media_type};
 use super::history::StoredUpdate;
+use super::rules::FieldsToValidate;
 use super::selector::Selectors;
 
-/// Most bytes of a form body (Go's `parsePostForm` limit: 10 MiB).
-pub(crate) const MAX_FORM_BYTES: usize = 10 << 20;
-/// Most topics of one update (`maxPublishTopics`).
+/// Most topics of one update (`maxPublishTopics`, both generations).
 pub(crate) const MAX_PUBLISH_TOPICS: usize = 1000;
-/// Topics containing this are the hub's own (`reservedTopicSubstring`).
-const RESERVED_TOPIC: &str = "/.well-known/mercure";
 
 pub(crate) async fn publish(
     State(hub): State<Arc<HubState>>,
@@ -29,30 +28,30 @@ pub(crate) async fn publish(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Response {
+    let rules = hub.rules;
+    let identity = hub.identity(&headers);
     let query = Form::parse(query.as_deref().unwrap_or_default().as_bytes());
     // Authorization comes first: nothing of the body is read for an unauthorized request.
-    let token = match super::auth::presented_token(&method, &headers, &query, &hub.origins) {
+    let token = match hub.token(&method, &headers, &query) {
         Ok(Some(token)) => token,
-        Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "missing publisher JWT"),
+        Ok(None) => return rules.refuse_auth(None, &identity),
         Err(error) => {
             tracing::debug!(?error, "dev hub: publisher refused");
-            return refuse(StatusCode::UNAUTHORIZED, "invalid publisher JWT");
+            return rules.refuse_auth(Some(error), &identity);
         }
     };
-    let selectors = match hub.publisher.verify(&token) {
-        Ok(verified) => match verified.mercure.publish {
-            Some(selectors) => selectors,
-            None => return refuse(StatusCode::UNAUTHORIZED, "no mercure.publish claim"),
-        },
+    let verified = match hub.publisher.verify(&token, &identity.resource) {
+        Ok(verified) if verified.publish_claimed => verified,
+        Ok(_) => return rules.refuse_auth(Some(AuthError::InvalidToken), &identity),
         Err(error) => {
             tracing::debug!(?error, "dev hub: publisher token refused");
-            return refuse(StatusCode::UNAUTHORIZED, "invalid publisher JWT");
+            return rules.refuse_auth(Some(error), &identity);
         }
     };
 
     // `ParseForm`: only a form body is read; any other (or no) content type leaves the form
     // empty, so the request fails below for want of a topic. A malformed content type, a body
-    // over 10 MiB, a malformed pair in the body or in the URL's query are 400.
+    // over the limit, a malformed pair in the body or in the URL's query are refused.
     let content_type = headers
         .get(CONTENT_TYPE)
         .map_or(Some("application/octet-stream".to_owned()), |value| {
@@ -62,8 +61,9 @@ pub(crate) async fn publish(
         return refuse(StatusCode::BAD_REQUEST, "malformed content type");
     };
     let form = if content_type == "application/x-www-form-urlencoded" {
-        let Some(bytes) = read_limited(body, MAX_FORM_BYTES).await else {
-            return refuse(StatusCode::BAD_REQUEST, "body too large or unreadable");
+        let (limit, status) = rules.body_limit();
+        let Some(bytes) = read_limited(body, limit).await else {
+            return refuse(status, "body too large or unreadable");
         };
         Form::parse(&bytes)
     } else {
@@ -80,6 +80,10 @@ pub(crate) async fn publish(
     if topics.len() > MAX_PUBLISH_TOPICS {
         return refuse(StatusCode::BAD_REQUEST, "too many topics in update");
     }
+    let topics_utf8 = form.is_utf8("topic");
+    if !topics.iter().all(|t| rules.topic_acceptable(t, topics_utf8)) {
+        return refuse(StatusCode::BAD_REQUEST, "topic contains a forbidden character");
+    }
     // Repeated fields: the first value counts (Go's `Values.Get`); an empty retry is no retry.
     let retry = match form.first("retry") {
         "" => None,
@@ -90,32 +94,22 @@ pub(crate) async fn publish(
     };
     // `private` with any value, even empty or `off`.
     let private = form.has("private");
-    if !Selectors::new(&selectors).every_topic(&topics) {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "the JWT does not allow publishing to these topics",
-        );
+    let allowed = Selectors::compile(&verified.grants.publish, &identity.base)
+        .is_ok_and(|selectors| selectors.every_topic(&topics));
+    if !allowed {
+        return rules.insufficient_scope(&identity);
     }
-    if topics.iter().any(|topic| topic.contains(RESERVED_TOPIC)) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "topic value references the reserved \"/.well-known/mercure\" namespace",
-        );
-    }
-    let id = form.first("id").to_owned();
-    let event_type = form.first("type").to_owned();
-    // SSE fields cannot carry line breaks: they would inject fields into every stream.
-    if id.contains(['\n', '\r', '\0']) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "\"id\" field contains a forbidden control character",
-        );
-    }
-    if event_type.contains(['\n', '\r', '\0']) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "\"type\" field contains a forbidden control character",
-        );
+    let id = form.first("id");
+    let event_type = form.first("type");
+    if let Err(refusal) = rules.validate(&FieldsToValidate {
+        topics: &topics,
+        id,
+        id_utf8: form.is_utf8("id"),
+        event_type,
+        type_utf8: form.is_utf8("type"),
+        data_utf8: form.is_utf8("data"),
+    }) {
+        return refusal;
     }
     let data = form.first("data");
     // SSE has no way to transmit a carriage return: lines are what subscribers receive.
@@ -127,7 +121,7 @@ pub(crate) async fn publish(
     let id = if id.is_empty() {
         format!("urn:uuid:{}", uuid::Uuid::new_v4())
     } else {
-        id
+        id.to_owned()
     };
     let stored = hub.history.push(|seq| StoredUpdate {
         seq,
@@ -135,11 +129,16 @@ pub(crate) async fn publish(
         topics,
         data,
         private,
-        event_type: (!event_type.is_empty()).then_some(event_type),
+        event_type: (!event_type.is_empty()).then(|| event_type.to_owned()),
         retry: retry.filter(|&ms| ms != 0),
     });
     tracing::debug!(id = %stored.id, topics = ?stored.topics, "dev hub: update published");
-    (StatusCode::OK, stored.id.clone()).into_response()
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        stored.id.clone(),
+    )
+        .into_response()
 }
 
 /// Go's `strconv.ParseUint(s, 10, 64)`: ASCII digits only, no sign, no overflow.

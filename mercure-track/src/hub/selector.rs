@@ -1,4 +1,7 @@
-//! Topic selectors of protocol 0.x: `*`, an exact topic, or a URI template (RFC 6570).
+//! Topic matchers: for protocol 0.x `*`, an exact topic, or a URI template (RFC 6570); for
+//! protocol 1.0 `*`, an exact topic, or a WHATWG URL Pattern (through the `urlpattern` crate,
+//! whose matching is also regex-based and linear). Both arrive as [`Matcher`]s decoded by the
+//! [`crate::protocol`] module of their generation.
 //!
 //! The reference hub (v0.24.2, `topicselector.go`) matches a selector that is `*` or equal to
 //! the topic; otherwise, when the selector parses as a URI template, it matches the topic
@@ -13,9 +16,17 @@
 //! (no backtracking): a selector such as `{+v0}{+v1}…{+v9}Z` costs the same as `{+v}`.
 
 use regex::Regex;
+use url::Url;
+use urlpattern::{UrlPattern, UrlPatternInit, UrlPatternMatchInput};
+
+use crate::protocol::Matcher;
+
+/// A URL pattern that does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InvalidPattern;
 
 /// A compiled topic selector.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Selector {
     /// `*`: every topic.
     Any,
@@ -23,10 +34,37 @@ pub(crate) enum Selector {
     Template { raw: String, regex: Regex },
     /// A plain string, or a template that does not parse: exact match only.
     Exact(String),
+    /// A URL pattern; topics are read as URLs relative to `base`.
+    UrlPattern {
+        pattern: Box<UrlPattern>,
+        base: Url,
+    },
 }
 
 impl Selector {
-    /// Compiles `selector`.
+    /// Compiles `matcher`; URL patterns are read relative to `base`.
+    pub(crate) fn compile(matcher: &Matcher, base: &Url) -> Result<Self, InvalidPattern> {
+        Ok(match matcher {
+            Matcher::Any => Self::Any,
+            Matcher::Exact(exact) => Self::Exact(exact.clone()),
+            Matcher::Template(template) => Self::new(template),
+            Matcher::UrlPattern(pattern) => {
+                let init = UrlPatternInit::parse_constructor_string::<Regex>(
+                    pattern,
+                    Some(base.clone()),
+                )
+                .map_err(|_| InvalidPattern)?;
+                Self::UrlPattern {
+                    pattern: Box::new(
+                        UrlPattern::parse(init, Default::default()).map_err(|_| InvalidPattern)?,
+                    ),
+                    base: base.clone(),
+                }
+            }
+        })
+    }
+
+    /// Compiles a 0.x selector string.
     pub(crate) fn new(selector: &str) -> Self {
         if selector == "*" {
             return Self::Any;
@@ -49,6 +87,11 @@ impl Selector {
             Self::Any => true,
             Self::Exact(exact) => exact == topic,
             Self::Template { raw, regex } => raw == topic || regex.is_match(topic),
+            Self::UrlPattern { pattern, base } => base.join(topic).is_ok_and(|url| {
+                pattern
+                    .test(UrlPatternMatchInput::Url(url))
+                    .unwrap_or(false)
+            }),
         }
     }
 
@@ -59,18 +102,17 @@ impl Selector {
 }
 
 /// A set of compiled selectors.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Selectors(Vec<Selector>);
 
 impl Selectors {
-    /// Compiles every selector.
-    pub(crate) fn new<S: AsRef<str>>(selectors: &[S]) -> Self {
-        Self(
-            selectors
-                .iter()
-                .map(|s| Selector::new(s.as_ref()))
-                .collect(),
-        )
+    /// Compiles every matcher.
+    pub(crate) fn compile(matchers: &[Matcher], base: &Url) -> Result<Self, InvalidPattern> {
+        matchers
+            .iter()
+            .map(|m| Selector::compile(m, base))
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
     /// Whether any selector selects any of `topics` (the reference's `canReceive`).
@@ -377,6 +419,28 @@ mod tests {
                 "{template}"
             );
         }
+    }
+
+    #[test]
+    fn url_patterns() {
+        use super::{Matcher, Url};
+        let base = Url::parse("https://hub.example/.well-known/mercure").expect("base");
+        let pattern = |p: &str| {
+            Selector::compile(&Matcher::UrlPattern(p.into()), &base).expect("pattern")
+        };
+        let books = pattern("https://example.com/books/:id");
+        assert!(books.matches("https://example.com/books/1"));
+        assert!(!books.matches("https://example.com/books/1/chapters"));
+        assert!(!books.matches("https://example.com/users/1"));
+        // Relative patterns and topics are read against the base.
+        let relative = pattern("/orders/:id");
+        assert!(relative.matches("/orders/abc"));
+        assert!(relative.matches("https://hub.example/orders/abc"));
+        assert!(!relative.matches("/orders/abc/images"));
+        assert!(
+            Selector::compile(&Matcher::UrlPattern("https://example.com/(".into()), &base)
+                .is_err()
+        );
     }
 
     #[test]

@@ -17,13 +17,10 @@ use super::form::Form;
 use super::history::StoredUpdate;
 use super::selector::Selectors;
 
-/// Most selectors of one subscription (`maxQueryTopics` in the reference's `publish.go`).
-pub(crate) const MAX_SUBSCRIBE_SELECTORS: usize = 1000;
-
 /// What a subscriber may receive.
 struct Filter {
     topics: Selectors,
-    /// Selectors of the JWT's `mercure.subscribe`: private updates need one to match.
+    /// The token's subscribe grants: private updates need one to match.
     authorized: Selectors,
 }
 
@@ -36,60 +33,68 @@ impl Filter {
     }
 }
 
-/// Subscribing, as the reference hub v0.24.2 does (`subscribe.go`, `registerSubscriber` and
-/// `retrieveLastEventID`; `authorization.go` for the token).
+/// Subscribing, as the reference hub does (`subscribe.go`, `registerSubscriber` and
+/// `retrieveLastEventID`; `authorization.go` for the token; `subscribematchers.go` for 1.0's
+/// parameters).
 pub(crate) async fn subscribe(
     State(hub): State<Arc<HubState>>,
     method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let rules = hub.rules;
+    let identity = hub.identity(&headers);
     // `URL.Query`: malformed pairs are dropped, not an error.
     let query = Form::parse(query.as_deref().unwrap_or_default().as_bytes());
-    let token = match super::auth::presented_token(&method, &headers, &query, &hub.origins) {
+    let token = match hub.token(&method, &headers, &query) {
         Ok(token) => token,
         Err(error) => {
             tracing::debug!(?error, "dev hub: subscriber refused");
-            return (StatusCode::UNAUTHORIZED, "invalid subscriber JWT").into_response();
+            return rules.refuse_auth(Some(error), &identity);
         }
     };
-    let (authorized, expires_at) = match token.map(|token| hub.subscriber.verify(&token)) {
-        Some(Ok(verified)) => (
-            verified.mercure.subscribe.unwrap_or_default(),
-            verified.expires_at,
-        ),
-        Some(Err(error)) => {
-            tracing::debug!(?error, "dev hub: subscriber token refused");
-            return (StatusCode::UNAUTHORIZED, "invalid subscriber JWT").into_response();
+    let (authorized, expires_at) =
+        match token.map(|token| hub.subscriber.verify(&token, &identity.resource)) {
+            Some(Ok(verified)) => (verified.grants.subscribe, verified.expires_at),
+            Some(Err(error)) => {
+                tracing::debug!(?error, "dev hub: subscriber token refused");
+                return rules.refuse_auth(Some(error), &identity);
+            }
+            None if hub.config.anonymous => (Vec::new(), None),
+            None => return rules.refuse_auth(None, &identity),
+        };
+    // The generation's parameters (`topic` for 0.x; `match`, `match_exact`,
+    // `match_urlpattern` for 1.0, where any other `match…` name and `topic` are refused).
+    let mut matchers = Vec::new();
+    for (name, value) in query.pairs() {
+        match rules.subscribe_matcher(name, value) {
+            None => {}
+            Some(Ok(matcher)) => matchers.push(matcher),
+            Some(Err(error)) => {
+                return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
+            }
         }
-        None if hub.config.anonymous => (Vec::new(), None),
-        None => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "anonymous subscribers are not allowed",
-            )
-                .into_response();
-        }
+    }
+    if matchers.is_empty() {
+        return (StatusCode::BAD_REQUEST, "missing topic matcher").into_response();
+    }
+    if matchers.len() > rules.max_subscribe_matchers() {
+        return (StatusCode::BAD_REQUEST, "too many topic matchers").into_response();
+    }
+    let Ok(topics) = Selectors::compile(&matchers, &identity.base) else {
+        return (StatusCode::BAD_REQUEST, "invalid topic matcher pattern").into_response();
     };
-    let topics = query.all("topic");
-    if topics.is_empty() {
-        return (StatusCode::BAD_REQUEST, "missing \"topic\" parameter").into_response();
-    }
-    if topics.len() > MAX_SUBSCRIBE_SELECTORS {
-        return (StatusCode::BAD_REQUEST, "too many \"topic\" parameters").into_response();
-    }
+    // Grants that do not compile grant nothing.
+    let authorized = Selectors::compile(&authorized, &identity.base).unwrap_or_default();
     // The header wins over the query parameter (spec: "the HTTP header MUST take
     // precedence"); an empty value counts as absent.
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty())
-        .or_else(|| Some(query.first("lastEventID")).filter(|id| !id.is_empty()))
+        .or_else(|| Some(query.first(rules.last_event_id_param())).filter(|id| !id.is_empty()))
         .map(str::to_owned);
-    let filter = Filter {
-        topics: Selectors::new(&topics),
-        authorized: Selectors::new(&authorized),
-    };
+    let filter = Filter { topics, authorized };
 
     // Subscribe before reading the history, so that nothing falls between the two.
     let (live, stored_until) = hub.history.subscribe();
@@ -120,7 +125,7 @@ pub(crate) async fn subscribe(
     );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Some(id) = header_last_id.and_then(|id| HeaderValue::try_from(id).ok()) {
-        headers.insert("last-event-id", id);
+        headers.insert(rules.last_event_id_header(), id);
     }
     response
 }
