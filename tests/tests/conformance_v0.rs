@@ -129,7 +129,10 @@ impl Row {
 }
 
 fn topics(count: usize) -> String {
-    (0..count).map(|i| format!("topic=t{i}&")).collect::<String>() + "data=x"
+    (0..count)
+        .map(|i| format!("topic=t{i}&"))
+        .collect::<String>()
+        + "data=x"
 }
 
 /// A form body of exactly `size` bytes.
@@ -312,7 +315,11 @@ async fn fields_as_the_subscriber_receives_them() {
     let mut stream = subscribe(&client, &hub.url(), &["a", "b"], None, None)
         .await
         .expect("subscribe");
-    let id = published_id(&hub, "topic=a&data=first&data=second&type=t1&type=t2&retry=7&retry=9").await;
+    let id = published_id(
+        &hub,
+        "topic=a&data=first&data=second&type=t1&type=t2&retry=7&retry=9",
+    )
+    .await;
     assert!(id.starts_with("urn:uuid:"), "{id}");
     let event = stream.next_within(WAIT).await.expect("event");
     assert_eq!(event.data, "first");
@@ -340,8 +347,16 @@ async fn selectors_follow_rfc_6570_as_the_reference() {
         ("orders/{id}", "orders/a,b", true),
         ("orders/{id}", "orders/a b", false),
         ("orders/{id}", "orders/a/b", false),
-        ("https://example.com/books{?topic}", "https://example.com/books?topic=x", true),
-        ("https://example.com/{+path}", "https://example.com/a/b?c", true),
+        (
+            "https://example.com/books{?topic}",
+            "https://example.com/books?topic=x",
+            true,
+        ),
+        (
+            "https://example.com/{+path}",
+            "https://example.com/a/b?c",
+            true,
+        ),
         ("items{/path*}", "items/a/b/c", true),
         ("orders/{id", "orders/{id", true),
         ("orders/{id", "orders/1", false),
@@ -352,7 +367,9 @@ async fn selectors_follow_rfc_6570_as_the_reference() {
             .expect("subscribe");
         let body = Update::new([*topic], format!("case {n}")).form_body();
         published_id(&hub, &body).await;
-        let received = stream.next_within(if *expected { WAIT } else { QUIET }).await;
+        let received = stream
+            .next_within(if *expected { WAIT } else { QUIET })
+            .await;
         assert_eq!(
             received.is_some(),
             *expected,
@@ -395,14 +412,22 @@ async fn selectors_per_subscription_are_bounded() {
         subscribe(&client, &hub.url(), &refs, None, None).await,
         Err(SseError::Status(400))
     ));
-    assert!(subscribe(&client, &hub.url(), &refs[..1000], None, None).await.is_ok());
+    assert!(
+        subscribe(&client, &hub.url(), &refs[..1000], None, None)
+            .await
+            .is_ok()
+    );
     assert!(matches!(
         subscribe(&client, &hub.url(), &[], None, None).await,
         Err(SseError::Status(400))
     ));
 }
 
-fn request(client: &reqwest::Client, hub: &RunningHub, query: &[(&str, &str)]) -> reqwest::RequestBuilder {
+fn request(
+    client: &reqwest::Client,
+    hub: &RunningHub,
+    query: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
     client.get(hub.url()).query(query)
 }
 
@@ -429,30 +454,58 @@ async fn last_event_id_rules() {
     published_id(&hub, "topic=other&data=other&id=id-other").await;
 
     let mut both = open(
-        request(&client, &hub, &[("topic", "a"), ("lastEventID", "id-1")]).header("last-event-id", "id-2"),
+        request(&client, &hub, &[("topic", "a"), ("lastEventID", "id-1")])
+            .header("last-event-id", "id-2"),
     )
     .await
     .expect("subscribe");
     assert_eq!(last_event_id(&both).as_deref(), Some("id-2"));
-    assert_eq!(both.next_within(WAIT).await.map(|e| e.data).as_deref(), Some("3"));
-    assert_eq!(both.next_within(QUIET).await, None, "the private update is not replayed");
+    assert_eq!(
+        both.next_within(WAIT).await.map(|e| e.data).as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        both.next_within(QUIET).await,
+        None,
+        "the private update is not replayed"
+    );
 
-    let mut query = open(request(&client, &hub, &[("topic", "a"), ("lastEventID", "id-1")]))
-        .await
-        .expect("subscribe");
+    let mut query = open(request(
+        &client,
+        &hub,
+        &[("topic", "a"), ("lastEventID", "id-1")],
+    ))
+    .await
+    .expect("subscribe");
     assert_eq!(last_event_id(&query).as_deref(), Some("id-1"));
-    let replayed: Vec<_> = query.collect(2, WAIT).await.into_iter().map(|e| e.data).collect();
+    let replayed: Vec<_> = query
+        .collect(2, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
     assert_eq!(replayed, ["2", "3"]);
 
-    let mut earliest = open(request(&client, &hub, &[("topic", "a"), ("lastEventID", "earliest")]))
-        .await
-        .expect("subscribe");
+    let mut earliest = open(request(
+        &client,
+        &hub,
+        &[("topic", "a"), ("lastEventID", "earliest")],
+    ))
+    .await
+    .expect("subscribe");
     assert_eq!(last_event_id(&earliest).as_deref(), Some("earliest"));
-    let replayed: Vec<_> = earliest.collect(3, WAIT).await.into_iter().map(|e| e.data).collect();
+    let replayed: Vec<_> = earliest
+        .collect(3, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
     assert_eq!(replayed, ["1", "2", "3"]);
     assert_eq!(earliest.next_within(QUIET).await, None);
 
-    let none = open(request(&client, &hub, &[("topic", "a")])).await.expect("subscribe");
+    let none = open(request(&client, &hub, &[("topic", "a")]))
+        .await
+        .expect("subscribe");
     assert_eq!(last_event_id(&none), None);
 }
 
@@ -463,32 +516,43 @@ async fn last_event_id_rules() {
 async fn unknown_last_event_id_discloses_nothing() {
     let hub = start_hub().await;
     let client = reqwest::Client::new();
-    let mut empty = open(request(&client, &hub, &[("topic", "a"), ("lastEventID", "nope")]))
-        .await
-        .expect("subscribe");
+    let mut empty = open(request(
+        &client,
+        &hub,
+        &[("topic", "a"), ("lastEventID", "nope")],
+    ))
+    .await
+    .expect("subscribe");
     assert_eq!(last_event_id(&empty).as_deref(), Some("earliest"));
     assert_eq!(empty.next_within(QUIET).await, None);
 
     published_id(&hub, "topic=a&data=public&id=public-a").await;
     published_id(&hub, "topic=a&data=secret&id=secret-a&private=on").await;
     published_id(&hub, "topic=b&data=b&id=public-b").await;
-    let mut anonymous = open(request(&client, &hub, &[("topic", "a"), ("lastEventID", "nope")]))
-        .await
-        .expect("subscribe");
+    let mut anonymous = open(request(
+        &client,
+        &hub,
+        &[("topic", "a"), ("lastEventID", "nope")],
+    ))
+    .await
+    .expect("subscribe");
     assert_eq!(last_event_id(&anonymous).as_deref(), Some("public-a"));
     assert_eq!(anonymous.next_within(QUIET).await, None);
 
-    let unrelated = open(request(&client, &hub, &[("topic", "c"), ("lastEventID", "nope")]))
-        .await
-        .expect("subscribe");
+    let unrelated = open(request(
+        &client,
+        &hub,
+        &[("topic", "c"), ("lastEventID", "nope")],
+    ))
+    .await
+    .expect("subscribe");
     assert_eq!(last_event_id(&unrelated).as_deref(), Some("earliest"));
 
     let token = subscriber_token(json!({"mercure": {"subscribe": ["a"]}}));
-    let authorized = open(
-        request(&client, &hub, &[("topic", "a"), ("lastEventID", "nope")]).bearer_auth(token),
-    )
-    .await
-    .expect("subscribe");
+    let authorized =
+        open(request(&client, &hub, &[("topic", "a"), ("lastEventID", "nope")]).bearer_auth(token))
+            .await
+            .expect("subscribe");
     assert_eq!(last_event_id(&authorized).as_deref(), Some("secret-a"));
 }
 
@@ -499,7 +563,8 @@ async fn unknown_last_event_id_discloses_nothing() {
 async fn subscriber_token_lifetime() {
     let hub = start_hub().await;
     let client = reqwest::Client::new();
-    let expired = subscriber_token(json!({"mercure": {"subscribe": ["a"]}, "exp": now() as u64 - 1}));
+    let expired =
+        subscriber_token(json!({"mercure": {"subscribe": ["a"]}, "exp": now() as u64 - 1}));
     assert!(matches!(
         subscribe(&client, &hub.url(), &["a"], Some(&expired), None).await,
         Err(SseError::Status(401))
@@ -515,8 +580,14 @@ async fn subscriber_token_lifetime() {
         .await
         .expect("subscribe");
     published_id(&hub, "topic=a&data=before&private=on").await;
-    assert_eq!(stream.next_within(WAIT).await.map(|e| e.data).as_deref(), Some("before"));
-    assert!(stream.ends_within(WAIT).await, "the stream ends at the token's expiry");
+    assert_eq!(
+        stream.next_within(WAIT).await.map(|e| e.data).as_deref(),
+        Some("before")
+    );
+    assert!(
+        stream.ends_within(WAIT).await,
+        "the stream ends at the token's expiry"
+    );
     published_id(&hub, "topic=a&data=after&private=on").await;
     assert_eq!(stream.next_within(QUIET).await, None);
 }
@@ -531,9 +602,13 @@ async fn history_is_bounded_in_bytes() {
     for n in 0..30 {
         published_id(&hub, &format!("topic=a&id=n{n}&data={chunk}")).await;
     }
-    let mut earliest = open(request(&client, &hub, &[("topic", "a"), ("lastEventID", "earliest")]))
-        .await
-        .expect("subscribe");
+    let mut earliest = open(request(
+        &client,
+        &hub,
+        &[("topic", "a"), ("lastEventID", "earliest")],
+    ))
+    .await
+    .expect("subscribe");
     let replayed: Vec<_> = earliest
         .collect(30, QUIET)
         .await
@@ -542,7 +617,11 @@ async fn history_is_bounded_in_bytes() {
         .collect();
     let expected: Vec<_> = (30 - replayed.len()..30).map(|n| format!("n{n}")).collect();
     assert_eq!(replayed, expected, "the newest updates, in order");
-    assert!((5..=10).contains(&replayed.len()), "{} kept", replayed.len());
+    assert!(
+        (5..=10).contains(&replayed.len()),
+        "{} kept",
+        replayed.len()
+    );
 }
 
 /// The cookie on a subscription (a safe method) needs no `Origin` (authorization.go:103); an
@@ -557,10 +636,14 @@ async fn subscriber_cookie_and_anonymous_access() {
     ));
     let token = subscriber_token(json!({"mercure": {"subscribe": ["a"]}}));
     let mut stream = open(
-        request(&client, &hub, &[("topic", "a")]).header("cookie", format!("mercureAuthorization={token}")),
+        request(&client, &hub, &[("topic", "a")])
+            .header("cookie", format!("mercureAuthorization={token}")),
     )
     .await
     .expect("subscribe with the cookie");
     published_id(&hub, "topic=a&data=private&private=on").await;
-    assert_eq!(stream.next_within(WAIT).await.map(|e| e.data).as_deref(), Some("private"));
+    assert_eq!(
+        stream.next_within(WAIT).await.map(|e| e.data).as_deref(),
+        Some("private")
+    );
 }

@@ -46,8 +46,7 @@ fn now() -> u64 {
 fn sign(key: &str, typ: Option<&str>, claims: &Value) -> String {
     let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
     header.typ = typ.map(str::to_owned);
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key.as_bytes()))
-        .expect("sign")
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key.as_bytes())).expect("sign")
 }
 
 /// Valid access-token claims for `hub`, with `details` as `authorization_details`.
@@ -135,62 +134,317 @@ fn rows(hub: &RunningHub) -> Vec<Row> {
     vec![
         // --- the token (authorization.go, bearererror.go) ---
         row("valid access token: 200", good.clone(), ok, 200),
-        row("no token: 401 with a bare challenge (bearererror.go:23)", String::new(), ok, 401)
-            .auth(Auth::None)
-            .challenge(""),
-        row("two Authorization headers: 400 invalid_request (bearererror.go:49)", String::new(), ok, 400)
-            .auth(Auth::Headers(vec![format!("Bearer {good}"), format!("Bearer {good}")]))
-            .challenge("invalid_request"),
-        row("no typ at+jwt: 401 invalid_token (RFC 9068)", sign(PUBLISHER_KEY, None, &publish_all(hub)), ok, 401)
-            .challenge("invalid_token"),
-        row("wrong key: 401 invalid_token", sign("another-key-0123456789abcdefghijklmnop", Some("at+jwt"), &publish_all(hub)), ok, 401)
-            .challenge("invalid_token"),
-        row("no iss: 401 invalid_token", token(without(publish_all(hub), "iss")), ok, 401),
-        row("untrusted iss: 401 invalid_token", token(with(publish_all(hub), "iss", json!("https://evil.example"))), ok, 401),
-        row("no aud: 401 invalid_token", token(without(publish_all(hub), "aud")), ok, 401),
-        row("aud of another resource: 401 invalid_token", token(with(publish_all(hub), "aud", json!("https://other.example/.well-known/mercure"))), ok, 401),
-        row("aud as an array naming the hub: 200", token(with(publish_all(hub), "aud", json!(["https://other.example", hub.url()]))), ok, 200),
-        row("no exp: 401 invalid_token (exp required)", token(without(publish_all(hub), "exp")), ok, 401),
-        row("expired: 401 invalid_token", token(with(publish_all(hub), "exp", json!(now() - 1))), ok, 401),
-        row("bare-string topics: 401 invalid_token (UPGRADE.md)", token(claims(hub, json!([{"type": DETAIL, "actions": ["publish"], "topics": ["*"]}]))), ok, 401),
-        row("detail without actions: 401 invalid_token", token(claims(hub, json!([{"type": DETAIL, "actions": [], "topics": [{"match": "*"}]}]))), ok, 401),
-        row("detail without topics: 401 invalid_token", token(claims(hub, json!([{"type": DETAIL, "actions": ["publish"], "topics": []}]))), ok, 401),
-        row("match_type is case-sensitive: 401 invalid_token", token(claims(hub, grant("publish", json!([{"match": "*", "match_type": "Exact"}])))), ok, 401),
-        row("the 0.x mercure claim grants nothing: 403 insufficient_scope", token(without(with(publish_all(hub), "mercure", json!({"publish": ["*"]})), "authorization_details")), ok, 403)
-            .challenge("insufficient_scope"),
-        row("a subscribe grant does not publish: 403 insufficient_scope (publish.go)", token(claims(hub, grant("subscribe", json!([{"match": "*"}])))), ok, 403)
-            .challenge("insufficient_scope"),
-        row("a detail of another type grants nothing: 403", token(claims(hub, json!([{"type": "https://other.example/detail", "actions": ["publish"], "topics": [{"match": "*"}]}]))), ok, 403),
-        row("URL pattern grant covering the topic: 200", token(claims(hub, grant("publish", json!([{"match": "https://example.com/books/:id", "match_type": "urlpattern"}])))), ok, 200),
-        row("URL pattern grant not covering a topic: 403", token(claims(hub, grant("publish", json!([{"match": "https://example.com/books/:id", "match_type": "urlpattern"}])))), format!("{ok}&topic=https%3A%2F%2Fexample.com%2Fusers%2F1"), 403),
-        row("exact grant: 200", token(claims(hub, grant("publish", json!([{"match": "https://example.com/books/1"}])))), ok, 200),
+        row(
+            "no token: 401 with a bare challenge (bearererror.go:23)",
+            String::new(),
+            ok,
+            401,
+        )
+        .auth(Auth::None)
+        .challenge(""),
+        row(
+            "two Authorization headers: 400 invalid_request (bearererror.go:49)",
+            String::new(),
+            ok,
+            400,
+        )
+        .auth(Auth::Headers(vec![
+            format!("Bearer {good}"),
+            format!("Bearer {good}"),
+        ]))
+        .challenge("invalid_request"),
+        row(
+            "no typ at+jwt: 401 invalid_token (RFC 9068)",
+            sign(PUBLISHER_KEY, None, &publish_all(hub)),
+            ok,
+            401,
+        )
+        .challenge("invalid_token"),
+        row(
+            "wrong key: 401 invalid_token",
+            sign(
+                "another-key-0123456789abcdefghijklmnop",
+                Some("at+jwt"),
+                &publish_all(hub),
+            ),
+            ok,
+            401,
+        )
+        .challenge("invalid_token"),
+        row(
+            "no iss: 401 invalid_token",
+            token(without(publish_all(hub), "iss")),
+            ok,
+            401,
+        ),
+        row(
+            "untrusted iss: 401 invalid_token",
+            token(with(publish_all(hub), "iss", json!("https://evil.example"))),
+            ok,
+            401,
+        ),
+        row(
+            "no aud: 401 invalid_token",
+            token(without(publish_all(hub), "aud")),
+            ok,
+            401,
+        ),
+        row(
+            "aud of another resource: 401 invalid_token",
+            token(with(
+                publish_all(hub),
+                "aud",
+                json!("https://other.example/.well-known/mercure"),
+            )),
+            ok,
+            401,
+        ),
+        row(
+            "aud as an array naming the hub: 200",
+            token(with(
+                publish_all(hub),
+                "aud",
+                json!(["https://other.example", hub.url()]),
+            )),
+            ok,
+            200,
+        ),
+        row(
+            "no exp: 401 invalid_token (exp required)",
+            token(without(publish_all(hub), "exp")),
+            ok,
+            401,
+        ),
+        row(
+            "expired: 401 invalid_token",
+            token(with(publish_all(hub), "exp", json!(now() - 1))),
+            ok,
+            401,
+        ),
+        row(
+            "bare-string topics: 401 invalid_token (UPGRADE.md)",
+            token(claims(
+                hub,
+                json!([{"type": DETAIL, "actions": ["publish"], "topics": ["*"]}]),
+            )),
+            ok,
+            401,
+        ),
+        row(
+            "detail without actions: 401 invalid_token",
+            token(claims(
+                hub,
+                json!([{"type": DETAIL, "actions": [], "topics": [{"match": "*"}]}]),
+            )),
+            ok,
+            401,
+        ),
+        row(
+            "detail without topics: 401 invalid_token",
+            token(claims(
+                hub,
+                json!([{"type": DETAIL, "actions": ["publish"], "topics": []}]),
+            )),
+            ok,
+            401,
+        ),
+        row(
+            "match_type is case-sensitive: 401 invalid_token",
+            token(claims(
+                hub,
+                grant("publish", json!([{"match": "*", "match_type": "Exact"}])),
+            )),
+            ok,
+            401,
+        ),
+        row(
+            "the 0.x mercure claim grants nothing: 403 insufficient_scope",
+            token(without(
+                with(publish_all(hub), "mercure", json!({"publish": ["*"]})),
+                "authorization_details",
+            )),
+            ok,
+            403,
+        )
+        .challenge("insufficient_scope"),
+        row(
+            "a subscribe grant does not publish: 403 insufficient_scope (publish.go)",
+            token(claims(hub, grant("subscribe", json!([{"match": "*"}])))),
+            ok,
+            403,
+        )
+        .challenge("insufficient_scope"),
+        row(
+            "a detail of another type grants nothing: 403",
+            token(claims(
+                hub,
+                json!([{"type": "https://other.example/detail", "actions": ["publish"], "topics": [{"match": "*"}]}]),
+            )),
+            ok,
+            403,
+        ),
+        row(
+            "URL pattern grant covering the topic: 200",
+            token(claims(
+                hub,
+                grant(
+                    "publish",
+                    json!([{"match": "https://example.com/books/:id", "match_type": "urlpattern"}]),
+                ),
+            )),
+            ok,
+            200,
+        ),
+        row(
+            "URL pattern grant not covering a topic: 403",
+            token(claims(
+                hub,
+                grant(
+                    "publish",
+                    json!([{"match": "https://example.com/books/:id", "match_type": "urlpattern"}]),
+                ),
+            )),
+            format!("{ok}&topic=https%3A%2F%2Fexample.com%2Fusers%2F1"),
+            403,
+        ),
+        row(
+            "exact grant: 200",
+            token(claims(
+                hub,
+                grant("publish", json!([{"match": "https://example.com/books/1"}])),
+            )),
+            ok,
+            200,
+        ),
         // --- presentation (UPGRADE.md "Migrate token presentation") ---
-        row("no authorization query parameter in 1.0: 401 bare challenge", String::new(), ok, 401)
-            .auth(Auth::Query(good.clone()))
-            .challenge(""),
-        row("the 0.x cookie is not read: 401 bare challenge", String::new(), ok, 401)
-            .auth(Auth::Cookie { name: "mercureAuthorization", token: good.clone(), origin: Some(ALLOWED_ORIGIN) }),
-        row("the 1.0 cookie from an allowed origin: 200", String::new(), ok, 200)
-            .auth(Auth::Cookie { name: "mercure_access_token", token: good.clone(), origin: Some(ALLOWED_ORIGIN) }),
-        row("the 1.0 cookie without Origin: 400 invalid_request", String::new(), ok, 400)
-            .auth(Auth::Cookie { name: "mercure_access_token", token: good.clone(), origin: None })
-            .challenge("invalid_request"),
+        row(
+            "no authorization query parameter in 1.0: 401 bare challenge",
+            String::new(),
+            ok,
+            401,
+        )
+        .auth(Auth::Query(good.clone()))
+        .challenge(""),
+        row(
+            "the 0.x cookie is not read: 401 bare challenge",
+            String::new(),
+            ok,
+            401,
+        )
+        .auth(Auth::Cookie {
+            name: "mercureAuthorization",
+            token: good.clone(),
+            origin: Some(ALLOWED_ORIGIN),
+        }),
+        row(
+            "the 1.0 cookie from an allowed origin: 200",
+            String::new(),
+            ok,
+            200,
+        )
+        .auth(Auth::Cookie {
+            name: "mercure_access_token",
+            token: good.clone(),
+            origin: Some(ALLOWED_ORIGIN),
+        }),
+        row(
+            "the 1.0 cookie without Origin: 400 invalid_request",
+            String::new(),
+            ok,
+            400,
+        )
+        .auth(Auth::Cookie {
+            name: "mercure_access_token",
+            token: good.clone(),
+            origin: None,
+        })
+        .challenge("invalid_request"),
         // --- the form and the update (publish.go, Update.Validate) ---
-        row("body over 1 MiB: 413 (DefaultMaxRequestBodySize)", good.clone(), format!("{ok}&x={}", "y".repeat(1 << 20)), 413),
+        row(
+            "body over 1 MiB: 413 (DefaultMaxRequestBodySize)",
+            good.clone(),
+            format!("{ok}&x={}", "y".repeat(1 << 20)),
+            413,
+        ),
         row("no topic: 400", good.clone(), "data=x", 400),
-        row("topic with a control character: 400 (validProtocolString)", good.clone(), "topic=a%07b&data=x", 400),
-        row("topic with a bidirectional control: 400 (validProtocolString)", good.clone(), "topic=a%E2%80%AEb&data=x", 400),
-        row("topic not UTF-8: 400 (validProtocolString)", good.clone(), "topic=a%FFb&data=x", 400),
-        row("topic *: 400 (ErrReservedWildcard)", good.clone(), "topic=*&data=x", 400),
-        row("topic in the hub's namespace: 400 (reservedtopic.go)", good.clone(), "topic=https%3A%2F%2Fexample.com%2F.well-known%2Fmercure%2Fx&data=x", 400),
-        row("relative topic resolving into the hub's namespace: 400 (reservedtopic.go)", good.clone(), "topic=mercure%2Fx&data=x", 400),
-        row("id starting with #: 400 (ErrInvalidEventID)", good.clone(), format!("{ok}&id=%23x"), 400),
-        row("id earliest: 400 (ErrInvalidEventID)", good.clone(), format!("{ok}&id=earliest"), 400),
-        row("id with a tab: 400 (ErrInvalidEventID)", good.clone(), format!("{ok}&id=a%09b"), 400),
-        row("type mercure: 400 (ErrReservedEventType)", good.clone(), format!("{ok}&type=mercure"), 400),
-        row("data not UTF-8: 400 (ErrInvalidData)", good.clone(), "topic=a&data=%FF", 400),
-        row("retry not a number: 400", good.clone(), format!("{ok}&retry=soon"), 400),
-        row("canonical and alternate topics in one request: 200", good.clone(), format!("{ok}&topic=https%3A%2F%2Fexample.com%2Fbooks%2F1.jsonld"), 200),
+        row(
+            "topic with a control character: 400 (validProtocolString)",
+            good.clone(),
+            "topic=a%07b&data=x",
+            400,
+        ),
+        row(
+            "topic with a bidirectional control: 400 (validProtocolString)",
+            good.clone(),
+            "topic=a%E2%80%AEb&data=x",
+            400,
+        ),
+        row(
+            "topic not UTF-8: 400 (validProtocolString)",
+            good.clone(),
+            "topic=a%FFb&data=x",
+            400,
+        ),
+        row(
+            "topic *: 400 (ErrReservedWildcard)",
+            good.clone(),
+            "topic=*&data=x",
+            400,
+        ),
+        row(
+            "topic in the hub's namespace: 400 (reservedtopic.go)",
+            good.clone(),
+            "topic=https%3A%2F%2Fexample.com%2F.well-known%2Fmercure%2Fx&data=x",
+            400,
+        ),
+        row(
+            "relative topic resolving into the hub's namespace: 400 (reservedtopic.go)",
+            good.clone(),
+            "topic=mercure%2Fx&data=x",
+            400,
+        ),
+        row(
+            "id starting with #: 400 (ErrInvalidEventID)",
+            good.clone(),
+            format!("{ok}&id=%23x"),
+            400,
+        ),
+        row(
+            "id earliest: 400 (ErrInvalidEventID)",
+            good.clone(),
+            format!("{ok}&id=earliest"),
+            400,
+        ),
+        row(
+            "id with a tab: 400 (ErrInvalidEventID)",
+            good.clone(),
+            format!("{ok}&id=a%09b"),
+            400,
+        ),
+        row(
+            "type mercure: 400 (ErrReservedEventType)",
+            good.clone(),
+            format!("{ok}&type=mercure"),
+            400,
+        ),
+        row(
+            "data not UTF-8: 400 (ErrInvalidData)",
+            good.clone(),
+            "topic=a&data=%FF",
+            400,
+        ),
+        row(
+            "retry not a number: 400",
+            good.clone(),
+            format!("{ok}&retry=soon"),
+            400,
+        ),
+        row(
+            "canonical and alternate topics in one request: 200",
+            good.clone(),
+            format!("{ok}&topic=https%3A%2F%2Fexample.com%2Fbooks%2F1.jsonld"),
+            200,
+        ),
     ]
 }
 
@@ -269,7 +523,10 @@ async fn publish_rules() {
             failures.push(format!("{}: content type {content_type:?}", row.rule));
         }
         if row.challenge.is_some() && !challenge_raw.contains(&metadata) {
-            failures.push(format!("{}: challenge without {metadata}: {challenge_raw}", row.rule));
+            failures.push(format!(
+                "{}: challenge without {metadata}: {challenge_raw}",
+                row.rule
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -301,7 +558,11 @@ fn publisher(hub: &RunningHub) -> HubPublisher {
     .expect("publisher")
 }
 
-fn get(client: &reqwest::Client, hub: &RunningHub, query: &[(&str, &str)]) -> reqwest::RequestBuilder {
+fn get(
+    client: &reqwest::Client,
+    hub: &RunningHub,
+    query: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
     client.get(hub.url()).query(query)
 }
 
@@ -320,23 +581,43 @@ async fn library_publisher_and_matchers() {
     let hub = start_hub().await;
     let client = reqwest::Client::new();
     let book = "https://example.com/books/1";
-    let mut exact = open(get(&client, &hub, &[("match", book)])).await.expect("subscribe");
-    let mut explicit = open(get(&client, &hub, &[("match_exact", "https://example.com/books/1.jsonld")]))
+    let mut exact = open(get(&client, &hub, &[("match", book)]))
         .await
         .expect("subscribe");
-    let mut pattern = open(get(&client, &hub, &[("match_urlpattern", "https://example.com/books/:id")]))
-        .await
-        .expect("subscribe");
-    let mut other = open(get(&client, &hub, &[("match_urlpattern", "https://example.com/users/:id")]))
-        .await
-        .expect("subscribe");
+    let mut explicit = open(get(
+        &client,
+        &hub,
+        &[("match_exact", "https://example.com/books/1.jsonld")],
+    ))
+    .await
+    .expect("subscribe");
+    let mut pattern = open(get(
+        &client,
+        &hub,
+        &[("match_urlpattern", "https://example.com/books/:id")],
+    ))
+    .await
+    .expect("subscribe");
+    let mut other = open(get(
+        &client,
+        &hub,
+        &[("match_urlpattern", "https://example.com/users/:id")],
+    ))
+    .await
+    .expect("subscribe");
     let outcome = publisher(&hub)
-        .publish_update(Update::new([book, "https://example.com/books/1.jsonld"], "one"))
+        .publish_update(Update::new(
+            [book, "https://example.com/books/1.jsonld"],
+            "one",
+        ))
         .await
         .expect("the 1.0 publisher is accepted");
     assert_eq!(outcome.ids().len(), 1, "one request, one id");
     for stream in [&mut exact, &mut explicit, &mut pattern] {
-        assert_eq!(stream.next_within(WAIT).await.map(|e| e.data).as_deref(), Some("one"));
+        assert_eq!(
+            stream.next_within(WAIT).await.map(|e| e.data).as_deref(),
+            Some("one")
+        );
         assert_eq!(stream.next_within(QUIET).await, None, "delivered once");
     }
     assert_eq!(other.next_within(QUIET).await, None);
@@ -359,14 +640,24 @@ async fn subscribe_parameters() {
         }
     };
     let one = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
-    assert_eq!(status(one("topic", "https://example.com/books/1")).await, 400);
+    assert_eq!(
+        status(one("topic", "https://example.com/books/1")).await,
+        400
+    );
     assert_eq!(status(one("match_typo", "a")).await, 400);
     assert_eq!(status(one("Match", "a")).await, 400);
-    assert_eq!(status(one("match_urlpattern", "https://example.com/(")).await, 400);
+    assert_eq!(
+        status(one("match_urlpattern", "https://example.com/(")).await,
+        400
+    );
     assert_eq!(status(one("match", "a\u{7}b")).await, 400);
     assert_eq!(status(one("match", &"a".repeat(4097))).await, 400);
     assert_eq!(status(one("other", "a")).await, 400, "no matcher at all");
-    let many = |n: usize| (0..n).map(|i| ("match".to_owned(), format!("t{i}"))).collect();
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| ("match".to_owned(), format!("t{i}")))
+            .collect()
+    };
     assert_eq!(status(many(100)).await, 200);
     assert_eq!(status(many(101)).await, 400);
 }
@@ -381,7 +672,9 @@ async fn resumption() {
     let publisher = publisher(&hub);
     for n in 1..=3 {
         publisher
-            .publish_update(Update::new(["https://example.com/a"], n.to_string()).id(format!("id-{n}")))
+            .publish_update(
+                Update::new(["https://example.com/a"], n.to_string()).id(format!("id-{n}")),
+            )
             .await
             .expect("publish");
     }
@@ -389,20 +682,39 @@ async fn resumption() {
     let mut query = open(get(&client, &hub, &[topic, ("last_event_id", "id-1")]))
         .await
         .expect("subscribe");
-    assert_eq!(header(&query, "mercure-last-event-id").as_deref(), Some("id-1"));
-    let replayed: Vec<_> = query.collect(2, WAIT).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(
+        header(&query, "mercure-last-event-id").as_deref(),
+        Some("id-1")
+    );
+    let replayed: Vec<_> = query
+        .collect(2, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
     assert_eq!(replayed, ["2", "3"]);
 
-    let mut both = open(get(&client, &hub, &[topic, ("last_event_id", "id-1")]).header("last-event-id", "id-2"))
-        .await
-        .expect("subscribe");
-    assert_eq!(header(&both, "mercure-last-event-id").as_deref(), Some("id-2"));
-    assert_eq!(both.next_within(WAIT).await.map(|e| e.data).as_deref(), Some("3"));
+    let mut both = open(
+        get(&client, &hub, &[topic, ("last_event_id", "id-1")]).header("last-event-id", "id-2"),
+    )
+    .await
+    .expect("subscribe");
+    assert_eq!(
+        header(&both, "mercure-last-event-id").as_deref(),
+        Some("id-2")
+    );
+    assert_eq!(
+        both.next_within(WAIT).await.map(|e| e.data).as_deref(),
+        Some("3")
+    );
 
     let mut earliest = open(get(&client, &hub, &[topic, ("last_event_id", "earliest")]))
         .await
         .expect("subscribe");
-    assert_eq!(header(&earliest, "mercure-last-event-id").as_deref(), Some("earliest"));
+    assert_eq!(
+        header(&earliest, "mercure-last-event-id").as_deref(),
+        Some("earliest")
+    );
     assert_eq!(earliest.collect(3, WAIT).await.len(), 3);
 
     let mut legacy = open(get(&client, &hub, &[topic, ("lastEventID", "id-1")]))
@@ -428,9 +740,11 @@ async fn private_updates_and_subscriber_tokens() {
     let mut header_auth = open(get(&client, &hub, &[topic]).bearer_auth(&token))
         .await
         .expect("subscribe");
-    let mut cookie_auth = open(get(&client, &hub, &[topic]).header("cookie", format!("mercure_access_token={token}")))
-        .await
-        .expect("subscribe");
+    let mut cookie_auth = open(
+        get(&client, &hub, &[topic]).header("cookie", format!("mercure_access_token={token}")),
+    )
+    .await
+    .expect("subscribe");
     let mut anonymous = open(get(&client, &hub, &[topic])).await.expect("subscribe");
     let short = subscriber_minter(&hub, Duration::from_secs(2))
         .mint(&grants)
@@ -449,13 +763,24 @@ async fn private_updates_and_subscriber_tokens() {
         .await
         .expect("publish");
     for stream in [&mut header_auth, &mut cookie_auth, &mut expiring] {
-        let seen: Vec<_> = stream.collect(2, WAIT).await.into_iter().map(|e| e.data).collect();
+        let seen: Vec<_> = stream
+            .collect(2, WAIT)
+            .await
+            .into_iter()
+            .map(|e| e.data)
+            .collect();
         assert_eq!(seen, ["secret", "public"]);
     }
-    assert_eq!(anonymous.next_within(WAIT).await.map(|e| e.data).as_deref(), Some("public"));
+    assert_eq!(
+        anonymous.next_within(WAIT).await.map(|e| e.data).as_deref(),
+        Some("public")
+    );
     assert_eq!(anonymous.next_within(QUIET).await, None);
 
-    assert!(expiring.ends_within(WAIT).await, "the stream ends at the token's expiry");
+    assert!(
+        expiring.ends_within(WAIT).await,
+        "the stream ends at the token's expiry"
+    );
 
     // A 0.x token is refused outright, with the RFC 6750 answer.
     let legacy = jsonwebtoken::encode(
@@ -464,7 +789,14 @@ async fn private_updates_and_subscriber_tokens() {
         &EncodingKey::from_secret(SUBSCRIBER_KEY.as_bytes()),
     )
     .expect("sign");
-    let response = get(&client, &hub, &[topic]).bearer_auth(legacy).send().await.expect("request");
+    let response = get(&client, &hub, &[topic])
+        .bearer_auth(legacy)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 401);
-    assert_eq!(challenge_error(response.headers()).as_deref(), Some("invalid_token"));
+    assert_eq!(
+        challenge_error(response.headers()).as_deref(),
+        Some("invalid_token")
+    );
 }

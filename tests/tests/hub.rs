@@ -57,9 +57,15 @@ async fn subscriber_receives_exactly_the_published_updates() {
     let hub = start_hub(|c| c).await;
     let client = reqwest::Client::new();
     // `orders/x y` is not a URI, so no template matches it: it is subscribed to by name.
-    let mut stream = subscribe(&client, &hub.url(), &["orders/{id}", "orders/x y"], None, None)
-        .await
-        .expect("subscribe");
+    let mut stream = subscribe(
+        &client,
+        &hub.url(),
+        &["orders/{id}", "orders/x y"],
+        None,
+        None,
+    )
+    .await
+    .expect("subscribe");
     assert!(
         stream
             .headers

@@ -158,13 +158,18 @@ impl Verifier {
         };
         if !issuer_ok
             || claims.exp.is_none()
-            || !claims.aud.as_ref().is_some_and(|aud| aud.contains(resource))
+            || !claims
+                .aud
+                .as_ref()
+                .is_some_and(|aud| aud.contains(resource))
         {
             return Err(AuthError::InvalidToken);
         }
         let expires_at = self.check_dates(claims.exp, claims.nbf)?;
         let grants = claims.grants().map_err(|_| AuthError::InvalidToken)?;
-        if grants.publish.len() > MAX_CLAIM_SELECTORS || grants.subscribe.len() > MAX_CLAIM_SELECTORS {
+        if grants.publish.len() > MAX_CLAIM_SELECTORS
+            || grants.subscribe.len() > MAX_CLAIM_SELECTORS
+        {
             return Err(AuthError::InvalidToken);
         }
         Ok(Verified {
@@ -239,8 +244,7 @@ pub(crate) fn presented_token(
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
     if let Some(first) = authorization.next() {
         let value = first.as_bytes();
-        if authorization.next().is_some() || value.len() < 48 || !value.starts_with(b"Bearer ")
-        {
+        if authorization.next().is_some() || value.len() < 48 || !value.starts_with(b"Bearer ") {
             return Err(AuthError::MalformedHeader);
         }
         return Ok(Some(String::from_utf8_lossy(&value[7..]).into_owned()));

@@ -103,7 +103,10 @@ fn unescape(input: &[u8]) -> Option<(String, bool)> {
     }
     match String::from_utf8(out) {
         Ok(text) => Some((text, true)),
-        Err(error) => Some((String::from_utf8_lossy(error.as_bytes()).into_owned(), false)),
+        Err(error) => Some((
+            String::from_utf8_lossy(error.as_bytes()).into_owned(),
+            false,
+        )),
     }
 }
 
@@ -226,7 +229,10 @@ mod tests {
             Some(form)
         );
         assert_eq!(media_type(&format!("{form};")).as_deref(), Some(form));
-        assert_eq!(media_type(&format!("{form}; charset=\"a b\"")).as_deref(), Some(form));
+        assert_eq!(
+            media_type(&format!("{form}; charset=\"a b\"")).as_deref(),
+            Some(form)
+        );
         assert_eq!(media_type(&format!("{form}; charset")), None);
         assert_eq!(media_type(&format!("{form}; a=1; a=2")), None);
         assert_eq!(media_type("application/"), None);

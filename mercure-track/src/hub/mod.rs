@@ -153,7 +153,10 @@ impl DevHubConfig {
 
     /// Sets the origins allowed to publish with the cookie.
     #[must_use]
-    pub fn publish_origins<S: Into<String>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
+    pub fn publish_origins<S: Into<String>>(
+        mut self,
+        origins: impl IntoIterator<Item = S>,
+    ) -> Self {
         self.publish_origins = origins.into_iter().map(Into::into).collect();
         self
     }

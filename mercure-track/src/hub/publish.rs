@@ -81,8 +81,14 @@ pub(crate) async fn publish(
         return refuse(StatusCode::BAD_REQUEST, "too many topics in update");
     }
     let topics_utf8 = form.is_utf8("topic");
-    if !topics.iter().all(|t| rules.topic_acceptable(t, topics_utf8)) {
-        return refuse(StatusCode::BAD_REQUEST, "topic contains a forbidden character");
+    if !topics
+        .iter()
+        .all(|t| rules.topic_acceptable(t, topics_utf8))
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "topic contains a forbidden character",
+        );
     }
     // Repeated fields: the first value counts (Go's `Values.Get`); an empty retry is no retry.
     let retry = match form.first("retry") {
@@ -109,7 +115,7 @@ pub(crate) async fn publish(
         type_utf8: form.is_utf8("type"),
         data_utf8: form.is_utf8("data"),
     }) {
-        return refusal;
+        return refusal.into_response();
     }
     let data = form.first("data");
     // SSE has no way to transmit a carriage return: lines are what subscribers receive.

@@ -88,11 +88,7 @@ impl Rules {
     /// The answer to a request without an acceptable token: 0.x always 401; 1.0 RFC 6750
     /// (`bearererror.go`): no token 401 with a bare challenge, malformed framing or a refused
     /// cookie origin 400 `invalid_request`, any token defect 401 `invalid_token`.
-    pub(crate) fn refuse_auth(
-        self,
-        error: Option<AuthError>,
-        identity: &HubIdentity,
-    ) -> Response {
+    pub(crate) fn refuse_auth(self, error: Option<AuthError>, identity: &HubIdentity) -> Response {
         if !self.is_v1() {
             return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
         }
@@ -119,11 +115,16 @@ impl Rules {
     }
 
     /// The checks of an update's fields after authorization (`Update.Validate`).
-    pub(crate) fn validate(self, update: &FieldsToValidate<'_>) -> Result<(), Response> {
-        let bad = |reason: &'static str| Err((StatusCode::BAD_REQUEST, reason).into_response());
+    pub(crate) fn validate(
+        self,
+        update: &FieldsToValidate<'_>,
+    ) -> Result<(), (StatusCode, &'static str)> {
+        let bad = |reason: &'static str| Err((StatusCode::BAD_REQUEST, reason));
         if self.is_v1() {
             if update.topics.iter().any(|t| reserved_namespace_v1(t)) {
-                return bad("topic value resolves into the reserved \"/.well-known/mercure\" namespace");
+                return bad(
+                    "topic value resolves into the reserved \"/.well-known/mercure\" namespace",
+                );
             }
             if update.topics.iter().any(|t| t == "*") {
                 return bad("topic value \"*\" is reserved for the wildcard matcher");
@@ -151,8 +152,7 @@ impl Rules {
             return Err((
                 StatusCode::FORBIDDEN,
                 "topic value references the reserved \"/.well-known/mercure\" namespace",
-            )
-                .into_response());
+            ));
         }
         if update.id.contains(['\n', '\r', '\0']) {
             return bad("\"id\" field contains a forbidden control character");
@@ -339,7 +339,9 @@ mod tests {
     #[test]
     fn reserved_namespace_is_resolved() {
         assert!(reserved_namespace_v1("/.well-known/mercure"));
-        assert!(reserved_namespace_v1("https://example.com/.well-known/mercure/subscriptions"));
+        assert!(reserved_namespace_v1(
+            "https://example.com/.well-known/mercure/subscriptions"
+        ));
         assert!(reserved_namespace_v1("/.well-known/%6Dercure/x"));
         // Relative topics resolve against the hub's own URL.
         assert!(reserved_namespace_v1("mercure/x"));

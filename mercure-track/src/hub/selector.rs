@@ -35,10 +35,7 @@ pub(crate) enum Selector {
     /// A plain string, or a template that does not parse: exact match only.
     Exact(String),
     /// A URL pattern; topics are read as URLs relative to `base`.
-    UrlPattern {
-        pattern: Box<UrlPattern>,
-        base: Url,
-    },
+    UrlPattern { pattern: Box<UrlPattern>, base: Url },
 }
 
 impl Selector {
@@ -49,11 +46,9 @@ impl Selector {
             Matcher::Exact(exact) => Self::Exact(exact.clone()),
             Matcher::Template(template) => Self::new(template),
             Matcher::UrlPattern(pattern) => {
-                let init = UrlPatternInit::parse_constructor_string::<Regex>(
-                    pattern,
-                    Some(base.clone()),
-                )
-                .map_err(|_| InvalidPattern)?;
+                let init =
+                    UrlPatternInit::parse_constructor_string::<Regex>(pattern, Some(base.clone()))
+                        .map_err(|_| InvalidPattern)?;
                 Self::UrlPattern {
                     pattern: Box::new(
                         UrlPattern::parse(init, Default::default()).map_err(|_| InvalidPattern)?,
@@ -279,10 +274,7 @@ fn expression_regex(out: &mut String, expression: &str) -> Option<()> {
         '=' | ',' | '!' | '@' | '|' => return None,
         _ => (Operator::Simple, expression),
     };
-    let vars = list
-        .split(',')
-        .map(var_spec)
-        .collect::<Option<Vec<_>>>()?;
+    let vars = list.split(',').map(var_spec).collect::<Option<Vec<_>>>()?;
     let first_explodes = vars.first()?.explode;
     let any_explodes = vars.iter().any(|v| v.explode);
     let named = operator.named();
@@ -397,9 +389,18 @@ mod tests {
 
     #[test]
     fn operators() {
-        assert!(matches("https://example.com/{+path}", "https://example.com/a/b/c"));
-        assert!(matches("https://example.com/books{?topic}", "https://example.com/books?topic=x"));
-        assert!(matches("https://example.com/books{?topic}", "https://example.com/books"));
+        assert!(matches(
+            "https://example.com/{+path}",
+            "https://example.com/a/b/c"
+        ));
+        assert!(matches(
+            "https://example.com/books{?topic}",
+            "https://example.com/books?topic=x"
+        ));
+        assert!(matches(
+            "https://example.com/books{?topic}",
+            "https://example.com/books"
+        ));
         assert!(matches("a{/path*}", "a/b/c"));
         assert!(matches("a{#frag}", "a#x/y"));
         assert!(matches("a{.ext}", "a.json"));
@@ -413,7 +414,15 @@ mod tests {
 
     #[test]
     fn invalid_templates_are_plain_strings() {
-        for template in ["a{}", "a{=x}", "a{x:0}", "a{x:10000}", "a b{x}", "a{.x.}", "a{x..y}"] {
+        for template in [
+            "a{}",
+            "a{=x}",
+            "a{x:0}",
+            "a{x:10000}",
+            "a b{x}",
+            "a{.x.}",
+            "a{x..y}",
+        ] {
             assert!(
                 matches!(Selector::new(template), Selector::Exact(_)),
                 "{template}"
@@ -425,9 +434,8 @@ mod tests {
     fn url_patterns() {
         use super::{Matcher, Url};
         let base = Url::parse("https://hub.example/.well-known/mercure").expect("base");
-        let pattern = |p: &str| {
-            Selector::compile(&Matcher::UrlPattern(p.into()), &base).expect("pattern")
-        };
+        let pattern =
+            |p: &str| Selector::compile(&Matcher::UrlPattern(p.into()), &base).expect("pattern");
         let books = pattern("https://example.com/books/:id");
         assert!(books.matches("https://example.com/books/1"));
         assert!(!books.matches("https://example.com/books/1/chapters"));
@@ -438,8 +446,7 @@ mod tests {
         assert!(relative.matches("https://hub.example/orders/abc"));
         assert!(!relative.matches("/orders/abc/images"));
         assert!(
-            Selector::compile(&Matcher::UrlPattern("https://example.com/(".into()), &base)
-                .is_err()
+            Selector::compile(&Matcher::UrlPattern("https://example.com/(".into()), &base).is_err()
         );
     }
 

@@ -103,7 +103,10 @@ pub(crate) async fn subscribe(
         .map(|id| hub.history.replay(id, stored_until, |u| filter.accepts(u)));
     // The connection ends when the token expires: its authorization ends then.
     let deadline = expires_at.map(|exp| {
-        Instant::now() + exp.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+        Instant::now()
+            + exp
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
     });
     let header_last_id = replay.as_ref().map(|r| r.last_event_id.clone());
     let state = Subscriber {
@@ -145,7 +148,10 @@ struct Subscriber {
 impl Subscriber {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
-            if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
                 return None;
             }
             if let Some(update) = self.pending.pop_front() {
