@@ -299,7 +299,17 @@ impl DevHub {
     pub async fn bind(&self, addr: SocketAddr) -> std::io::Result<RunningHub> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let router: Router = self.router();
+        // Alone, the hub also answers `/` with a short page (the reference hub serves one),
+        // which browsers and browser-based suites open to get the hub's origin.
+        let router: Router = self.router().route(
+            "/",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    "Mercure development hub: not for production.\n",
+                )
+            }),
+        );
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(RunningHub { addr, task })
     }
