@@ -27,8 +27,21 @@
 //!   response's `Last-Event-ID` names the requested id when it was found, else the newest
 //!   update this subscriber may see, else `earliest`. Heartbeats keep idle connections open.
 //!
-//! URI templates are compiled to linear-time regular expressions: matching costs the same for
-//! any selector, however many expressions it has.
+//! With [`DevHubConfig::protocol`] set to [`ProtocolVersion::V1`] it follows the reference's
+//! 1.0 line instead: OAuth 2.0 access tokens (`typ: at+jwt`, an `iss` the hub trusts,
+//! an `aud` naming the hub's resource identifier, a required `exp`, Mercure
+//! `authorization_details`), RFC 6750 answers (400 `invalid_request`, 401 `invalid_token` or a
+//! bare challenge naming the protected resource metadata, 403 `insufficient_scope`), no token
+//! in the query, the `mercure_access_token` cookie, `match=` / `match_exact=` /
+//! `match_urlpattern=` (WHATWG URL Pattern; `topic=` and other `match…` names are 400; at most
+//! 100), `last_event_id=` and the `Mercure-Last-Event-ID` response header, 1 MiB forms (413),
+//! and 1.0's update checks (control characters, `*`, the hub's namespace after resolution,
+//! ids starting with `#` or `earliest`, the `mercure` type, data not UTF-8: 400). It serves
+//! plain HTTP, so it does not require HTTPS for authorized requests as the reference does, nor
+//! serve the protected resource metadata document itself.
+//!
+//! URI templates and URL patterns are compiled to linear-time regular expressions: matching
+//! costs the same for any selector, however many expressions it has.
 //!
 //! ```no_run
 //! use mercure_track::hub::{DevHub, DevHubConfig};
@@ -305,7 +318,10 @@ impl DevHub {
             "/",
             get(|| async {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; charset=utf-8",
+                    )],
                     "Mercure development hub: not for production.\n",
                 )
             }),
