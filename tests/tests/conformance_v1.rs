@@ -530,6 +530,26 @@ async fn publish_rules() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The metadata the challenges point to (RFC 9728).
+    let metadata = client
+        .get(format!(
+            "http://{}/.well-known/oauth-protected-resource/.well-known/mercure",
+            hub.addr()
+        ))
+        .send()
+        .await
+        .expect("metadata")
+        .text()
+        .await
+        .expect("body");
+    let metadata: Value = serde_json::from_str(&metadata).expect("JSON");
+    assert_eq!(metadata["resource"], json!(hub.url()));
+    assert_eq!(
+        metadata["authorization_details_types_supported"],
+        json!([DETAIL])
+    );
+    assert_eq!(metadata["mercure_cookie"], json!("mercure_access_token"));
 }
 
 fn subscriber_minter(hub: &RunningHub, ttl: Duration) -> TokenMinter {

@@ -37,8 +37,9 @@
 //! 100), `last_event_id=` and the `Mercure-Last-Event-ID` response header, 1 MiB forms (413),
 //! and 1.0's update checks (control characters, `*`, the hub's namespace after resolution,
 //! ids starting with `#` or `earliest`, the `mercure` type, data not UTF-8: 400). It serves
-//! plain HTTP, so it does not require HTTPS for authorized requests as the reference does, nor
-//! serve the protected resource metadata document itself.
+//! plain HTTP, so it does not require HTTPS for authorized requests as the reference does. It
+//! serves its protected resource metadata (RFC 9728) at
+//! `/.well-known/oauth-protected-resource/.well-known/mercure`.
 //!
 //! URI templates and URL patterns are compiled to linear-time regular expressions: matching
 //! costs the same for any selector, however many expressions it has.
@@ -296,7 +297,7 @@ impl DevHub {
 
     /// The hub's routes, at `/.well-known/mercure`, to mount in an application.
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new()
+        let router = Router::new()
             .route(
                 HUB_PATH,
                 get(subscribe::subscribe)
@@ -304,8 +305,13 @@ impl DevHub {
                     // The publish handler bounds form bodies itself (10 MiB, as the reference).
                     .layer(axum::extract::DefaultBodyLimit::disable()),
             )
-            .layer(axum::middleware::map_response(discovery_link))
-            .with_state(self.state.clone())
+            .layer(axum::middleware::map_response(discovery_link));
+        let router = if self.state.rules.is_v1() {
+            router.route(rules::RESOURCE_METADATA_PATH, get(rules::resource_metadata))
+        } else {
+            router
+        };
+        router.with_state(self.state.clone())
     }
 
     /// Serves the hub alone on `addr` (port 0 picks a free port).

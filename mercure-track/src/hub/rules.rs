@@ -14,7 +14,8 @@ use crate::protocol::{Generation, Matcher, ProtocolError, ProtocolVersion, v0, v
 use crate::wire::HUB_PATH;
 
 /// The protected resource metadata path of a 1.0 hub (RFC 9728).
-const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource/.well-known/mercure";
+pub(crate) const RESOURCE_METADATA_PATH: &str =
+    "/.well-known/oauth-protected-resource/.well-known/mercure";
 
 /// The generation-specific rules of the hub.
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +202,23 @@ impl Rules {
             v0::LAST_EVENT_ID_PARAM
         }
     }
+}
+
+/// `GET /.well-known/oauth-protected-resource/.well-known/mercure` of a 1.0 hub (RFC 9728,
+/// the reference's `resourcemetadata.go`): the resource identifier, tokens in the header, the
+/// Mercure authorization detail type, the cookie name.
+pub(crate) async fn resource_metadata(
+    axum::extract::State(hub): axum::extract::State<std::sync::Arc<super::HubState>>,
+    headers: HeaderMap,
+) -> Response {
+    let identity = hub.identity(&headers);
+    axum::Json(serde_json::json!({
+        "resource": identity.resource,
+        "bearer_methods_supported": ["header"],
+        "authorization_details_types_supported": [v1::AUTHORIZATION_DETAIL_TYPE],
+        "mercure_cookie": hub.cookie,
+    }))
+    .into_response()
 }
 
 /// The fields of an update that [`Rules::validate`] checks.
