@@ -1,5 +1,7 @@
-//! JWT presentation and verification of the development hub (protocol 0.x), following the
-//! reference hub v0.24.2 (`authorization.go`, `jwtkeyfunc.go`, golang-jwt v5 defaults).
+//! Token presentation and verification of the development hub, following the reference hub:
+//! v0.24.2 for 0.x (`authorization.go`, `jwtkeyfunc.go`, golang-jwt v5 defaults), the 1.0 line
+//! for access tokens (RFC 9068). The claims are decoded with the types of
+//! [`crate::protocol::v0`] and [`crate::protocol::v1`].
 
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +18,8 @@ use crate::publisher::{Algorithm, ConfigError, JwtKey};
 /// (`maxClaimMatchers` in the reference's `publish.go`).
 pub(crate) const MAX_CLAIM_SELECTORS: usize = 1000;
 
-/// Why a request's token was refused (all answered 401 in protocol 0.x).
+/// Why a request's token was refused (all answered 401 in protocol 0.x; 1.0's answers are in
+/// [`super::rules::Rules::refuse_auth`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AuthError {
     /// Several `Authorization` headers, or one that is not `Bearer` and long enough.
