@@ -109,9 +109,14 @@ fn redacted_str(url: &str) -> String {
 /// Checks what a publisher can send requests to: http(s), TLS compiled in for https, no
 /// credentials (reqwest would send them as a second `Authorization` header).
 pub(crate) fn check_url(url: &Url) -> Result<(), ConfigError> {
+    check_hub_url(url, cfg!(feature = "rustls"))
+}
+
+/// Checks a hub URL: http, or https when `tls` is available; no credentials.
+pub(crate) fn check_hub_url(url: &Url, tls: bool) -> Result<(), ConfigError> {
     match url.scheme() {
         "http" => {}
-        "https" if cfg!(feature = "rustls") => {}
+        "https" if tls => {}
         "https" => {
             return Err(ConfigError::TlsDisabled { url: redacted(url) });
         }
