@@ -40,7 +40,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::protocol::{Generation, Grants, Matcher, ProtocolError, ProtocolVersion, TokenIdentity};
-use crate::publisher::{Algorithm, ConfigError, JwtKey, TokenError, TokenMinter};
+use crate::publisher::{Algorithm, ConfigError, Env, JwtKey, TokenError, TokenMinter};
 
 /// The `SameSite` attribute of the cookie. `None` is not offered: a hub on another site cannot
 /// use cookies (browsers block third-party cookies); use an `Authorization` header there.
@@ -120,6 +120,52 @@ impl DiscoveryConfig {
             cookie_domain: None,
             same_site: SameSite::default(),
         }
+    }
+
+    /// The configuration from the environment:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `MERCURE_PUBLIC_URL` | the hub URL browsers use (default: `MERCURE_URL`, one of them required) |
+    /// | `MERCURE_SUBSCRIBER_JWT_KEY` | the key subscriber tokens are signed with (required) |
+    /// | `MERCURE_SUBSCRIBER_JWT_ALG` | `HS256` (default) or `RS256` |
+    /// | `MERCURE_PROTOCOL` | `0` (default; also `0.x`) or `1` (also `1.0`) |
+    /// | `MERCURE_SUBSCRIBER_JWT_TTL_SECS` | token and cookie lifetime in seconds (default 3600) |
+    /// | `MERCURE_SUBSCRIBER_JWT_ISSUER` | `iss` of 1.0 tokens (default: `MERCURE_PUBLISHER_JWT_ISSUER`) |
+    /// | `MERCURE_SUBSCRIBER_JWT_AUDIENCE` | `aud` of 1.0 tokens (default: the hub URL, when absolute) |
+    /// | `MERCURE_COOKIE_NAME` | the cookie the hub reads (default: the generation's) |
+    /// | `MERCURE_COOKIE_DOMAIN` | the cookie's `Domain` |
+    ///
+    /// An empty variable counts as absent.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`DiscoveryConfig::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        let hub_url = match env.var("MERCURE_PUBLIC_URL") {
+            Some(url) => url.trim().to_owned(),
+            None => env.required("MERCURE_URL")?,
+        };
+        let key = JwtKey::new(env.required("MERCURE_SUBSCRIBER_JWT_KEY")?);
+        let mut config = Self::new(hub_url, key);
+        if let Some(algorithm) = env.algorithm("MERCURE_SUBSCRIBER_JWT_ALG")? {
+            config.algorithm = algorithm;
+        }
+        if let Some(protocol) = env.protocol()? {
+            config.protocol = protocol;
+        }
+        if let Some(ttl) = env.secs("MERCURE_SUBSCRIBER_JWT_TTL_SECS")? {
+            config.ttl = ttl;
+        }
+        config.identity.issuer = env
+            .var("MERCURE_SUBSCRIBER_JWT_ISSUER")
+            .or_else(|| env.var("MERCURE_PUBLISHER_JWT_ISSUER"));
+        config.identity.audience = env.var("MERCURE_SUBSCRIBER_JWT_AUDIENCE");
+        config.cookie_name = env.var("MERCURE_COOKIE_NAME");
+        config.cookie_domain = env.var("MERCURE_COOKIE_DOMAIN");
+        Ok(config)
     }
 
     /// Sets the protocol generation.
@@ -479,6 +525,44 @@ mod tests {
         assert!(matches!(
             Discovery::new(huge),
             Err(ConfigError::Token(ProtocolError::LifetimeTooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_environment_is_read() {
+        let env = |name: &str| {
+            match name {
+                "MERCURE_URL" => Some("http://mercure:80/.well-known/mercure"),
+                "MERCURE_PUBLIC_URL" => Some("https://hub.example/.well-known/mercure"),
+                "MERCURE_SUBSCRIBER_JWT_KEY" => Some("k"),
+                "MERCURE_SUBSCRIBER_JWT_ALG" => Some("hs256"),
+                "MERCURE_PROTOCOL" => Some("1.0"),
+                "MERCURE_SUBSCRIBER_JWT_TTL_SECS" => Some("60"),
+                "MERCURE_PUBLISHER_JWT_ISSUER" => Some("https://app.example"),
+                "MERCURE_COOKIE_NAME" => Some("hub_token"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let config = DiscoveryConfig::from_lookup(env).expect("config");
+        assert_eq!(config.hub_url, "https://hub.example/.well-known/mercure");
+        assert_eq!(config.protocol, ProtocolVersion::V1);
+        assert_eq!(config.ttl, Duration::from_secs(60));
+        assert_eq!(
+            config.identity.issuer.as_deref(),
+            Some("https://app.example")
+        );
+        let d = discovery(config);
+        assert!(
+            d.cookie(&[Matcher::exact("a")])
+                .is_ok_and(|c| c.starts_with("hub_token="))
+        );
+        let no_key = |name: &str| (name == "MERCURE_URL").then(|| "http://h/".to_owned());
+        assert!(matches!(
+            DiscoveryConfig::from_lookup(no_key),
+            Err(ConfigError::MissingEnv {
+                variable: "MERCURE_SUBSCRIBER_JWT_KEY"
+            })
         ));
     }
 

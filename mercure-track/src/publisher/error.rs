@@ -36,9 +36,12 @@ pub enum ConfigError {
         /// The URL, its password redacted.
         url: String,
     },
-    /// `MERCURE_URL` is not set.
-    #[error("MERCURE_URL is not set")]
-    MissingUrl,
+    /// A required environment variable (`MERCURE_URL`, say) is not set.
+    #[error("{variable} is not set")]
+    MissingEnv {
+        /// The variable.
+        variable: &'static str,
+    },
     /// An environment variable has a value that is not understood.
     #[error("{variable} has an invalid value: expected {expected}")]
     InvalidEnv {

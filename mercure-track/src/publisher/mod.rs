@@ -26,6 +26,7 @@
 //! ```
 
 mod config;
+mod env;
 mod error;
 mod hub;
 mod jwt;
@@ -36,6 +37,7 @@ use std::pin::Pin;
 
 pub use config::{Algorithm, DEFAULT_TIMEOUT, HubConfig, JwtKey};
 pub(crate) use config::{check_hub_url, redacted};
+pub(crate) use env::Env;
 pub use error::{BoxError, ConfigError, PublishError, TokenError};
 pub use hub::HubPublisher;
 pub use jwt::{JwtSigner, TokenMinter};
