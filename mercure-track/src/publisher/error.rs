@@ -81,6 +81,16 @@ pub enum TokenError {
     Sign(#[source] BoxError),
 }
 
+impl From<TokenError> for ConfigError {
+    /// A token that cannot be made at configuration time is a configuration error.
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Protocol(error) => Self::Token(error),
+            TokenError::Sign(error) => Self::InvalidKey(error),
+        }
+    }
+}
+
 /// A publish failed. A tracked session logs these and never fails a commit for them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -126,10 +126,7 @@ impl JwtSigner {
             grants,
             cached: RwLock::new(None),
         };
-        signer.token().map_err(|error| match error {
-            TokenError::Protocol(error) => ConfigError::Token(error),
-            TokenError::Sign(error) => ConfigError::InvalidKey(error),
-        })?;
+        signer.token()?;
         Ok(signer)
     }
 
@@ -140,17 +137,8 @@ impl JwtSigner {
         publish: Vec<String>,
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
-        let minter = TokenMinter::new(
-            key,
-            algorithm,
-            ProtocolVersion::V0,
-            TokenIdentity::default(),
-            ttl,
-        )?;
-        Self::new(
-            minter,
-            Grants::publish(publish.iter().map(|s| Matcher::selector(s))),
-        )
+        let grants = Grants::publish(publish.iter().map(|s| Matcher::selector(s)));
+        Self::v0(key, algorithm, grants, ttl)
     }
 
     /// A 0.x signer of tokens allowed to receive private updates of `subscribe` selectors.
@@ -160,17 +148,19 @@ impl JwtSigner {
         subscribe: Vec<String>,
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
-        let minter = TokenMinter::new(
-            key,
-            algorithm,
-            ProtocolVersion::V0,
-            TokenIdentity::default(),
-            ttl,
-        )?;
-        Self::new(
-            minter,
-            Grants::subscribe(subscribe.iter().map(|s| Matcher::selector(s))),
-        )
+        let grants = Grants::subscribe(subscribe.iter().map(|s| Matcher::selector(s)));
+        Self::v0(key, algorithm, grants, ttl)
+    }
+
+    fn v0(
+        key: &JwtKey,
+        algorithm: Algorithm,
+        grants: Grants,
+        ttl: Option<Duration>,
+    ) -> Result<Self, ConfigError> {
+        let identity = TokenIdentity::default();
+        let minter = TokenMinter::new(key, algorithm, ProtocolVersion::V0, identity, ttl)?;
+        Self::new(minter, grants)
     }
 
     /// The current token, signed again when it is close to expiring.
