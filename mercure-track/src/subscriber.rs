@@ -296,6 +296,31 @@ impl Discovery {
             .cookie_name
             .clone()
             .unwrap_or_else(|| generation.cookie_name(secure).to_owned());
+        let is_token = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if !is_token(&cookie_name) {
+            return Err(ConfigError::InvalidCookie(
+                "the cookie name must be an RFC 6265 token",
+            ));
+        }
+        if cookie_name.starts_with("__Secure-") && !secure {
+            return Err(ConfigError::InvalidCookie(
+                "browsers refuse a __Secure- cookie for a hub reached over plain HTTP",
+            ));
+        }
+        if config
+            .cookie_domain
+            .as_deref()
+            .is_some_and(|d| !is_header_safe(d))
+        {
+            return Err(ConfigError::InvalidCookie(
+                "the cookie domain holds characters a header cannot carry",
+            ));
+        }
         let mut identity = config.identity.clone();
         if identity.audience.is_none() {
             identity.audience = absolute.as_ref().map(ToString::to_string);
@@ -509,6 +534,13 @@ mod tests {
         let error = Discovery::new(credentials.clone()).expect_err("credentials");
         assert!(!error.to_string().contains("hunter2"));
         assert!(!format!("{credentials:?}").contains("hunter2"));
+        let cookie =
+            |c: DiscoveryConfig| matches!(Discovery::new(c), Err(ConfigError::InvalidCookie(_)));
+        let base = DiscoveryConfig::new("/.well-known/mercure", JwtKey::new("k"));
+        assert!(cookie(base.clone().cookie_name("a;b")));
+        assert!(cookie(base.clone().cookie_name("__Secure-x")));
+        assert!(cookie(base.clone().cookie_domain("x; Path=/")));
+        assert!(Discovery::new(base.secure(true).cookie_name("__Secure-x")).is_ok());
         for bad in ["hub.example/x", "/a b", "/a>b"] {
             assert!(
                 Discovery::new(DiscoveryConfig::new(bad, JwtKey::new("k"))).is_err(),

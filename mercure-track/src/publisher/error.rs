@@ -60,6 +60,9 @@ pub enum ConfigError {
     /// The HTTP client could not be built.
     #[error("the HTTP client could not be built: {0}")]
     Client(#[source] BoxError),
+    /// The subscriber cookie cannot be written as configured.
+    #[error("invalid subscriber cookie: {0}")]
+    InvalidCookie(&'static str),
 }
 
 impl ConfigError {
