@@ -183,6 +183,7 @@ pub mod reach;
 pub mod registry;
 pub mod schema;
 pub mod session;
+pub mod subscriber;
 pub mod wire;
 
 pub use autotrack::{AutoTracked, TrackingSession};

@@ -364,6 +364,44 @@ pub(crate) fn unsupported(matcher: &Matcher, protocol: ProtocolVersion) -> Proto
     }
 }
 
+/// Decoding a token's parts without checking its signature: for tests of what is signed.
+#[cfg(test)]
+pub(crate) mod inspect {
+    /// The JSON of a token's header and claims.
+    pub(crate) fn parts(token: &str) -> (serde_json::Value, serde_json::Value) {
+        let mut parts = token.split('.');
+        let mut next = || {
+            let bytes = decode(parts.next().unwrap_or_default());
+            serde_json::from_slice(&bytes).unwrap_or_default()
+        };
+        let header = next();
+        (header, next())
+    }
+
+    // A small decoder: JWT parts are unpadded base64url.
+    fn decode(input: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            _ => 63,
+        };
+        let mut out = Vec::new();
+        let mut buffer = 0_u32;
+        let mut bits = 0;
+        for c in input.bytes() {
+            buffer = (buffer << 6) | u32::from(value(c));
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((buffer >> bits) as u8);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::env::Env;
 use super::error::ConfigError;
 use crate::protocol::{Matcher, ProtocolVersion, TokenIdentity};
 
@@ -109,9 +110,14 @@ fn redacted_str(url: &str) -> String {
 /// Checks what a publisher can send requests to: http(s), TLS compiled in for https, no
 /// credentials (reqwest would send them as a second `Authorization` header).
 pub(crate) fn check_url(url: &Url) -> Result<(), ConfigError> {
+    check_hub_url(url, cfg!(feature = "rustls"))
+}
+
+/// Checks a hub URL: http, or https when `tls` is available; no credentials.
+pub(crate) fn check_hub_url(url: &Url, tls: bool) -> Result<(), ConfigError> {
     match url.scheme() {
         "http" => {}
-        "https" if cfg!(feature = "rustls") => {}
+        "https" if tls => {}
         "https" => {
             return Err(ConfigError::TlsDisabled { url: redacted(url) });
         }
@@ -170,40 +176,21 @@ impl HubConfig {
 
     /// As [`HubConfig::from_env`], reading variables through `lookup` (for tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let url = lookup("MERCURE_URL").ok_or(ConfigError::MissingUrl)?;
-        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let invalid = |variable, expected| ConfigError::InvalidEnv { variable, expected };
-        let mut config = Self::new(url.trim())?;
-        config.key = var("MERCURE_PUBLISHER_JWT_KEY").map(JwtKey::new);
-        if let Some(alg) = var("MERCURE_PUBLISHER_JWT_ALG") {
-            config.algorithm = match alg.trim().to_ascii_uppercase().as_str() {
-                "HS256" => Algorithm::Hs256,
-                "RS256" => Algorithm::Rs256,
-                _ => return Err(invalid("MERCURE_PUBLISHER_JWT_ALG", "HS256 or RS256")),
-            };
+        let env = Env::new(lookup);
+        let mut config = Self::new(&env.required("MERCURE_URL")?)?;
+        config.key = env.var("MERCURE_PUBLISHER_JWT_KEY").map(JwtKey::new);
+        if let Some(algorithm) = env.algorithm("MERCURE_PUBLISHER_JWT_ALG")? {
+            config.algorithm = algorithm;
         }
-        if let Some(protocol) = var("MERCURE_PROTOCOL") {
-            config.protocol = ProtocolVersion::from_name(&protocol)
-                .ok_or_else(|| invalid("MERCURE_PROTOCOL", "0 (0.x) or 1 (1.0)"))?;
+        if let Some(protocol) = env.protocol()? {
+            config.protocol = protocol;
         }
-        if let Some(timeout) = var("MERCURE_TIMEOUT_MS") {
-            let millis = timeout
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| invalid("MERCURE_TIMEOUT_MS", "a whole number of milliseconds"))?;
-            config.timeout = Duration::from_millis(millis);
+        if let Some(timeout) = env.millis("MERCURE_TIMEOUT_MS")? {
+            config.timeout = timeout;
         }
-        if let Some(ttl) = var("MERCURE_PUBLISHER_JWT_TTL_SECS") {
-            let secs = ttl.trim().parse::<u64>().map_err(|_| {
-                invalid(
-                    "MERCURE_PUBLISHER_JWT_TTL_SECS",
-                    "a whole number of seconds",
-                )
-            })?;
-            config.jwt_ttl = Some(Duration::from_secs(secs));
-        }
-        config.identity.issuer = var("MERCURE_PUBLISHER_JWT_ISSUER");
-        config.identity.audience = var("MERCURE_PUBLISHER_JWT_AUDIENCE");
+        config.jwt_ttl = env.secs("MERCURE_PUBLISHER_JWT_TTL_SECS")?;
+        config.identity.issuer = env.var("MERCURE_PUBLISHER_JWT_ISSUER");
+        config.identity.audience = env.var("MERCURE_PUBLISHER_JWT_AUDIENCE");
         Ok(config)
     }
 
@@ -382,7 +369,9 @@ mod tests {
         assert!(config.key.is_some());
         assert!(matches!(
             HubConfig::from_lookup(|_| None),
-            Err(ConfigError::MissingUrl)
+            Err(ConfigError::MissingEnv {
+                variable: "MERCURE_URL"
+            })
         ));
         let bad = |name: &str| match name {
             "MERCURE_URL" => Some("http://h/".to_owned()),

@@ -36,9 +36,12 @@ pub enum ConfigError {
         /// The URL, its password redacted.
         url: String,
     },
-    /// `MERCURE_URL` is not set.
-    #[error("MERCURE_URL is not set")]
-    MissingUrl,
+    /// A required environment variable (`MERCURE_URL`, say) is not set.
+    #[error("{variable} is not set")]
+    MissingEnv {
+        /// The variable.
+        variable: &'static str,
+    },
     /// An environment variable has a value that is not understood.
     #[error("{variable} has an invalid value: expected {expected}")]
     InvalidEnv {
@@ -57,6 +60,9 @@ pub enum ConfigError {
     /// The HTTP client could not be built.
     #[error("the HTTP client could not be built: {0}")]
     Client(#[source] BoxError),
+    /// The subscriber cookie cannot be written as configured.
+    #[error("invalid subscriber cookie: {0}")]
+    InvalidCookie(&'static str),
 }
 
 impl ConfigError {
@@ -76,6 +82,16 @@ pub enum TokenError {
     /// The JWT library could not sign it.
     #[error("the JWT could not be signed: {0}")]
     Sign(#[source] BoxError),
+}
+
+impl From<TokenError> for ConfigError {
+    /// A token that cannot be made at configuration time is a configuration error.
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Protocol(error) => Self::Token(error),
+            TokenError::Sign(error) => Self::InvalidKey(error),
+        }
+    }
 }
 
 /// A publish failed. A tracked session logs these and never fails a commit for them.

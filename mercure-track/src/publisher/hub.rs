@@ -186,3 +186,145 @@ impl Publisher for HubPublisher {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::protocol::inspect::parts;
+    use crate::publisher::JwtKey;
+
+    /// A one-request HTTP server: returns what it received, answers `200 urn:uuid:answered`.
+    async fn one_request() -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!(
+            "http://{}/.well-known/mercure",
+            listener.local_addr().expect("addr")
+        );
+        let handle = tokio::spawn(async move {
+            let Ok(Ok((mut socket, _))) =
+                tokio::time::timeout(Duration::from_secs(10), listener.accept()).await
+            else {
+                return String::new();
+            };
+            let mut received = Vec::new();
+            let mut buffer = [0_u8; 4096];
+            // Read the head, then the body up to its Content-Length.
+            loop {
+                let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer)).await
+                else {
+                    break;
+                };
+                if n == 0 {
+                    break;
+                }
+                received.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&received).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            let body = "urn:uuid:answered";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+            String::from_utf8_lossy(&received).to_string()
+        });
+        (url, handle)
+    }
+
+    #[tokio::test]
+    async fn a_1_0_publish_is_one_request_with_one_access_token_and_the_canonical_topic_first() {
+        let (url, server) = one_request().await;
+        let publisher = HubPublisher::new(
+            HubConfig::new(&url)
+                .expect("url")
+                .key(JwtKey::new("k"))
+                .protocol(ProtocolVersion::V1)
+                .issuer("https://app.example"),
+        )
+        .expect("publisher");
+        assert_eq!(publisher.last_event_id(), None);
+        let outcome = publisher
+            .publish_update(Update::new(["orders/a", "users/1/orders/a"], "{}").private(true))
+            .await
+            .expect("published");
+        assert_eq!(outcome.ids(), ["urn:uuid:answered"]);
+        assert_eq!(
+            publisher.last_event_id().as_deref(),
+            Some("urn:uuid:answered")
+        );
+        let request = server.await.expect("server");
+        let (head, body) = request.split_once("\r\n\r\n").expect("request");
+        assert_eq!(
+            body,
+            "topic=orders%2Fa&topic=users%2F1%2Forders%2Fa&data=%7B%7D&private=on"
+        );
+        let authorizations: Vec<&str> = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            .collect();
+        assert_eq!(authorizations.len(), 1, "{head}");
+        let token = authorizations[0]
+            .split_once("Bearer ")
+            .map(|(_, t)| t.trim())
+            .unwrap_or_default();
+        let (header, claims) = parts(token);
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(claims["aud"], url);
+        assert_eq!(claims["iss"], "https://app.example");
+        assert!(claims["exp"].as_i64() > claims["iat"].as_i64());
+    }
+
+    #[test]
+    fn a_url_with_credentials_set_behind_the_constructor_is_refused_and_never_shown() {
+        let mut config = HubConfig::new("http://127.0.0.1:1/.well-known/mercure")
+            .expect("url")
+            .key(JwtKey::new("secret-key"));
+        let _ = config.url.set_username("user");
+        let _ = config.url.set_password(Some("hunter2"));
+        let error = HubPublisher::new(config).expect_err("refused");
+        assert!(
+            matches!(error, ConfigError::CredentialsInUrl { .. }),
+            "{error:?}"
+        );
+        assert!(!format!("{error} {error:?}").contains("hunter2"));
+        let publisher = HubPublisher::new(
+            HubConfig::new("http://127.0.0.1:1/.well-known/mercure")
+                .expect("url")
+                .key(JwtKey::new("secret-key")),
+        )
+        .expect("publisher");
+        let debug = format!("{publisher:?}");
+        assert!(!debug.contains("secret-key"), "{debug}");
+    }
+
+    #[test]
+    fn a_huge_jwt_lifetime_is_a_configuration_error() {
+        let config = HubConfig::new("http://127.0.0.1:1/")
+            .expect("url")
+            .key(JwtKey::new("k"))
+            .jwt_ttl(Duration::MAX);
+        assert!(matches!(
+            HubPublisher::new(config),
+            Err(ConfigError::Token(_))
+        ));
+    }
+}

@@ -126,10 +126,7 @@ impl JwtSigner {
             grants,
             cached: RwLock::new(None),
         };
-        signer.token().map_err(|error| match error {
-            TokenError::Protocol(error) => ConfigError::Token(error),
-            TokenError::Sign(error) => ConfigError::InvalidKey(error),
-        })?;
+        signer.token()?;
         Ok(signer)
     }
 
@@ -140,17 +137,8 @@ impl JwtSigner {
         publish: Vec<String>,
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
-        let minter = TokenMinter::new(
-            key,
-            algorithm,
-            ProtocolVersion::V0,
-            TokenIdentity::default(),
-            ttl,
-        )?;
-        Self::new(
-            minter,
-            Grants::publish(publish.iter().map(|s| Matcher::selector(s))),
-        )
+        let grants = Grants::publish(publish.iter().map(|s| Matcher::selector(s)));
+        Self::v0(key, algorithm, grants, ttl)
     }
 
     /// A 0.x signer of tokens allowed to receive private updates of `subscribe` selectors.
@@ -160,17 +148,19 @@ impl JwtSigner {
         subscribe: Vec<String>,
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
-        let minter = TokenMinter::new(
-            key,
-            algorithm,
-            ProtocolVersion::V0,
-            TokenIdentity::default(),
-            ttl,
-        )?;
-        Self::new(
-            minter,
-            Grants::subscribe(subscribe.iter().map(|s| Matcher::selector(s))),
-        )
+        let grants = Grants::subscribe(subscribe.iter().map(|s| Matcher::selector(s)));
+        Self::v0(key, algorithm, grants, ttl)
+    }
+
+    fn v0(
+        key: &JwtKey,
+        algorithm: Algorithm,
+        grants: Grants,
+        ttl: Option<Duration>,
+    ) -> Result<Self, ConfigError> {
+        let identity = TokenIdentity::default();
+        let minter = TokenMinter::new(key, algorithm, ProtocolVersion::V0, identity, ttl)?;
+        Self::new(minter, grants)
     }
 
     /// The current token, signed again when it is close to expiring.
@@ -199,52 +189,14 @@ impl JwtSigner {
     }
 }
 
-/// Decoding a token's parts without checking its signature: for tests of what is signed.
-#[cfg(test)]
-pub(crate) mod inspect {
-    /// The JSON of a token's header and claims.
-    pub(crate) fn parts(token: &str) -> (serde_json::Value, serde_json::Value) {
-        let mut parts = token.split('.');
-        let mut next = || {
-            let bytes = decode(parts.next().unwrap_or_default());
-            serde_json::from_slice(&bytes).unwrap_or_default()
-        };
-        let header = next();
-        (header, next())
-    }
-
-    // A small decoder: JWT parts are unpadded base64url.
-    fn decode(input: &str) -> Vec<u8> {
-        let value = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            _ => 63,
-        };
-        let mut out = Vec::new();
-        let mut buffer = 0_u32;
-        let mut bits = 0;
-        for c in input.bytes() {
-            buffer = (buffer << 6) | u32::from(value(c));
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((buffer >> bits) as u8);
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::UNIX_EPOCH;
 
     use jsonwebtoken::{DecodingKey, Validation};
 
-    use super::inspect::parts;
     use super::*;
+    use crate::protocol::inspect::parts;
     use crate::protocol::{ProtocolError, v1};
 
     fn now_secs() -> i64 {

@@ -26,6 +26,7 @@
 //! ```
 
 mod config;
+mod env;
 mod error;
 mod hub;
 mod jwt;
@@ -35,6 +36,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use config::{Algorithm, DEFAULT_TIMEOUT, HubConfig, JwtKey};
+pub(crate) use config::{check_hub_url, redacted};
+pub(crate) use env::Env;
 pub use error::{BoxError, ConfigError, PublishError, TokenError};
 pub use hub::HubPublisher;
 pub use jwt::{JwtSigner, TokenMinter};
@@ -79,7 +82,7 @@ pub trait Publisher: Send + Sync + 'static {
     /// The id of the latest update the hub accepted from this publisher, if it knows one.
     ///
     /// Read it *before* reading the state a page shows, and hand it to the page as the
-    /// discovery `Link` header's `last-event-id` ([`crate::subscriber::Discovery`]): every
+    /// discovery `Link` header's `last-event-id` ([`crate::subscriber::Discovery::link_header`]): every
     /// change committed after that read is published after it, so the hub replays it to a
     /// subscription that resumes from this id, however late the page subscribes.
     fn last_event_id(&self) -> Option<String> {
