@@ -575,7 +575,7 @@ async fn subscriber_token_lifetime() {
         Err(SseError::Status(401))
     ));
 
-    let short = subscriber_token(json!({"mercure": {"subscribe": ["a"]}, "exp": now() + 1.5}));
+    let short = subscriber_token(json!({"mercure": {"subscribe": ["a"]}, "exp": now() + 3.0}));
     let mut stream = subscribe(&client, &hub.url(), &["a"], Some(&short), None)
         .await
         .expect("subscribe");

@@ -766,7 +766,7 @@ async fn private_updates_and_subscriber_tokens() {
     .await
     .expect("subscribe");
     let mut anonymous = open(get(&client, &hub, &[topic])).await.expect("subscribe");
-    let short = subscriber_minter(&hub, Duration::from_secs(2))
+    let short = subscriber_minter(&hub, Duration::from_secs(3))
         .mint(&grants)
         .expect("token");
     let mut expiring = open(get(&client, &hub, &[topic]).bearer_auth(&short))
