@@ -641,9 +641,19 @@ async fn subscriber_cookie_and_anonymous_access() {
     )
     .await
     .expect("subscribe with the cookie");
+    // The `authorization` query parameter too (authorization.go:88).
+    let mut query = open(request(
+        &client,
+        &hub,
+        &[("topic", "a"), ("authorization", token.as_str())],
+    ))
+    .await
+    .expect("subscribe with the query parameter");
     published_id(&hub, "topic=a&data=private&private=on").await;
-    assert_eq!(
-        stream.next_within(WAIT).await.map(|e| e.data).as_deref(),
-        Some("private")
-    );
+    for stream in [&mut stream, &mut query] {
+        assert_eq!(
+            stream.next_within(WAIT).await.map(|e| e.data).as_deref(),
+            Some("private")
+        );
+    }
 }
