@@ -308,6 +308,19 @@ fn rows(hub: &RunningHub) -> Vec<Row> {
             403,
         ),
         row(
+            "URL pattern grant that does not compile: 401 invalid_token",
+            token(claims(
+                hub,
+                grant(
+                    "publish",
+                    json!([{"match": "https://example.com/(", "match_type": "urlpattern"}]),
+                ),
+            )),
+            ok,
+            401,
+        )
+        .challenge("invalid_token"),
+        row(
             "exact grant: 200",
             token(claims(
                 hub,

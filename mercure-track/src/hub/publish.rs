@@ -49,6 +49,11 @@ pub(crate) async fn publish(
         }
     };
 
+    // A grant whose pattern does not compile makes the token invalid.
+    let Ok(granted) = Selectors::compile(&verified.grants.publish, &identity.base) else {
+        return rules.refuse_auth(Some(AuthError::InvalidToken), &identity);
+    };
+
     // `ParseForm`: only a form body is read; any other (or no) content type leaves the form
     // empty, so the request fails below for want of a topic. A malformed content type, a body
     // over the limit, a malformed pair in the body or in the URL's query are refused.
@@ -100,9 +105,7 @@ pub(crate) async fn publish(
     };
     // `private` with any value, even empty or `off`.
     let private = form.has("private");
-    let allowed = Selectors::compile(&verified.grants.publish, &identity.base)
-        .is_ok_and(|selectors| selectors.every_topic(&topics));
-    if !allowed {
+    if !granted.every_topic(&topics) {
         return rules.insufficient_scope(&identity);
     }
     let id = form.first("id");

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::HubState;
+use super::auth::AuthError;
 use super::form::Form;
 use super::history::StoredUpdate;
 use super::selector::Selectors;
@@ -63,6 +64,10 @@ pub(crate) async fn subscribe(
             None if hub.config.anonymous => (Vec::new(), None),
             None => return rules.refuse_auth(None, &identity),
         };
+    // A grant whose pattern does not compile makes the token invalid.
+    let Ok(authorized) = Selectors::compile(&authorized, &identity.base) else {
+        return rules.refuse_auth(Some(AuthError::InvalidToken), &identity);
+    };
     // The generation's parameters (`topic` for 0.x; `match`, `match_exact`,
     // `match_urlpattern` for 1.0, where any other `match…` name and `topic` are refused).
     let mut matchers = Vec::new();
@@ -84,8 +89,6 @@ pub(crate) async fn subscribe(
     let Ok(topics) = Selectors::compile(&matchers, &identity.base) else {
         return (StatusCode::BAD_REQUEST, "invalid topic matcher pattern").into_response();
     };
-    // Grants that do not compile grant nothing.
-    let authorized = Selectors::compile(&authorized, &identity.base).unwrap_or_default();
     // The header wins over the query parameter (spec: "the HTTP header MUST take
     // precedence"); an empty value counts as absent.
     let last_event_id = headers
