@@ -7,7 +7,7 @@ use mercure_track::hub::{DevHub, DevHubConfig};
 use mercure_track::publisher::HubConfig;
 use mercure_track::{HubPublisher, Publisher};
 use mercure_track_sqlx::outbox::{Relay, RelayConfig};
-use mercure_track_sqlx::{Dialect, TaskTracker, TrackedSession};
+use mercure_track_sqlx::{Background, Dialect, TaskTracker, TrackedSession};
 use sqlx::Pool;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -160,7 +160,8 @@ where
         }));
     }
     let outbox = config.outbox;
-    let session_tasks = tasks.clone();
+    // One limit for the background publishes of every session.
+    let session_tasks = Background::new(tasks.clone());
     let session_publisher = publisher.clone();
     let state = AppState::<TrackedSession<DB>> {
         new_session: Arc::new(move || {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mercure_track::mercure_autotrack;
+use mercure_track::{Model, mercure_autotrack};
 use mercure_track_sqlx::Error;
 
 use crate::domain::{

@@ -4,9 +4,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mercure_track::__private::{FindRow, InsertRow, WriteColumn};
-use mercure_track::{ContextSource, Predicate, Publisher, TrackingSession};
-use mercure_track_sqlx::{CommitSummary, ContextRow, Dialect, Error, TaskTracker, TrackedSession};
+use mercure_track::{
+    ContextSource, FindRow, InsertRow, Predicate, Publisher, TrackingSession, WriteColumn,
+};
+use mercure_track_sqlx::{Background, CommitSummary, ContextRow, Dialect, Error, TrackedSession};
 use serde::Serialize;
 use sqlx::{Encode, FromRow, Pool, Type};
 
@@ -18,7 +19,7 @@ use crate::domain::{ColoringVersion, Image, Order, SvgVersion};
 pub fn task_db_session<DB: Dialect>(
     pool: &Pool<DB>,
     publisher: Arc<dyn Publisher>,
-    bg_tasks: Option<&TaskTracker>,
+    bg_tasks: Option<&Background>,
     outbox: bool,
 ) -> TrackedSession<DB> {
     let session = TrackedSession::with_publisher(pool.clone(), publisher);

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use mercure_track::Model;
 use mercure_track::publisher::{Algorithm, JwtKey, JwtSigner};
 use mercure_track_sqlx::{Error, TaskTracker};
 use serde_json::json;
