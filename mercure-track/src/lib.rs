@@ -235,11 +235,11 @@ pub use model::{
     RowChange, RowTrigger, Trigger, TriggerKey,
 };
 pub use protocol::ProtocolVersion;
-pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
 };
+pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use wire::Update;
 
 /// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
