@@ -161,16 +161,12 @@ fn page<S>(state: &AppState<S>, html: &str, topics: Vec<String>) -> Response {
         topics,
         Some(Duration::from_secs(3600)),
     )
-    .and_then(|signer| {
-        signer
-            .token()
-            .map_err(mercure_track::publisher::ConfigError::InvalidKey)
-    })
     .ok()
+    .and_then(|signer| signer.token().ok())
     .and_then(|token| {
         HeaderValue::try_from(format!(
             "{}={token}; Path={}; HttpOnly; SameSite=Strict",
-            mercure_track::wire::AUTHORIZATION_COOKIE,
+            mercure_track::protocol::v0::COOKIE,
             mercure_track::wire::HUB_PATH
         ))
         .ok()
