@@ -86,7 +86,7 @@ fn ordered_on<DB: Dialect>(row: &OutboxRow) -> bool {
 }
 
 macro_rules! outbox_tests {
-    ($module:ident, $db:ty, $setup:expr, $refuse:expr) => {
+    ($module:ident, $db:ty, $setup:expr, $refuse:expr $(, #[$needs:meta])*) => {
         mod $module {
             use super::*;
 
@@ -137,6 +137,7 @@ macro_rules! outbox_tests {
             /// While the hub holds an update for 30 s, application commits go through: the
             /// relay holds no transaction or lock while it waits for the hub.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn an_application_commit_never_waits_for_the_hub() {
                 let db = setup!("outbox_no_lock");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -166,6 +167,7 @@ macro_rules! outbox_tests {
             /// A merged update that failed is retried as the same update (same id, same
             /// ids inside), even when more batch events arrived behind it meanwhile.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn a_retried_merged_update_is_sent_again_identical() {
                 let db = setup!("outbox_retry_same");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -191,6 +193,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_commit_writes_its_events_and_a_rollback_nothing() {
                 let db = setup!("outbox_rollback");
                 let recording = mercure_track::RecordingPublisher::new();
@@ -219,6 +222,7 @@ macro_rules! outbox_tests {
             /// The data and its events are one transaction: when the outbox write fails, the
             /// data change is not kept either.
             #[tokio::test]
+            $(#[$needs])*
             async fn data_and_outbox_are_committed_together_or_not_at_all() {
                 let db = setup!("outbox_atomic");
                 let (install, remove) = $refuse;
@@ -250,6 +254,7 @@ macro_rules! outbox_tests {
             /// hub answers in 0–20 ms, in varying order). Each lane arrives in outbox order,
             /// nothing twice, the `orders` list merged.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn lanes_keep_their_order_under_concurrency_and_nothing_is_sent_twice() {
                 let db = setup!("outbox_order");
                 for n in 0..30 {
@@ -314,6 +319,7 @@ macro_rules! outbox_tests {
             /// A hub answering in 2 s while commits arrive every 100 ms: no commit fails or
             /// waits on the hub, no id is sent twice, everything arrives in order, merged.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn a_slow_hub_neither_blocks_commits_nor_gets_anything_twice() {
                 let db = setup!("outbox_slow");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -363,6 +369,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn an_outage_loses_and_dead_letters_nothing() {
                 outage(Duration::from_secs(3)).await;
             }
@@ -375,6 +382,7 @@ macro_rules! outbox_tests {
 
             /// A proxy answering 404 for a while (a deploy), then the hub: nothing is lost.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn a_404_window_dead_letters_nothing() {
                 let db = setup!("outbox_404");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -399,6 +407,7 @@ macro_rules! outbox_tests {
             /// A wrong key: the relay pauses (visible in the stats), probes now and then, and
             /// once the key is corrected delivers everything without a redrive.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn a_401_pauses_the_relay_and_a_corrected_key_resumes_it_without_redrive() {
                 let db = setup!("outbox_401");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -436,6 +445,7 @@ macro_rules! outbox_tests {
             /// What the hub can never accept (400) is dead-lettered after one request, and
             /// can be re-driven.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn a_400_is_dead_lettered_at_once_and_can_be_redriven() {
                 let db = setup!("outbox_400");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -462,6 +472,7 @@ macro_rules! outbox_tests {
 
             /// Transient failures are retried for `max_age`, then dead-lettered.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn transient_failures_are_retried_until_max_age() {
                 let db = setup!("outbox_max_age");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -488,6 +499,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn delivered_rows_are_kept_for_the_retention_then_deleted() {
                 let db = setup!("outbox_retention");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -522,6 +534,7 @@ macro_rules! outbox_tests {
             /// A relay that polls only once a minute still delivers a commit at once: the
             /// commit wakes it.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn a_commit_wakes_the_idle_relay() {
                 let db = setup!("outbox_wake");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -551,6 +564,7 @@ macro_rules! outbox_tests {
 
             /// The stats show what waits and what is in flight.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn stats_show_pending_and_in_flight() {
                 let db = setup!("outbox_stats");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -578,6 +592,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn one_thousand_commits_from_twenty_sessions_while_the_hub_flaps() {
                 let db = setup!("outbox_flapping");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -649,11 +664,16 @@ outbox_tests!(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
          CREATE TRIGGER refuse BEFORE INSERT ON mercure_outbox FOR EACH ROW EXECUTE FUNCTION refuse()",
         "DROP TRIGGER refuse ON mercure_outbox"
-    )
+    ),
+    #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
 );
 
 /// PostgreSQL: when the commit itself fails (a deferred check), the outbox rows go with it.
 #[tokio::test]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_a_failed_commit_leaves_no_outbox_row() {
     let Some(db) = mercure_track_tests::db::postgres("outbox_failed_commit").await else {
         return;
@@ -691,6 +711,10 @@ async fn postgres_a_failed_commit_leaves_no_outbox_row() {
 /// PostgreSQL: a relay is woken through `LISTEN` by a commit it did not see in the process
 /// (here: a row and a `NOTIFY` written with plain SQL, as another process's commit would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_a_notify_from_another_process_wakes_the_relay() {
     let Some(db) = mercure_track_tests::db::postgres("outbox_notify").await else {
         return;
@@ -741,6 +765,10 @@ async fn postgres_a_notify_from_another_process_wakes_the_relay() {
 
 /// PostgreSQL: an outbox commit sends the notification that wakes relays in other processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_an_outbox_commit_notifies_other_processes() {
     let Some(db) = mercure_track_tests::db::postgres("outbox_notifies").await else {
         return;

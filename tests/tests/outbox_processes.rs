@@ -240,6 +240,10 @@ async fn sqlite_a_process_killed_while_committing_keeps_data_and_events_together
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_a_process_killed_while_committing_keeps_data_and_events_together() {
     let Some(db) = mercure_track_tests::db::postgres("outbox_kill_commit").await else {
         return;
@@ -301,6 +305,10 @@ async fn sqlite_a_relay_killed_mid_batch_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_a_relay_killed_mid_batch_loses_nothing() {
     let Some(db) = mercure_track_tests::db::postgres("outbox_kill_relay").await else {
         return;
@@ -316,6 +324,10 @@ async fn postgres_a_relay_killed_mid_batch_loses_nothing() {
 /// with 8 updates in flight for 31 lanes: they share the work (all three deliver), nothing is
 /// published twice, every lane in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_relays_in_three_processes_share_the_work_and_never_publish_twice() {
     let Some(db) = mercure_track_tests::db::postgres("outbox_three_relays").await else {
         return;
