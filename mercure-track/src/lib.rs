@@ -216,11 +216,13 @@ pub mod event;
 #[cfg(feature = "dev-hub")]
 pub mod hub;
 pub mod model;
+pub mod protocol;
 pub mod publisher;
 pub mod reach;
 pub mod registry;
 pub mod schema;
 pub mod session;
+pub mod subscriber;
 pub mod wire;
 
 pub use autotrack::{AutoTracked, TrackingSession};
@@ -232,12 +234,13 @@ pub use model::{
     Column, ColumnInfo, ColumnKey, ForeignKeyColumn, KeyColumn, Model, ModelInfo, Predicate,
     RowChange, RowTrigger, Trigger, TriggerKey,
 };
-pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
+pub use protocol::ProtocolVersion;
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
 };
-pub use wire::{ProtocolVersion, Update};
+pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
+pub use wire::Update;
 
 /// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
 pub use mercure_track_derive::MercureEvent;
