@@ -28,7 +28,10 @@ struct Timed {
 }
 
 impl Publisher for Timed {
-    fn publish_update(&self, update: Update) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+    fn publish_update(
+        &self,
+        update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         Box::pin(async move {
             let individual = update.data.contains("\"image_update\"");
             let outcome = self.inner.publish_update(update).await;
@@ -70,6 +73,7 @@ async fn measure<DB: Dialect>(
     name: &str,
     pool: &Pool<DB>,
     publisher: &Arc<dyn Publisher>,
+    capture: Arc<Capture<DB>>,
     poll: Duration,
     rounds: usize,
     commits: usize,
@@ -82,16 +86,28 @@ where
     for round in 0..rounds {
         capture::uninstall::<DB, ColoringVersion>(pool).await?;
         let start = Instant::now();
-        exec(pool, &format!("UPDATE coloring_versions SET status = 'p{round}'")).await?;
+        exec(
+            pool,
+            &format!("UPDATE coloring_versions SET status = 'p{round}'"),
+        )
+        .await?;
         plain.push(start.elapsed().as_secs_f64() * 1e3);
         capture::install::<DB, ColoringVersion>(pool).await?;
         let start = Instant::now();
-        exec(pool, &format!("UPDATE coloring_versions SET status = 'c{round}'")).await?;
+        exec(
+            pool,
+            &format!("UPDATE coloring_versions SET status = 'c{round}'"),
+        )
+        .await?;
         captured.push(start.elapsed().as_secs_f64() * 1e3);
-        let logged: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mercure_capture_log")
-            .fetch_one(pool)
-            .await?;
-        assert_eq!(logged.0, ROWS as i64, "every changed row logged once");
+        let mut conn = pool.acquire().await?;
+        let count = sqlx::query("SELECT COUNT(*) FROM mercure_capture_log");
+        let logged = match DB::fetch_optional(&mut conn, count).await? {
+            Some(row) => DB::decode_i64(&row, 0)?,
+            None => 0,
+        };
+        drop(conn);
+        assert_eq!(logged, ROWS as i64, "every changed row logged once");
         exec(pool, "DELETE FROM mercure_capture_log").await?;
     }
     let (plain_ms, captured_ms) = (median(&mut plain), median(&mut captured));
@@ -102,7 +118,6 @@ where
         inner: publisher.clone(),
         accepted: accepted.clone(),
     });
-    let capture = Arc::new(Capture::new().model::<ColoringVersion>().track::<ImageUpdate>());
     let worker = CaptureLoop::new(
         pool.clone(),
         capture,
@@ -116,12 +131,26 @@ where
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut latencies = Vec::new();
     for n in 0..commits {
-        let before = accepted.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let before = accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
         let start = Instant::now();
-        exec(pool, &format!("UPDATE coloring_versions SET status = 'l{n}' WHERE id = {}", n % ROWS)).await?;
+        exec(
+            pool,
+            &format!(
+                "UPDATE coloring_versions SET status = 'l{n}' WHERE id = {}",
+                n % ROWS
+            ),
+        )
+        .await?;
         let deadline = start + Duration::from_secs(10);
         loop {
-            let done = accepted.lock().unwrap_or_else(PoisonError::into_inner).get(before).copied();
+            let done = accepted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(before)
+                .copied();
             if let Some(at) = done {
                 latencies.push(at.duration_since(start).as_secs_f64() * 1e3);
                 break;
@@ -159,7 +188,20 @@ pub async fn run(
     let mut report = serde_json::Map::new();
     let sqlite = runner::sqlite_pool(ROWS).await?;
     // SQLite has no notification: the loop polls.
-    let result = measure("sqlite", &sqlite.pool, publisher, Duration::from_millis(50), rounds, commits).await?;
+    let result = measure(
+        "sqlite",
+        &sqlite.pool,
+        publisher,
+        Arc::new(
+            Capture::new()
+                .model::<ColoringVersion>()
+                .track::<ImageUpdate>(),
+        ),
+        Duration::from_millis(50),
+        rounds,
+        commits,
+    )
+    .await?;
     report.insert("sqlite".into(), result);
     drop(sqlite);
     if let Ok(url) = std::env::var("MERCURE_TRACK_PG_URL")
@@ -167,7 +209,20 @@ pub async fn run(
     {
         let postgres = runner::postgres_pool(&url, ROWS).await?;
         // Commits notify the loop; the poll is only a fallback.
-        let result = measure("postgres", &postgres.pool, publisher, Duration::from_secs(60), rounds, commits).await?;
+        let result = measure(
+            "postgres",
+            &postgres.pool,
+            publisher,
+            Arc::new(
+                Capture::new()
+                    .model::<ColoringVersion>()
+                    .track::<ImageUpdate>(),
+            ),
+            Duration::from_secs(60),
+            rounds,
+            commits,
+        )
+        .await?;
         report.insert("postgres".into(), result);
         postgres.drop_schema().await;
     }

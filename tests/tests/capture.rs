@@ -36,7 +36,6 @@ async fn wait_for(recording: &RecordingPublisher, done: impl Fn(&[(Vec<String>, 
     }
 }
 
-
 macro_rules! capture_tests {
     ($module:ident, $db:ty, $setup:expr, $poll:expr $(, #[$needs:meta])*) => {
         mod $module {
@@ -448,7 +447,12 @@ async fn finish(db: impl mercure_track_tests::db::TestDb) {
     db.finish().await;
 }
 
-capture_tests!(sqlite, sqlx::Sqlite, super::sqlite_db, Duration::from_millis(50));
+capture_tests!(
+    sqlite,
+    sqlx::Sqlite,
+    super::sqlite_db,
+    Duration::from_millis(50)
+);
 capture_tests!(
     postgres,
     sqlx::Postgres,

@@ -23,10 +23,10 @@ impl Watched {
         for descriptor in registry::events() {
             for spec in registry::triggers_of(descriptor) {
                 match spec.key {
-                    TriggerKey::Column(column) if column.table == model.table => {
-                        if !columns.contains(&column.column) {
-                            columns.push(column.column);
-                        }
+                    TriggerKey::Column(column)
+                        if column.table == model.table && !columns.contains(&column.column) =>
+                    {
+                        columns.push(column.column);
                     }
                     TriggerKey::Row { table, change } if table == model.table => match change {
                         RowChange::Insert => insert = true,

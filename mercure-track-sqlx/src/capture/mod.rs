@@ -116,8 +116,11 @@ pub struct CaptureSql<DB: sqlx::Database> {
     /// The mark taken when a session's transaction opens (the rows after it are its own).
     own_mark: Option<&'static str>,
     /// Starts listening for commits that wrote the log.
-    listen: Option<fn(&Pool<DB>) -> BoxFuture<'_, Result<worker::Listener, sqlx::Error>>>,
+    listen: Option<Listen<DB>>,
 }
+
+/// Starts listening for commits that wrote the log.
+type Listen<DB> = fn(&Pool<DB>) -> BoxFuture<'_, Result<worker::Listener, sqlx::Error>>;
 
 impl<DB: sqlx::Database> std::fmt::Debug for CaptureSql<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,8 +196,7 @@ pub async fn install<DB: Dialect, M: Model>(pool: &Pool<DB>) -> Result<bool, Err
 pub async fn uninstall<DB: Dialect, M: Model>(pool: &Pool<DB>) -> Result<u64, Error> {
     const PENDING: &str = "DELETE FROM mercure_capture_log WHERE table_name = $1";
     let mut tx = pool.begin().await?;
-    let pending = match DB::execute(&mut tx, DB::bind_text(sqlx::query(PENDING), M::TABLE)).await
-    {
+    let pending = match DB::execute(&mut tx, DB::bind_text(sqlx::query(PENDING), M::TABLE)).await {
         Ok(pending) => pending,
         // No log table: nothing was ever installed. (A failed statement aborts a PostgreSQL
         // transaction: start another.)

@@ -129,7 +129,9 @@ impl<DB: Dialect> std::fmt::Debug for CaptureLoop<DB> {
 /// A `LISTEN`ing connection (PostgreSQL).
 pub(crate) struct Listener(sqlx::postgres::PgListener);
 
-pub(crate) fn listen_postgres(pool: &Pool<Postgres>) -> BoxFuture<'_, Result<Listener, sqlx::Error>> {
+pub(crate) fn listen_postgres(
+    pool: &Pool<Postgres>,
+) -> BoxFuture<'_, Result<Listener, sqlx::Error>> {
     Box::pin(async move {
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen("mercure_capture").await?;
@@ -238,7 +240,8 @@ impl<DB: Dialect> CaptureLoop<DB> {
     /// Claims the first unclaimed (or expired) rows of the log, in log order, in one statement.
     async fn claim(&self) -> Result<Vec<LogRow>, Error> {
         let now = now_ms();
-        let until = now.saturating_add(i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX));
+        let until =
+            now.saturating_add(i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX));
         let sql = format!(
             "UPDATE mercure_capture_log SET claimed_by = $1, claimed_until = $2 WHERE seq IN (\
              SELECT seq FROM mercure_capture_log \
@@ -288,13 +291,15 @@ impl<DB: Dialect> CaptureLoop<DB> {
             }
             let wait = async {
                 match listener.as_mut() {
-                    Some(Listener(l)) => match tokio::time::timeout(self.config.poll_interval, l.recv()).await {
-                        Ok(Err(error)) => {
-                            tracing::warn!(%error, "capture LISTEN connection lost");
-                            true
+                    Some(Listener(l)) => {
+                        match tokio::time::timeout(self.config.poll_interval, l.recv()).await {
+                            Ok(Err(error)) => {
+                                tracing::warn!(%error, "capture LISTEN connection lost");
+                                true
+                            }
+                            _ => false,
                         }
-                        _ => false,
-                    },
+                    }
                     None => {
                         tokio::time::sleep(self.config.poll_interval).await;
                         false
