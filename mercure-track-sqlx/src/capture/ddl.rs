@@ -21,7 +21,12 @@ impl Watched {
         let mut columns = Vec::new();
         let (mut insert, mut delete) = (false, false);
         for descriptor in registry::events() {
-            for spec in registry::triggers_of(descriptor) {
+            // Only this model's triggers: two models of one program may share a table name
+            // (two applications linked together), with different columns.
+            for spec in registry::triggers_of(descriptor)
+                .iter()
+                .filter(|spec| spec.model == model)
+            {
                 match spec.key {
                     TriggerKey::Column(column)
                         if column.table == model.table && !columns.contains(&column.column) =>
