@@ -161,7 +161,7 @@ async fn tracked_commit<DB>(
 where
     DB: Dialect,
     TrackedSession<DB>:
-        mercure_track::__private::WriteColumn<ColoringVersion, String, Error = Error>,
+        mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
     ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
 {
     let mut session = TrackedSession::with_publisher(pool.clone(), publisher.clone())
@@ -272,7 +272,7 @@ pub async fn run<DB>(
 where
     DB: Dialect + HandSql,
     TrackedSession<DB>:
-        mercure_track::__private::WriteColumn<ColoringVersion, String, Error = Error>,
+        mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
     ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,

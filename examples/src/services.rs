@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mercure_track::mercure_autotrack;
+use mercure_track::{Model, mercure_autotrack};
 use mercure_track_sqlx::Error;
 
 use crate::domain::{
@@ -27,9 +27,11 @@ impl<S: AppSession> ColoringGenerationService<S> {
         Self { session, step }
     }
 
-    /// Creates a queued coloring version for `image_id`; returns its id.
+    /// Creates a queued coloring version for `image_id`; returns its id. An image that does
+    /// not exist is [`Error::RowNotFound`].
     pub async fn start(&mut self, image_id: i64) -> Result<i64, Error> {
-        let id = self.session.next_coloring_id().await?;
+        crate::domain::Image::find(&mut self.session, image_id).await?;
+        let id = self.session.new_coloring_id().await?;
         ColoringVersion {
             id,
             image_id,

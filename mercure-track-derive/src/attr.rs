@@ -107,3 +107,69 @@ pub(crate) fn parse_attrs(
         errors.push_result(result);
     }
 }
+
+/// Parses `crate = path` (the path of the `mercure_track` crate when renamed).
+pub(crate) fn crate_value(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    meta.value()?.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected `crate = path`, the path of the `mercure_track` crate (such as `crate = ::mt`)",
+        )
+    })
+}
+
+/// The path of the generated code's support module in the runtime crate, versioned so that a
+/// derive of another version fails to compile instead of misbehaving.
+pub(crate) fn private_path(krate: Option<&syn::Path>) -> proc_macro2::TokenStream {
+    match krate {
+        Some(path) => quote::quote!(#path::__private_v0_1),
+        None => quote::quote!(::mercure_track::__private_v0_1),
+    }
+}
+
+/// The field's name as serde and SQL see it: `r#ref` is `ref`.
+pub(crate) fn unraw(ident: &syn::Ident) -> String {
+    let name = ident.to_string();
+    match name.strip_prefix("r#") {
+        Some(name) => name.to_owned(),
+        None => name,
+    }
+}
+
+/// The identifier for a field named `name` as serde would name it: `ref` is `r#ref`. `None`
+/// when `name` cannot be a field name.
+pub(crate) fn ident_from_name(name: &str, span: proc_macro2::Span) -> Option<syn::Ident> {
+    if let Ok(mut ident) = syn::parse_str::<syn::Ident>(name) {
+        ident.set_span(span);
+        return Some(ident);
+    }
+    // A keyword: valid as a raw identifier, except those that cannot be raw.
+    let keyword = syn::parse::Parser::parse_str(syn::ext::IdentExt::parse_any, name).ok()?;
+    let _: syn::Ident = keyword;
+    if ["self", "Self", "super", "crate", "_"].contains(&name) {
+        return None;
+    }
+    Some(syn::Ident::new_raw(name, span))
+}
+
+/// `tokens` with every token spanned at `span`: a path into the runtime put in a
+/// `quote_spanned!` so that the compiler's message points at the user's token, not at the
+/// derive.
+pub(crate) fn respan(tokens: &proc_macro2::TokenStream, span: proc_macro2::Span) -> proc_macro2::TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    tokens
+        .clone()
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut respanned = Group::new(group.delimiter(), respan(&group.stream(), span));
+                respanned.set_span(span);
+                TokenTree::Group(respanned)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
+}

@@ -17,6 +17,14 @@ pub trait Dialect: Database + Sized {
     /// The null-safe "differs from" operator of the setters' `UPDATE`.
     const DISTINCT_FROM: &'static str;
 
+    /// The statement that opens a session's transaction.
+    ///
+    /// SQLite: `BEGIN IMMEDIATE`, which takes the database's write lock at once (waiting up to
+    /// the busy timeout for it). A deferred `BEGIN` would read first and then fail at its first
+    /// write, without waiting, whenever another connection committed in between (`SQLITE_BUSY`,
+    /// "database is locked"). PostgreSQL: `BEGIN` (row locks are taken by each write).
+    const BEGIN: &'static str;
+
     /// Runs a statement; returns the number of rows it affected.
     fn execute<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,
@@ -171,6 +179,7 @@ pub trait TrackedKey<DB: Dialect>: KeyValue<DB> {
 impl Dialect for Sqlite {
     // `IS DISTINCT FROM` needs SQLite 3.39; `IS NOT` is the same test on every version.
     const DISTINCT_FROM: &'static str = "IS NOT";
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::SQLITE_OUTBOX;
 
     shared_dialect_methods!();
@@ -206,6 +215,7 @@ where
 
 impl Dialect for Postgres {
     const DISTINCT_FROM: &'static str = "IS DISTINCT FROM";
+    const BEGIN: &'static str = "BEGIN";
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::POSTGRES_OUTBOX;
 
     shared_dialect_methods!();

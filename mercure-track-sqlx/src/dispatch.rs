@@ -5,7 +5,118 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use mercure_track::{AnyEvent, Collected, Publisher, Update, registry};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
+
+/// How many background publishes may be in flight at once, by default, across every commit
+/// that shares one [`Background`].
+pub const DEFAULT_BACKGROUND_LIMIT: usize = 256;
+
+/// Background publishing: the publishes of commits run as tasks of a [`TaskTracker`], at most
+/// [`limit`](Self::limit) at once across every commit of every session that shares this value
+/// (clones share the limit).
+///
+/// When the limit is reached, a commit waits for room before it returns (backpressure): a
+/// slow hub slows the commits down instead of piling up tasks, sockets and memory, and
+/// nothing is dropped, even when the waiting commit is cancelled. A commit waiting for room
+/// counts as a task of the tracker, so [`drain`] waits for it too.
+///
+/// Create one per application and give a clone to each session
+/// ([`TrackedSession::background`](crate::TrackedSession::background)):
+///
+/// ```no_run
+/// # async fn run(pool: sqlx::SqlitePool, hub: mercure_track::HubPublisher) {
+/// use mercure_track_sqlx::{Background, TaskTracker, TrackedSession, drain};
+///
+/// let background = Background::with_limit(TaskTracker::new(), 128);
+/// let session = TrackedSession::new(pool, hub).background(background.clone());
+/// // ... at shutdown:
+/// drain(background.tracker(), std::time::Duration::from_secs(10)).await;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Background {
+    tracker: TaskTracker,
+    permits: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Background {
+    /// Publishes as tasks of `tracker`, at most [`DEFAULT_BACKGROUND_LIMIT`] at once.
+    pub fn new(tracker: TaskTracker) -> Self {
+        Self::with_limit(tracker, DEFAULT_BACKGROUND_LIMIT)
+    }
+
+    /// Publishes as tasks of `tracker`, at most `limit` (at least 1) at once.
+    pub fn with_limit(tracker: TaskTracker, limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            tracker,
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// The tracker the publishes run on: spawn other background work on it too, and give it
+    /// to [`drain`] at shutdown.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// The most publishes in flight at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The publishes in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.limit - self.permits.available_permits()
+    }
+
+    /// Starts one task per update, each once there is room for it; returns when all are
+    /// started.
+    ///
+    /// A feeder task of the tracker starts them, so that a commit whose wait is cancelled (a
+    /// request handler dropped when its client goes away) loses nothing: the feeder goes on.
+    /// While it waits for room it counts as a task of the tracker, so a drain waits for it.
+    async fn spawn_all(&self, publisher: &Arc<dyn Publisher>, updates: Vec<Outgoing>) {
+        if updates.is_empty() {
+            return;
+        }
+        let (started, all_started) = tokio::sync::oneshot::channel::<()>();
+        let background = self.clone();
+        let publisher = publisher.clone();
+        self.tracker.spawn(async move {
+            for outgoing in updates {
+                let permit = background.room().await;
+                let publisher = publisher.clone();
+                background.tracker.spawn(async move {
+                    publish_one(publisher, outgoing).await;
+                    drop(permit);
+                });
+            }
+            // The commit may have stopped waiting: then nobody listens.
+            let _ = started.send(());
+        });
+        // Backpressure: the commit returns once every publish of it has room.
+        let _ = all_started.await;
+    }
+
+    /// A place in the limit, once there is one.
+    async fn room(&self) -> Option<OwnedSemaphorePermit> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                tracing::debug!(
+                    limit = self.limit,
+                    "background publishing is full: the commit waits for room"
+                );
+                // The semaphore is never closed, so a permit always comes.
+                self.permits.clone().acquire_owned().await.ok()
+            }
+        }
+    }
+}
 
 /// An event ready to publish.
 pub(crate) struct Outgoing {
@@ -78,53 +189,81 @@ fn to_update(event: &dyn AnyEvent) -> Option<Update> {
     }
 }
 
-/// Publishes `updates`, at most `concurrency` at a time: as a task of `tracker` when there is
-/// one (the call returns at once), otherwise before returning. Failures are logged, never
-/// returned.
+/// Where the updates of a commit stand when [`publish`] returns.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// Accepted by the hub.
+    pub(crate) published: usize,
+    /// Refused or unreachable (each logged).
+    pub(crate) failed: usize,
+    /// Handed to background tasks.
+    pub(crate) queued: usize,
+}
+
+/// Publishes `updates`: in the background when there is a [`Background`] (the call returns
+/// once every update has room in its limit), otherwise before returning, at most
+/// `concurrency` at a time. Failures are logged, never returned; the counts say where the
+/// updates stand.
 pub(crate) async fn publish(
     publisher: &Arc<dyn Publisher>,
-    tracker: Option<&TaskTracker>,
+    background: Option<&Background>,
     concurrency: usize,
     updates: Vec<Outgoing>,
-) {
+) -> Delivered {
     if updates.is_empty() {
-        return;
+        return Delivered::default();
     }
-    let publisher = publisher.clone();
-    let all = async move {
-        futures_util::stream::iter(updates)
-            .for_each_concurrent(concurrency.max(1), |outgoing| {
-                publish_one(publisher.clone(), outgoing)
-            })
-            .await;
-    };
-    match tracker {
-        Some(tracker) => {
-            tracker.spawn(all);
+    match background {
+        Some(background) => {
+            let queued = updates.len();
+            background.spawn_all(publisher, updates).await;
+            Delivered {
+                queued,
+                ..Delivered::default()
+            }
         }
-        None => all.await,
+        None => {
+            futures_util::stream::iter(updates)
+                .map(|outgoing| publish_one(publisher.clone(), outgoing))
+                .buffer_unordered(concurrency.max(1))
+                .fold(Delivered::default(), |mut delivered, published| {
+                    if published {
+                        delivered.published += 1;
+                    } else {
+                        delivered.failed += 1;
+                    }
+                    std::future::ready(delivered)
+                })
+                .await
+        }
     }
 }
 
-async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) {
+/// Publishes one update; whether the hub accepted it.
+async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) -> bool {
     let Outgoing { event_type, update } = outgoing;
     let topics = update.topics.clone();
     match publisher.publish_update(update).await {
         Ok(outcome) => {
-            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published")
+            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published");
+            true
         }
-        Err(error) => tracing::warn!(
-            event_type,
-            ?topics,
-            status = ?error.status(),
-            %error,
-            "event not published"
-        ),
+        Err(error) => {
+            tracing::warn!(
+                event_type,
+                ?topics,
+                status = ?error.status(),
+                %error,
+                "event not published"
+            );
+            false
+        }
     }
 }
 
-/// Stops a background tracker and waits for its publishes, at most `deadline`. Returns how
-/// many tasks did not finish in time (0 when everything was drained).
+/// Stops a background tracker and waits for its publishes (and the commits still waiting for
+/// room in a [`Background`]'s limit), at most `deadline`. Returns how many tasks did not finish
+/// in time (0 when everything was drained); each background publish is one task.
 pub async fn drain(tracker: &TaskTracker, deadline: std::time::Duration) -> usize {
     tracker.close();
     match tokio::time::timeout(deadline, tracker.wait()).await {

@@ -5,6 +5,10 @@ use mercure_track::ContextError;
 /// An error of a [`TrackedSession`](crate::TrackedSession) operation.
 ///
 /// Publishing never produces one: a failed publish is logged, and the commit stands.
+///
+/// The database's errors are `sqlx::Error`s, exposed as they are: sqlx is the application's
+/// own dependency, and its errors (constraint violations, `RowNotFound` from plain queries)
+/// are what the application already matches on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -14,6 +18,16 @@ pub enum Error {
     /// A setter, `find` or `delete` named a row that does not exist.
     #[error("no row in `{table}` with key {key}")]
     RowNotFound {
+        /// The table.
+        table: &'static str,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+    /// An `insert` wrote no row and no error: a trigger of the database dropped it
+    /// (`RAISE(IGNORE)` on SQLite, a `BEFORE` trigger returning `NULL` on PostgreSQL). Nothing
+    /// is recorded for it.
+    #[error("no row was inserted into `{table}` for key {key}")]
+    NotInserted {
         /// The table.
         table: &'static str,
         /// The key, as `Debug` prints it.

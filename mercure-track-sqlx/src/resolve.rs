@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use mercure_track::{
-    AnyEvent, ContextError, ContextPath, ContextSource, Model, Predicate, TriggerKey, TriggerSpec,
+    AnyEvent, ColumnKey, ContextError, ContextPath, ContextSource, Model, Predicate, TriggerKey,
+    TriggerSpec,
 };
 use sqlx::{Database, Decode, Type};
 
@@ -28,15 +29,103 @@ pub(crate) struct Change {
 /// What a resolver needs besides the changes.
 pub(crate) struct ResolveScope<'a, DB: Dialect> {
     pub(crate) tracked: &'a TrackedEvents<DB>,
+    /// The context predicates of the open transaction: checked against what the database
+    /// says, never used as values.
     pub(crate) predicates: &'a [Predicate],
-    pub(crate) fail_unresolved: bool,
 }
 
-/// The events of some changes, and how many queries it took.
+/// The events of some changes, how many queries it took, and what could not be resolved or
+/// contradicted a predicate (reported by [`Resolved::settle`], once the caller knows the rows
+/// exist).
 #[derive(Default)]
 pub(crate) struct Resolved {
     pub(crate) events: Vec<Box<dyn AnyEvent>>,
     pub(crate) queries: usize,
+    pub(crate) unresolved: Vec<Unresolved>,
+    contradictions: Vec<Contradiction>,
+}
+
+/// An event that could not be built for a changed row.
+pub(crate) struct Unresolved {
+    event: &'static str,
+    table: &'static str,
+    key: String,
+    reason: Reason,
+}
+
+enum Reason {
+    /// The resolution query returned no row for the key.
+    NoRow,
+    /// The row was read but a context value could not be taken from it.
+    Context(ContextError),
+}
+
+/// A context predicate that the database contradicts for one changed row.
+struct Contradiction {
+    event: &'static str,
+    table: &'static str,
+    key: String,
+    found: Found,
+}
+
+impl Resolved {
+    fn extend(&mut self, other: Resolved) {
+        self.events.extend(other.events);
+        self.queries += other.queries;
+        self.unresolved.extend(other.unresolved);
+        self.contradictions.extend(other.contradictions);
+    }
+
+    /// The first event that could not be resolved, as the error of a session configured to
+    /// fail then.
+    pub(crate) fn failure(&mut self) -> Option<Error> {
+        if self.unresolved.is_empty() {
+            return None;
+        }
+        let unresolved = self.unresolved.swap_remove(0);
+        Some(match unresolved.reason {
+            Reason::NoRow => Error::UnresolvedContext {
+                event: unresolved.event,
+                table: unresolved.table,
+                key: unresolved.key,
+            },
+            Reason::Context(source) => Error::Context {
+                event: unresolved.event,
+                source,
+            },
+        })
+    }
+
+    /// Logs every contradicted predicate and every event skipped because it could not be
+    /// resolved (naming the event, the table and the key). Returns the events and how many
+    /// were skipped.
+    pub(crate) fn settle(self) -> (Vec<Box<dyn AnyEvent>>, usize) {
+        for c in &self.contradictions {
+            tracing::warn!(
+                event = c.event,
+                table = c.table,
+                key = %c.key,
+                column = %c.found.column,
+                asserted = %c.found.asserted,
+                found = %c.found.found,
+                "context predicate contradicted by the database; the event carries the database's value"
+            );
+        }
+        for unresolved in &self.unresolved {
+            let reason = match &unresolved.reason {
+                Reason::NoRow => "no row joins it to its context".to_owned(),
+                Reason::Context(error) => error.to_string(),
+            };
+            tracing::warn!(
+                event = unresolved.event,
+                table = unresolved.table,
+                key = %unresolved.key,
+                reason,
+                "event skipped: its context could not be resolved"
+            );
+        }
+        (self.events, self.unresolved.len())
+    }
 }
 
 /// Resolves the changes of one model; monomorphized per model when a change is recorded.
@@ -59,6 +148,19 @@ where
     resolve_model::<DB, M>
 }
 
+/// Resolves the changes of several models, one resolver call each, in first-changed order.
+pub(crate) async fn resolve_all<DB: Dialect>(
+    conn: &mut DB::Connection,
+    groups: &[(Resolver<DB>, Vec<Change>)],
+    scope: &ResolveScope<'_, DB>,
+) -> Result<Resolved, Error> {
+    let mut all = Resolved::default();
+    for (resolver, changes) in groups {
+        all.extend(resolver(&mut *conn, changes, scope).await?);
+    }
+    Ok(all)
+}
+
 fn resolve_model<'a, DB, M>(
     conn: &'a mut DB::Connection,
     changes: &'a [Change],
@@ -74,6 +176,13 @@ where
         let mut per_event: Vec<EventKeys<'_, DB, M::Key>> = Vec::new();
         for change in changes {
             let Some(key) = change.key.downcast_ref::<M::Key>() else {
+                // The session records a change with `resolver::<DB, M>` and a key of
+                // `M::Key` together, so this cannot happen; say so loudly if it does.
+                tracing::error!(
+                    table = M::TABLE,
+                    trigger = ?change.trigger,
+                    "change dropped: its key is not the key type of its model (a bug)"
+                );
                 continue;
             };
             for event in scope.tracked.triggered_by(change.trigger) {
@@ -91,9 +200,20 @@ where
             }
         }
 
+        let key_column = ColumnKey {
+            table: M::TABLE,
+            column: M::info().primary_key_column().name,
+        };
         let mut resolved = Resolved::default();
         for (event, keys, _) in per_event {
             let Some(spec) = event.spec_for_table(M::TABLE) else {
+                // The registry indexes an event under a trigger only with its spec.
+                tracing::error!(
+                    event = event.descriptor.type_name,
+                    table = M::TABLE,
+                    rows = keys.len(),
+                    "events dropped: no context paths from this table (a bug)"
+                );
                 continue;
             };
             let plan = Plan::new::<M>(spec, scope.predicates);
@@ -109,17 +229,18 @@ where
                     resolved.queries += 1;
                 }
             }
+            let unresolved = |key: &M::Key, reason| Unresolved {
+                event: event.descriptor.type_name,
+                table: M::TABLE,
+                key: format!("{key:?}"),
+                reason,
+            };
             for key in keys {
                 let row = match (plan.needs_query, rows.remove(&key)) {
                     (false, _) => None,
                     (true, Some(row)) => Some(row),
                     (true, None) => {
-                        unresolved::<M>(
-                            event,
-                            &key,
-                            scope.fail_unresolved,
-                            "no row joins it to its context",
-                        )?;
+                        resolved.unresolved.push(unresolved(&key, Reason::NoRow));
                         continue;
                     }
                 };
@@ -127,16 +248,31 @@ where
                     row,
                     slots: plan.slots.clone(),
                     key: Arc::new(key.clone()),
+                    contradictions: Vec::new(),
                 };
+                // The changed row's own key is known: check the predicates on it too.
+                check(
+                    &mut source.contradictions,
+                    &key_column,
+                    &plan.key_predicates,
+                    &key,
+                );
                 match (event.build)(&mut source) {
                     Ok(built) => resolved.events.push(built),
-                    Err(error) if scope.fail_unresolved => {
-                        return Err(Error::Context {
-                            event: event.descriptor.type_name,
-                            source: error,
-                        });
+                    Err(error) => {
+                        resolved
+                            .unresolved
+                            .push(unresolved(&key, Reason::Context(error)));
+                        continue;
                     }
-                    Err(error) => unresolved::<M>(event, &key, false, &error.to_string())?,
+                }
+                for found in source.contradictions {
+                    resolved.contradictions.push(Contradiction {
+                        event: event.descriptor.type_name,
+                        table: M::TABLE,
+                        key: format!("{key:?}"),
+                        found,
+                    });
                 }
             }
         }
@@ -144,43 +280,62 @@ where
     })
 }
 
-fn unresolved<M: Model>(
-    event: &TrackedEvent<impl Dialect>,
-    key: &M::Key,
-    fail: bool,
-    reason: &str,
-) -> Result<(), Error> {
-    if fail {
-        return Err(Error::UnresolvedContext {
-            event: event.descriptor.type_name,
-            table: M::TABLE,
-            key: format!("{key:?}"),
-        });
-    }
-    tracing::warn!(
-        event = event.descriptor.type_name,
-        table = M::TABLE,
-        key = ?key,
-        reason,
-        "event skipped: its context could not be resolved"
-    );
-    Ok(())
+/// What one context value contradicted.
+struct Found {
+    column: ColumnKey,
+    asserted: String,
+    found: String,
 }
 
-/// Where each context field's value comes from.
+/// Checks `value`, read from `column`, against the predicates on that column: it must equal
+/// one of them (none: nothing is asserted). A predicate of another type than the value
+/// asserts nothing it can compare, and counts as contradicted.
+fn check<T: PartialEq + std::fmt::Debug + 'static>(
+    found: &mut Vec<Found>,
+    column: &ColumnKey,
+    predicates: &[Predicate],
+    value: &T,
+) {
+    if predicates.is_empty() || predicates.iter().any(|p| p.value::<T>() == Some(value)) {
+        return;
+    }
+    let asserted: Vec<String> = predicates
+        .iter()
+        .map(|p| match p.value::<T>() {
+            Some(v) => format!("{v:?}"),
+            None => "a value of another type".to_owned(),
+        })
+        .collect();
+    found.push(Found {
+        column: *column,
+        asserted: asserted.join(" or "),
+        found: format!("{value:?}"),
+    });
+}
+
+/// Where each context field's value comes from: always the database (or the changed row's
+/// key), never a predicate.
 #[derive(Clone)]
-enum Slot {
+enum Source {
     /// Column `n` of the resolution query's row.
     Column(usize),
-    /// A session predicate on the field's column.
-    Predicate(Predicate),
     /// The changed row's own primary key.
     Key,
+}
+
+/// One context field: where its value comes from, and the predicates it is checked against.
+#[derive(Clone)]
+struct Slot {
+    source: Source,
+    column: ColumnKey,
+    predicates: Arc<[Predicate]>,
 }
 
 /// How to resolve the contexts of one event for rows of one model.
 struct Plan {
     slots: Vec<Slot>,
+    /// The predicates on the changed model's primary key.
+    key_predicates: Vec<Predicate>,
     needs_query: bool,
     /// `SELECT t0.key, <columns> FROM table t0 JOIN ...`, without the `WHERE`.
     select: String,
@@ -189,25 +344,33 @@ struct Plan {
 impl Plan {
     fn new<M: Model>(spec: &TriggerSpec, predicates: &[Predicate]) -> Self {
         let key_column = M::info().primary_key_column().name;
+        let on = |column: ColumnKey| -> Vec<Predicate> {
+            predicates
+                .iter()
+                .filter(|p| p.column() == column)
+                .cloned()
+                .collect()
+        };
         let mut columns = Vec::new();
         let mut joins = String::new();
         // Aliases of the joined tables, by the path of links that leads to them.
         let mut aliases: Vec<(Vec<(&'static str, &'static str)>, String)> = Vec::new();
-        let slots = spec
+        let slots: Vec<Slot> = spec
             .contexts
             .iter()
             .map(|context| {
-                let mut matching = predicates.iter().filter(|p| p.column() == context.column);
-                if let (Some(predicate), None) = (matching.next(), matching.next()) {
-                    // Exactly one value asserted for this column in the session.
-                    return Slot::Predicate(predicate.clone());
+                let source = if context.links.is_empty() && context.column.column == key_column {
+                    Source::Key
+                } else {
+                    let alias = join_path(context, &mut aliases, &mut joins);
+                    columns.push(format!("{alias}.{}", quote(context.column.column)));
+                    Source::Column(columns.len())
+                };
+                Slot {
+                    source,
+                    column: context.column,
+                    predicates: on(context.column).into(),
                 }
-                if context.links.is_empty() && context.column.column == key_column {
-                    return Slot::Key;
-                }
-                let alias = join_path(context, &mut aliases, &mut joins);
-                columns.push(format!("{alias}.{}", quote(context.column.column)));
-                Slot::Column(columns.len())
             })
             .collect();
         let needs_query = !columns.is_empty();
@@ -220,8 +383,19 @@ impl Plan {
         select.push_str(&quote(M::TABLE));
         select.push_str(" t0");
         select.push_str(&joins);
+        let key = ColumnKey {
+            table: M::TABLE,
+            column: key_column,
+        };
+        // A context field that is the changed row's key checks the key's predicates already.
+        let key_predicates = if slots.iter().any(|s| matches!(s.source, Source::Key)) {
+            Vec::new()
+        } else {
+            on(key)
+        };
         Self {
             slots,
+            key_predicates,
             needs_query,
             select,
         }
@@ -268,11 +442,13 @@ fn join_path(
     current
 }
 
-/// The context of one changed row, as the event's `FromContext` reads it.
+/// The context of one changed row, as the event's `FromContext` reads it: the values the
+/// database holds for the row, checked against the transaction's context predicates.
 pub struct ContextRow<DB: Dialect> {
     row: Option<DB::Row>,
     slots: Vec<Slot>,
     key: ErasedKey,
+    contradictions: Vec<Found>,
 }
 
 impl<DB: Dialect> std::fmt::Debug for ContextRow<DB> {
@@ -283,33 +459,41 @@ impl<DB: Dialect> std::fmt::Debug for ContextRow<DB> {
     }
 }
 
+/// Context values are compared with the transaction's predicates, so their types are
+/// `PartialEq` and `Debug` (as keys are).
 impl<DB, T> ContextSource<T> for ContextRow<DB>
 where
     DB: Dialect,
-    T: for<'r> Decode<'r, DB> + Type<DB> + Clone + 'static,
+    T: for<'r> Decode<'r, DB> + Type<DB> + Clone + PartialEq + std::fmt::Debug + 'static,
 {
     fn context_value(&mut self, field: usize, name: &'static str) -> Result<T, ContextError> {
-        match self.slots.get(field) {
-            Some(Slot::Column(index)) => {
+        let slot = self
+            .slots
+            .get(field)
+            .ok_or(ContextError::Missing { field: name })?;
+        let value: T = match slot.source {
+            Source::Column(index) => {
                 let row = self
                     .row
                     .as_ref()
                     .ok_or(ContextError::Missing { field: name })?;
-                DB::decode(row, *index).map_err(|error| ContextError::Decode {
+                DB::decode(row, index).map_err(|error| ContextError::Decode {
                     field: name,
                     source: Box::new(error),
-                })
+                })?
             }
-            Some(Slot::Predicate(predicate)) => predicate
-                .value::<T>()
-                .cloned()
-                .ok_or(ContextError::Missing { field: name }),
-            Some(Slot::Key) => self
+            Source::Key => self
                 .key
                 .downcast_ref::<T>()
                 .cloned()
-                .ok_or(ContextError::Missing { field: name }),
-            None => Err(ContextError::Missing { field: name }),
-        }
+                .ok_or(ContextError::Missing { field: name })?,
+        };
+        check(
+            &mut self.contradictions,
+            &slot.column,
+            &slot.predicates,
+            &value,
+        );
+        Ok(value)
     }
 }

@@ -9,13 +9,14 @@ use mercure_track::{
     TrackingSession, TriggerKey,
 };
 use sqlx::{Pool, Transaction};
-use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::dialect::{Dialect, TrackedKey};
-use crate::dispatch;
+use crate::dispatch::{self, Background};
 use crate::error::Error;
-use crate::resolve::{Change, ContextRow, ErasedKey, ResolveScope, Resolver, resolver};
+use crate::resolve::{
+    Change, ContextRow, ErasedKey, ResolveScope, Resolved, Resolver, resolve_all, resolver,
+};
 use crate::tracked::TrackedEvents;
 
 /// One entry of the change log of the open transaction.
@@ -26,8 +27,21 @@ enum Entry<DB: Dialect> {
         change: Change,
         resolver: Resolver<DB>,
     },
-    /// Events already resolved (a deleted row's, before it disappeared).
-    Resolved(Vec<Box<dyn AnyEvent>>),
+    /// Events already resolved (a deleted row's, before it disappeared), and how many of its
+    /// events were skipped (logged) because their context could not be resolved.
+    Resolved {
+        events: Vec<Box<dyn AnyEvent>>,
+        unresolved: usize,
+    },
+}
+
+/// Where the open transaction stood when a nested transaction began.
+#[derive(Debug, Clone, Copy)]
+struct Savepoint {
+    /// The change-log length.
+    log: usize,
+    /// How many context predicates there were.
+    predicates: usize,
 }
 
 /// What to do with an event whose context cannot be resolved.
@@ -40,17 +54,38 @@ pub enum UnresolvedContext {
     Fail,
 }
 
-/// What a commit did.
+/// What a commit did, as far as is known when [`TrackedSession::commit`] returns.
+///
+/// `events + batch_events` updates were prepared. Where they stand depends on the delivery:
+///
+/// | delivery | `published` | `failed` | `queued` |
+/// |---|---|---|---|
+/// | awaited (the default) | accepted by the hub | refused or unreachable (each logged) | 0 |
+/// | background ([`TrackedSession::background`]) | 0 | 0 | handed to background tasks, not yet published |
+/// | outbox ([`TrackedSession::outbox`]) | 0 | 0 | written to the outbox, for a relay to publish |
+///
+/// So `published + failed + queued == events + batch_events`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct CommitSummary {
     /// Changes recorded in the transaction.
     pub changes: usize,
-    /// Individual events published (after deduplication).
+    /// Individual events prepared (after deduplication).
     pub events: usize,
-    /// Batch events published.
+    /// Batch events prepared.
     pub batch_events: usize,
+    /// Events skipped because their context could not be resolved (each logged with the
+    /// event, the table and the row's key); see [`UnresolvedContext`].
+    pub unresolved: usize,
     /// Queries run to resolve contexts.
     pub context_queries: usize,
+    /// Updates the hub accepted before the commit returned.
+    pub published: usize,
+    /// Updates that could not be published (each logged with its topics and the status).
+    pub failed: usize,
+    /// Updates not yet published when the commit returned: running as background tasks, or
+    /// written to the outbox.
+    pub queued: usize,
 }
 
 /// A session whose writes are tracked: changes made through the generated setters, `insert`
@@ -59,16 +94,33 @@ pub struct CommitSummary {
 /// The session opens a transaction when first used and after each commit; [`conn`](Self::conn)
 /// gives that transaction's connection to plain sqlx. Dropping the session without committing
 /// rolls back and publishes nothing.
+///
+/// # Concurrent writers on SQLite
+///
+/// On SQLite the transaction opens with `BEGIN IMMEDIATE` ([`Dialect::BEGIN`]): it takes the
+/// database's write lock at once, waiting for it up to the connection's busy timeout (sqlx's
+/// default is 5 s; `SqliteConnectOptions::busy_timeout` changes it). So a session that reads
+/// (`find`) and then writes never fails because another connection committed in between; a
+/// deferred `BEGIN` would fail at the first write with "database is locked" (extended code
+/// 517), without waiting.
+///
+/// The cost: SQLite serializes writers, so sessions on one database run one after the other,
+/// from their first statement to their commit; keep them short. A session that only reads
+/// takes the write lock too: there is no read-only session. Read outside a session instead,
+/// with plain sqlx on the pool (no transaction, or `pool.begin()`): in WAL mode readers never
+/// wait for the writer. On PostgreSQL the transaction opens with `BEGIN`; writers wait only
+/// for the rows they share.
 pub struct TrackedSession<DB: Dialect> {
     pool: Pool<DB>,
     tx: Option<Transaction<'static, DB>>,
-    /// The change-log length when each open nested transaction began.
-    nested: Vec<usize>,
+    /// Where the transaction stood when each open nested transaction began.
+    nested: Vec<Savepoint>,
     log: Vec<Entry<DB>>,
     tracked: TrackedEvents<DB>,
+    /// The context predicates of the open transaction (see `add_tracking_context`).
     predicates: Vec<Predicate>,
     publisher: Arc<dyn Publisher>,
-    tasks: Option<TaskTracker>,
+    background: Option<Background>,
     unresolved: UnresolvedContext,
     publish_concurrency: usize,
     delivery: Delivery,
@@ -102,7 +154,7 @@ impl<DB: Dialect> std::fmt::Debug for TrackedSession<DB> {
                     .collect::<Vec<_>>(),
             )
             .field("predicates", &self.predicates)
-            .field("background", &self.tasks.is_some())
+            .field("background", &self.background)
             .finish_non_exhaustive()
     }
 }
@@ -123,24 +175,26 @@ impl<DB: Dialect> TrackedSession<DB> {
             tracked: TrackedEvents::default(),
             predicates: Vec::new(),
             publisher,
-            tasks: None,
+            background: None,
             unresolved: UnresolvedContext::default(),
             publish_concurrency: DEFAULT_PUBLISH_CONCURRENCY,
             delivery: Delivery::Direct,
         }
     }
 
-    /// Publishes in the background: commits return once the transaction is committed, and
-    /// the publishes run as tasks of `tracker` (close and wait on it at shutdown to drain them).
+    /// Publishes in the background: commits return once the transaction is committed and
+    /// their publishes have room in `background`'s limit, and the publishes run as tasks of its
+    /// tracker ([`drain`](crate::drain) it at shutdown). Give every session a clone of one
+    /// [`Background`]: the limit holds across all their commits.
     #[must_use]
-    pub fn background(mut self, tracker: TaskTracker) -> Self {
-        self.tasks = Some(tracker);
+    pub fn background(mut self, background: Background) -> Self {
+        self.background = Some(background);
         self
     }
 
-    /// How many publishes of one commit may run at once (default
+    /// How many publishes of one awaited commit may run at once (default
     /// [`DEFAULT_PUBLISH_CONCURRENCY`]): a commit of 10 000 changes does not open 10 000
-    /// connections to the hub.
+    /// connections to the hub. In the background, the [`Background`]'s limit applies instead.
     #[must_use]
     pub fn publish_concurrency(mut self, limit: usize) -> Self {
         self.publish_concurrency = limit.max(1);
@@ -173,9 +227,21 @@ impl<DB: Dialect> TrackedSession<DB> {
         self
     }
 
-    /// Adds a context predicate (`Order::id.eq("abc")`); chainable. A column with exactly one
-    /// predicate in the session takes that value in every event of the session, without a
-    /// query; with none (or several), contexts are read from the database for each changed row.
+    /// Asserts what the open transaction works on (`Order::id.eq("abc")`); chainable.
+    ///
+    /// A predicate is **checked, never used as a value**: every event carries the context the
+    /// database holds for its own changed row, whatever the predicates say, and no query is
+    /// saved by them. At commit each event's context values read from the predicate's column,
+    /// and the changed row's key when the predicate is on the changed model's key, are compared
+    /// with the predicates on that column; a value equal to none of them is logged as a
+    /// warning (event, table, key, column, asserted and found values) and published as the
+    /// database says. Several predicates on one column mean "one of these". A predicate on a
+    /// column that no event of the commit reads checks nothing.
+    ///
+    /// A predicate lasts until the end of the transaction it was added in (the next one if
+    /// none is open): [`commit`](Self::commit) and [`rollback`](Self::rollback) clear it, and
+    /// [`rollback_nested`](Self::rollback_nested) clears those added since the matching
+    /// [`begin_nested`](Self::begin_nested).
     pub fn add_tracking_context(&mut self, predicate: Predicate) -> &mut Self {
         self.predicates.push(predicate);
         self
@@ -186,11 +252,12 @@ impl<DB: Dialect> TrackedSession<DB> {
         self.tracked.descriptors().collect()
     }
 
-    /// The connection of the open transaction (opened if needed), for plain sqlx.
+    /// The connection of the open transaction (opened if needed, with [`Dialect::BEGIN`]), for
+    /// plain sqlx.
     pub async fn conn(&mut self) -> Result<&mut DB::Connection, Error> {
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.pool.begin().await?,
+            None => self.pool.begin_with(DB::BEGIN).await?,
         };
         Ok(&mut **self.tx.insert(tx))
     }
@@ -198,7 +265,13 @@ impl<DB: Dialect> TrackedSession<DB> {
     /// Commits the transaction, then publishes the events of its changes: each individual
     /// event once, to its own topics, then the batch events built from them. A failed publish
     /// is logged and does not fail the commit. Committing with nothing open does nothing.
+    ///
+    /// A transaction that cannot commit publishes nothing: on PostgreSQL, once a statement
+    /// failed the transaction can only roll back, and a commit with changes recorded returns
+    /// the database's error (a commit without any still returns `Ok`, as sqlx does).
     pub async fn commit(&mut self) -> Result<CommitSummary, Error> {
+        // The predicates belong to this transaction, whatever becomes of it.
+        let predicates = std::mem::take(&mut self.predicates);
         let Some(mut tx) = self.tx.take() else {
             return Ok(CommitSummary::default());
         };
@@ -209,16 +282,20 @@ impl<DB: Dialect> TrackedSession<DB> {
             changes = log.len(),
             events = tracing::field::Empty,
             batch_events = tracing::field::Empty,
+            unresolved = tracing::field::Empty,
             context_queries = tracing::field::Empty,
+            published = tracing::field::Empty,
+            failed = tracing::field::Empty,
+            queued = tracing::field::Empty,
         );
         async move {
             let changes = log.len();
             let scope = ResolveScope {
                 tracked: &self.tracked,
-                predicates: &self.predicates,
-                fail_unresolved: self.unresolved == UnresolvedContext::Fail,
+                predicates: &predicates,
             };
-            let (events, context_queries) = match resolve_log(&mut tx, log, &scope).await {
+            let fail = self.unresolved == UnresolvedContext::Fail;
+            let resolved = match resolve_log(&mut tx, log, &scope, fail).await {
                 Ok(resolved) => resolved,
                 Err(error) => {
                     // The commit fails as a whole: nothing is kept, nothing is published.
@@ -228,35 +305,52 @@ impl<DB: Dialect> TrackedSession<DB> {
                     return Err(error);
                 }
             };
-            let prepared = dispatch::prepare(events);
-            let summary = CommitSummary {
+            let prepared = dispatch::prepare(resolved.events);
+            let mut summary = CommitSummary {
                 changes,
                 events: prepared.individual.len(),
                 batch_events: prepared.batch.len(),
-                context_queries,
+                unresolved: resolved.unresolved,
+                context_queries: resolved.queries,
+                ..CommitSummary::default()
             };
-            let span = tracing::Span::current();
-            span.record("events", summary.events);
-            span.record("batch_events", summary.batch_events);
-            span.record("context_queries", summary.context_queries);
             let mut updates = prepared.individual;
             updates.extend(prepared.batch);
             match self.delivery {
                 Delivery::Direct => {
+                    if resolved.queries == 0 && changes > 0 {
+                        // No statement ran at commit time: make sure the transaction can still
+                        // commit. PostgreSQL answers COMMIT with a silent rollback after a
+                        // failed statement, and the events of the changes it undid must not
+                        // go out.
+                        DB::execute(&mut tx, sqlx::query("SELECT 1")).await?;
+                    }
                     tx.commit().await?;
-                    dispatch::publish(
+                    let delivered = dispatch::publish(
                         &self.publisher,
-                        self.tasks.as_ref(),
+                        self.background.as_ref(),
                         self.publish_concurrency,
                         updates,
                     )
                     .await;
+                    summary.published = delivered.published;
+                    summary.failed = delivered.failed;
+                    summary.queued = delivered.queued;
                 }
                 Delivery::Outbox => {
+                    summary.queued = updates.len();
                     crate::outbox::write::<DB>(&mut tx, updates).await?;
                     tx.commit().await?;
                 }
             }
+            let span = tracing::Span::current();
+            span.record("events", summary.events);
+            span.record("batch_events", summary.batch_events);
+            span.record("unresolved", summary.unresolved);
+            span.record("context_queries", summary.context_queries);
+            span.record("published", summary.published);
+            span.record("failed", summary.failed);
+            span.record("queued", summary.queued);
             Ok(summary)
         }
         .instrument(span)
@@ -266,6 +360,7 @@ impl<DB: Dialect> TrackedSession<DB> {
     /// Rolls the transaction back: its changes are forgotten and nothing is published.
     pub async fn rollback(&mut self) -> Result<(), Error> {
         self.log.clear();
+        self.predicates.clear();
         self.nested.clear();
         if let Some(tx) = self.tx.take() {
             tx.rollback().await?;
@@ -278,7 +373,10 @@ impl<DB: Dialect> TrackedSession<DB> {
         let depth = self.nested.len();
         let sql = format!("SAVEPOINT mercure_track_{depth}");
         DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
-        self.nested.push(self.log.len());
+        self.nested.push(Savepoint {
+            log: self.log.len(),
+            predicates: self.predicates.len(),
+        });
         Ok(())
     }
 
@@ -309,7 +407,8 @@ impl<DB: Dialect> TrackedSession<DB> {
         DB::execute(conn, sqlx::query(&rollback)).await?;
         DB::execute(conn, sqlx::query(&release)).await?;
         if let Some(mark) = self.nested.pop() {
-            self.log.truncate(mark);
+            self.log.truncate(mark.log);
+            self.predicates.truncate(mark.predicates);
         }
         Ok(())
     }
@@ -333,38 +432,66 @@ impl<DB: Dialect> TrackedSession<DB> {
     }
 
     /// Resolves, now, the events a change of `key` fires: for a row about to be deleted.
-    pub(crate) async fn record_resolved<M>(
+    /// Nothing is recorded: see [`TrackedSession::record_resolved`].
+    pub(crate) async fn resolve_now<M>(
         &mut self,
         trigger: TriggerKey,
         key: &M::Key,
-    ) -> Result<(), Error>
+    ) -> Result<Resolved, Error>
     where
         M: Model,
         M::Key: TrackedKey<DB>,
     {
         if !self.tracked.fires(trigger) {
-            return Ok(());
+            return Ok(Resolved::default());
         }
+        self.conn().await?;
+        let Self {
+            tx: Some(tx),
+            tracked,
+            predicates,
+            ..
+        } = self
+        else {
+            // `conn` has just opened the transaction.
+            tracing::error!(table = M::TABLE, key = ?key, "no open transaction to resolve in (a bug)");
+            return Ok(Resolved::default());
+        };
         let changes = [Change {
             key: Arc::new(key.clone()),
             trigger,
         }];
         let scope = ResolveScope {
-            tracked: &self.tracked,
-            predicates: &self.predicates,
-            fail_unresolved: self.unresolved == UnresolvedContext::Fail,
+            tracked,
+            predicates,
         };
-        let tx = match self.tx.as_mut() {
-            Some(tx) => tx,
-            None => return Ok(()),
-        };
-        let resolved = resolver::<DB, M>()(&mut **tx, &changes, &scope).await?;
-        self.log.push(Entry::Resolved(resolved.events));
-        Ok(())
+        resolver::<DB, M>()(&mut **tx, &changes, &scope).await
+    }
+
+    /// Whether an unresolvable context fails (rather than skips) under this session's policy.
+    pub(crate) fn fails_unresolved(&self) -> bool {
+        self.unresolved == UnresolvedContext::Fail
+    }
+
+    /// Records events resolved by [`TrackedSession::resolve_now`], once the write they are
+    /// about has succeeded; logs what could not be resolved or contradicted a predicate.
+    pub(crate) fn record_resolved(&mut self, resolved: Resolved) {
+        let (events, unresolved) = resolved.settle();
+        if !events.is_empty() || unresolved > 0 {
+            self.log.push(Entry::Resolved { events, unresolved });
+        }
     }
 }
 
-/// Resolves every change of the log: one resolver call per changed model.
+/// The events of a commit's change log, resolved.
+struct ResolvedLog {
+    events: Vec<Box<dyn AnyEvent>>,
+    unresolved: usize,
+    queries: usize,
+}
+
+/// Resolves every change of the log: one resolver call per changed model. With `fail`, the
+/// first event that cannot be resolved is the error; otherwise each is logged and skipped.
 ///
 /// A free function over the parts of the session it reads, so that the commit future does not
 /// hold a shared reference to the session (whose connection need not be `Sync`).
@@ -372,12 +499,20 @@ async fn resolve_log<DB: Dialect>(
     tx: &mut Transaction<'static, DB>,
     log: Vec<Entry<DB>>,
     scope: &ResolveScope<'_, DB>,
-) -> Result<(Vec<Box<dyn AnyEvent>>, usize), Error> {
+    fail: bool,
+) -> Result<ResolvedLog, Error> {
     let mut events = Vec::new();
+    let mut unresolved = 0;
     let mut by_model: Vec<(TypeId, Resolver<DB>, Vec<Change>)> = Vec::new();
     for entry in log {
         match entry {
-            Entry::Resolved(resolved) => events.extend(resolved),
+            Entry::Resolved {
+                events: resolved,
+                unresolved: skipped,
+            } => {
+                events.extend(resolved);
+                unresolved += skipped;
+            }
             Entry::Changed {
                 model,
                 change,
@@ -388,13 +523,22 @@ async fn resolve_log<DB: Dialect>(
             },
         }
     }
-    let mut queries = 0;
-    for (_, resolver, changes) in &by_model {
-        let resolved = resolver(&mut **tx, changes, scope).await?;
-        queries += resolved.queries;
-        events.extend(resolved.events);
+    let groups: Vec<_> = by_model
+        .into_iter()
+        .map(|(_, resolver, changes)| (resolver, changes))
+        .collect();
+    let mut resolved = resolve_all(&mut **tx, &groups, scope).await?;
+    if fail && let Some(error) = resolved.failure() {
+        return Err(error);
     }
-    Ok((events, queries))
+    let queries = resolved.queries;
+    let (more, skipped) = resolved.settle();
+    events.extend(more);
+    Ok(ResolvedLog {
+        events,
+        unresolved: unresolved + skipped,
+        queries,
+    })
 }
 
 impl<DB: Dialect> TrackingSession for TrackedSession<DB> {

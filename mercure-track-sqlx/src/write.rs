@@ -1,10 +1,10 @@
 //! The statements behind the generated setters, `find`, `insert` and `delete`. Values are
 //! always bound, never written into the SQL.
 
-use mercure_track::__private::{
-    BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn,
+use mercure_track::session::{BindColumns, BindValue};
+use mercure_track::{
+    Column, DeleteRow, FindRow, InsertRow, Model, RowChange, RowTrigger, Trigger, WriteColumn,
 };
-use mercure_track::{Column, Model, RowChange, RowTrigger, Trigger};
 use sqlx::{Encode, FromRow, Type};
 
 use crate::dialect::{Dialect, SqlQuery, TrackedKey, quote};
@@ -102,7 +102,7 @@ where
 
 /// Collects the values of a row into a query.
 pub struct Binder<'q, DB: Dialect> {
-    query: Option<SqlQuery<'q, DB>>,
+    query: SqlQuery<'q, DB>,
 }
 
 impl<'q, DB, T> BindValue<T> for Binder<'q, DB>
@@ -111,7 +111,9 @@ where
     T: for<'e> Encode<'e, DB> + Type<DB> + Clone + Send + 'q,
 {
     fn bind_value(&mut self, value: &T) {
-        self.query = self.query.take().map(|query| query.bind(value.clone()));
+        // `bind` takes the query by value: an empty statement stands in for the instant.
+        let query = std::mem::replace(&mut self.query, sqlx::query(""));
+        self.query = query.bind(value.clone());
     }
 }
 
@@ -132,11 +134,16 @@ where
             params.join(", ")
         );
         let mut binder = Binder {
-            query: Some(sqlx::query(&sql)),
+            query: sqlx::query(&sql),
         };
         row.bind_columns(&mut binder);
-        if let Some(query) = binder.query {
-            DB::execute(self.conn().await?, query).await?;
+        let affected = DB::execute(self.conn().await?, binder.query).await?;
+        if affected == 0 {
+            // A trigger (`RAISE(IGNORE)`, a `BEFORE` trigger returning NULL) dropped the row.
+            return Err(Error::NotInserted {
+                table: M::TABLE,
+                key: format!("{:?}", row.key()),
+            });
         }
         self.record::<M>(
             RowTrigger::<M>::__new(RowChange::Insert).trigger_key(),
@@ -155,10 +162,17 @@ where
     type Error = Error;
 
     async fn delete_row<'a>(&'a mut self, key: &'a M::Key) -> Result<(), Error> {
-        self.conn().await?;
-        // The row is still there: resolve the contexts of its DELETE events now.
-        self.record_resolved::<M>(RowTrigger::<M>::__new(RowChange::Delete).trigger_key(), key)
-            .await?;
+        // The row is still there: resolve the contexts of its DELETE events now, and record
+        // them only once the row is gone.
+        let trigger = RowTrigger::<M>::__new(RowChange::Delete).trigger_key();
+        let mut resolved = self.resolve_now::<M>(trigger, key).await?;
+        if self.fails_unresolved()
+            && let Some(error) = resolved.failure()
+        {
+            // Fail before deleting, unless there is nothing to delete.
+            ensure_exists::<DB, M>(self.conn().await?, key).await?;
+            return Err(error);
+        }
         let sql = format!(
             "DELETE FROM {} WHERE {} = $1",
             quote(M::TABLE),
@@ -168,6 +182,7 @@ where
         if affected == 0 {
             return Err(not_found::<M>(key));
         }
+        self.record_resolved(resolved);
         Ok(())
     }
 }

@@ -44,8 +44,8 @@ pub trait MercureEvent: Any + Send + Sync + 'static {
     fn to_json(&self) -> Result<String, serde_json::Error> {
         let mut out = Vec::with_capacity(64);
         self.write_json(&mut out)?;
-        // serde_json writes UTF-8 only.
-        Ok(String::from_utf8(out).unwrap_or_default())
+        // serde_json writes UTF-8 only; a hand-written `write_json` might not.
+        String::from_utf8(out).map_err(<serde_json::Error as serde::ser::Error>::custom)
     }
 
     /// The Mercure update carrying this event.

@@ -46,7 +46,8 @@
 //! # `#[derive(Tracked)]`
 //!
 //! On a model struct with named fields. It generates a typed column marker per field, reachable
-//! as `Model::field` (an associated constant of type [`Column<Model, FieldType>`](Column), or
+//! as `Model::field` (an associated constant of type [`Column<Model, FieldType>`](Column),
+//! [`KeyColumn<Model, FieldType>`](KeyColumn) for the primary key, or
 //! [`ForeignKeyColumn<Model, FieldType, Parent>`](ForeignKeyColumn) for a `belongs_to` field),
 //! the row markers `Model::INSERT` and `Model::DELETE`, and the [`Model`] implementation: table,
 //! columns, primary key and `belongs_to` links.
@@ -54,22 +55,29 @@
 //! | attribute | on | meaning |
 //! |---|---|---|
 //! | `#[tracked(table = "orders")]` | struct | the SQL table (required) |
-//! | `#[tracked(primary_key)]` | field | the primary key (exactly one field) |
-//! | `#[tracked(belongs_to = Parent)]` | field | a foreign key holding `Parent`'s primary key; contexts are reached through these links |
-//! | `#[tracked(column = "name")]` | field | the SQL column, when it differs from the field name |
-//! | `#[tracked(skip)]` | field | not a column: no marker, never written, not read by `find` (give it `#[sqlx(skip)]` too when the model derives `sqlx::FromRow`) |
+//! | `#[tracked(crate = ::mt)]` | struct | the path of this crate when it is a renamed dependency (`mt = { package = "mercure-track" }`); default `::mercure_track` |
+//! | `#[tracked(primary_key)]` | field | the primary key (exactly one field); it has no setter and cannot be a trigger |
+//! | `#[tracked(belongs_to = Parent)]` | field | a foreign key holding `Parent`'s primary key; contexts are reached through these links. A link to the model itself (a tree) is not searched: see [`reach`] |
+//! | `#[tracked(column = "name")]` | field | the SQL column, when it differs from the field name (default: the field name, `ref` for `r#ref`) |
+//! | `#[tracked(setter = "change_status")]` | field | the setter's name (default `set_<field>`); the by-key setter is `<name>_by_key` |
+//! | `#[tracked(skip)]` | field | not a column: never written, not read by `find`, cannot be a trigger or a context (give it `#[sqlx(skip)]` too when the model derives `sqlx::FromRow`) |
 //!
 //! `Model::field.eq(value)` builds a typed context [`Predicate`]; the value must convert into the
 //! column's type.
 //!
-//! For use with a tracked session (`mercure-track-sqlx`) the derive also generates, generic
-//! over the session: `model.set_<field>(&mut session, value)` and
-//! `Model::set_<field>_by_key(&mut session, key, value)` for every column but the key,
+//! For use with a tracked session (`mercure-track-sqlx`) the derive generates the setters,
+//! generic over the session: `model.set_<field>(&mut session, value)` and
+//! `Model::set_<field>_by_key(&mut session, key, value)` for every column but the key. Loading,
+//! inserting and deleting rows are methods of the [`Model`] trait (in the [`prelude`]):
 //! `Model::find(&mut session, key)`, `model.insert(&mut session)` and
-//! `model.delete(&mut session)`.
+//! `model.delete(&mut session)`. Being trait methods, they never hide methods of your own: an
+//! inherent method of the same name wins, and a trait of yours with a `find` in scope next to
+//! `Model` makes the call ambiguous, which the compiler reports. See [`session`] for code
+//! generic over the database.
 //!
-//! Because the markers are associated constants, a model cannot also have an inherent method
-//! named like one of its fields, nor methods of its own named like the generated ones.
+//! The markers are associated constants, so a model cannot also have an inherent item named
+//! like one of its fields (skipped fields included), nor inherent methods named like its
+//! setters (rename a setter with `setter = "..."`).
 //!
 //! # `#[derive(MercureEvent)]`
 //!
@@ -77,21 +85,24 @@
 //!
 //! | attribute | on | meaning |
 //! |---|---|---|
-//! | `#[mercure(type = "order_update")]` | struct | the JSON `type` (required) |
-//! | `#[mercure(topic = "orders/{order_id}")]` | struct | a topic template; repeat for several topics (at least one). Placeholders name fields of the event, whose values are formatted with `Display` |
+//! | `#[mercure(type = "order_update")]` | struct | the JSON `type` (required); unique among the events of a crate (a compile error otherwise) and of a program (see below) |
+//! | `#[mercure(topic = "orders/{order_id}")]` | struct | a topic template; repeat for several topics (at least one). Placeholders name fields of the event (`{ref}` for a field `r#ref`), whose values are formatted with `Display` |
 //! | `#[mercure(private)]` | struct | publish private updates |
 //! | `#[mercure(collect(EventA, EventB))]` | struct | a batch event built once per commit from these events |
 //! | `#[mercure(from_collected = path::to::function)]` | struct | a hand-written batch rule `fn(&Collected<'_>) -> Option<Self>` instead of the built-in one |
-//! | `#[trigger(Model::field, Model::INSERT, ...)]` | struct | the columns (or row changes) whose changes fire the event |
+//! | `#[mercure(crate = ::mt)]` | struct | the path of this crate when it is a renamed dependency; default `::mercure_track` |
+//! | `#[trigger(Model::field, Model::INSERT, ...)]` | struct | the columns (or row changes) whose changes fire the event; not the primary key (never written) nor a skipped field (not a column) |
 //! | `#[context(Model::column)]` | field | the column the field's value is read from; the field's type must be the column's type |
 //! | `#[context(Model::column, via(Trigger::foreign_key, ...))]` | field | as above, taking the given `belongs_to` column of a trigger's model as the first link where two chains lead to the column's model |
 //! | `#[mercure(from = "order_id")]` | field of a batch event | the field of the collected events gathered into this one (default: this field's name without its final `s`) |
 //!
 //! Keys of one `#[mercure(...)]` may be split over several attributes. Every field of a
-//! triggered event needs `#[context(...)]`.
+//! triggered event needs `#[context(...)]`. Models in `#[trigger]`, `#[context]` and `via`
+//! are compared as types: `self::Reply::body` and `Reply::id` are on the same model.
 //!
 //! **Serialization** is the wire format of the existing frontend: compact JSON, `type` first,
 //! then the fields in declaration order (`{"type":"image_update","order_id":"abc","image_id":7}`).
+//! Fields are named as serde names them: a field `r#ref` is `"ref"` in the JSON and the schema.
 //! Fields need [`serde::Serialize`] and [`schemars::JsonSchema`]; the event type itself needs
 //! neither derive.
 //!
@@ -104,15 +115,34 @@
 //! "`ColoringVersion` cannot reach `Customer` through `belongs_to` links". See [`reach`] for how
 //! the path is inferred and its limits.
 //!
+//! **Unique type strings.** Two events of one crate with the same `type` are a compile error
+//! on both `type = "..."` literals ("the name `__mercure_track_event_type_..._is_used_by_two_events`
+//! is defined multiple times": the check is a hidden exported macro per type string). Events
+//! of different crates are only seen together at run time: [`registry::validate`] reports every
+//! shared type string, and its documentation has a test to copy into your application, which
+//! links all its events and so checks the whole program.
+//!
 //! # `#[mercure_autotrack(EventA, EventB)]`
 //!
 //! On a service struct with a `session` field of a tracked session type (`TrackedSession<DB>`
 //! from `mercure-track-sqlx`); anything else is a compile error on the struct or the field.
-//! Put the same attribute, without arguments, on the service's `impl` block: every method
-//! taking `&mut self` or `mut self` then starts by tracking the listed events on the session,
-//! and every constructor returning `Self` tracks them on the value it builds. This is the Rust
-//! form of the original design's wrapped constructor; no `track_changes` call appears in the
-//! service's own code. [`AutoTracked`] exposes the events and their trigger columns at run time.
+//! Put the same attribute, without events, on the service's `impl` block (one block per
+//! service): every method taking `&mut self` or `mut self` then starts by tracking the listed
+//! events on the session, and every constructor returning `Self` tracks them on the value it
+//! builds. This is the Rust form of the original design's wrapped constructor; no
+//! `track_changes` call appears in the service's own code. [`AutoTracked`] exposes the events
+//! and their trigger columns at run time.
+//!
+//! The two attributes cannot be half-applied: a struct whose `impl` block lacks the attribute
+//! is a compile error saying to add it. `crate = path` may follow the events (on the struct)
+//! or stand alone (on the `impl` block) for a renamed dependency.
+//!
+//! **Untracked events.** A session records a change only for the events it tracks (through
+//! an auto-tracked service or `track_changes`), from the moment tracking starts. A write to a
+//! trigger column of an event the session does not track publishes nothing for that event, and
+//! tracking an event later does not pick up writes made before. With `#[mercure_autotrack]`
+//! the window is closed: constructors track before returning, and a service built by a struct
+//! literal tracks at the start of its first `&mut self` method, before any write through it.
 //!
 //! ```
 //! # use mercure_track::prelude::*;
@@ -157,6 +187,15 @@
 //! assert_eq!(OrderIngestion::trigger_keys(), [Order::status.trigger_key()]);
 //! ```
 //!
+//! # Generated code
+//!
+//! Like serde_derive's: it names items by absolute paths only (`::core`, `::std`, and this
+//! crate's hidden, versioned support module, under `crate = path` when given), calls trait
+//! methods through their traits, and names its locals with a `__` prefix. It therefore compiles
+//! in `#[no_implicit_prelude]` modules and next to unit structs of any name. The support module
+//! is versioned and `mercure-track` depends on exactly one version of the derive crate, so a
+//! mismatch is a compile error, not a misbehaviour.
+//!
 //! # Publishing and the development hub
 //!
 //! [`HubPublisher`] publishes to a Mercure hub, with one pooled HTTP client and one signed JWT;
@@ -192,10 +231,11 @@ pub use event::{
     EventDescriptor, FromContext, MercureEvent, TriggerSpec,
 };
 pub use model::{
-    Column, ColumnInfo, ColumnKey, ForeignKeyColumn, Model, ModelInfo, Predicate, RowChange,
-    RowTrigger, Trigger, TriggerKey,
+    Column, ColumnInfo, ColumnKey, ForeignKeyColumn, KeyColumn, Model, ModelInfo, Predicate,
+    RowChange, RowTrigger, Trigger, TriggerKey,
 };
 pub use protocol::ProtocolVersion;
+pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
@@ -217,74 +257,95 @@ pub mod prelude {
     pub use mercure_track_derive::{MercureEvent, Tracked, mercure_autotrack};
 }
 
-/// Paths used by generated code. Not public API: may change in any release.
+/// The version of the paths below; `#[derive(...)]` of another version of
+/// `mercure-track-derive` names another module and fails to compile instead of misbehaving.
+/// Not public API: may change in any release.
 #[doc(hidden)]
-pub mod __private {
+pub mod __private_v0_1 {
+    pub use ::core;
     pub use ::inventory;
     pub use ::schemars;
     pub use ::serde;
     pub use ::serde_json;
+    pub use ::std;
 
     pub use crate::autotrack::{AutoTracked, TrackingSession};
     pub use crate::event::{
         AnyEvent, BatchEvent, BatchSpec, Collected, ContextError, ContextPath, ContextSource,
         EventDescriptor, FromContext, MercureEvent, TriggerSpec,
     };
+    pub use crate::model::check::{ContextColumn, Marker, NotPrimaryKey, NotSkipped};
     pub use crate::model::{
-        Column, ColumnInfo, ColumnKey, ColumnOfType, ForeignKeyColumn, Model, ModelInfo, RowChange,
-        RowTrigger, Trigger, TriggerKey,
+        Column, ColumnInfo, ColumnKey, ForeignKeyColumn, KeyColumn, Model, ModelInfo, RowChange,
+        RowTrigger, SkippedField, Trigger, TriggerKey,
     };
     pub use crate::reach::{Cons, ForeignKey, Link, MaxDepth, Nil, Reaches};
     pub use crate::registry::Registration;
     pub use crate::schema::object_schema;
     pub use crate::session::{BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn};
 
-    /// Checks that `trigger` is a trigger marker and returns its spec skeleton.
-    pub fn trigger<Tr: Trigger>(trigger: Tr, contexts: Vec<ContextPath>) -> TriggerSpec {
+    /// Checks that `trigger` is a marker that can fire and returns its spec; `contexts`
+    /// receives the trigger's model (as a type) to search the context paths from.
+    pub fn trigger<Tr>(
+        trigger: Tr,
+        contexts: impl FnOnce(::core::marker::PhantomData<Tr::Model>) -> Vec<ContextPath>,
+    ) -> TriggerSpec
+    where
+        Tr: Marker,
+        Tr::IfKey: NotPrimaryKey,
+        Tr::IfSkipped: NotSkipped,
+    {
         TriggerSpec {
-            key: trigger.trigger_key(),
+            key: trigger.marker_key(),
             model: <Tr::Model as Model>::info(),
-            contexts,
+            contexts: contexts(::core::marker::PhantomData),
         }
     }
 
     /// The key of a context column, checking that its values have the field's type `T`.
-    pub fn context_column<T, C: ColumnOfType<T> + ColumnKeyed>(column: C) -> ColumnKey {
-        column.column_key()
-    }
-
-    pub use crate::reach::path;
-
-    /// A column marker's registry key.
-    pub trait ColumnKeyed {
-        /// The column's key.
-        fn column_key(&self) -> ColumnKey;
-    }
-
-    impl<M: Model, T> ColumnKeyed for Column<M, T> {
-        fn column_key(&self) -> ColumnKey {
-            self.key()
-        }
-    }
-
-    impl<M: Model, T, P> ColumnKeyed for crate::model::ForeignKeyColumn<M, T, P> {
-        fn column_key(&self) -> ColumnKey {
-            self.key()
-        }
-    }
-
-    /// A context path that starts with the foreign key `via` (of the trigger's model `From`)
-    /// and continues from its parent by inference.
-    pub fn path_via<From, T, Parent, To, P>(
-        via: crate::model::ForeignKeyColumn<From, T, Parent>,
-    ) -> Vec<Link>
+    pub fn context_column<T, C>(column: C) -> ColumnKey
     where
-        From: Model,
-        Parent: Model + Reaches<To, P, MaxDepth, Parent>,
+        C: ContextColumn<T>,
+        C::IfSkipped: NotSkipped,
     {
-        let mut links = vec![via.link()];
-        links.extend(crate::reach::path::<Parent, To, P>());
-        links
+        column.context_key()
+    }
+
+    /// The model of a marker, as a value the compiler knows the type of before it searches a
+    /// path: `path(model_of(&trigger), model_of(&context))` then compares models as types,
+    /// however their paths are spelled.
+    pub fn model_of<M: Marker>(_marker: &M) -> ::core::marker::PhantomData<M::Model> {
+        ::core::marker::PhantomData
+    }
+
+    /// A trigger's model and a context's model, as types. Built first, so that both are known
+    /// before the path search starts (else the search could make one the other).
+    pub struct Models<From, To>(
+        pub ::core::marker::PhantomData<From>,
+        pub ::core::marker::PhantomData<To>,
+    );
+
+    impl<From, To> Models<From, To> {
+        /// The joins from model `From` to model `To`, inferred by the compiler: none when they
+        /// are the same model.
+        pub fn path<P>(self) -> Vec<Link>
+        where
+            From: Reaches<To, P, MaxDepth, From>,
+        {
+            crate::reach::path::<From, To, P>()
+        }
+
+        /// A context path that starts with the foreign key `via` of the trigger's model and
+        /// continues from its parent by inference.
+        pub fn path_via<T, Parent, P>(self, via: ForeignKeyColumn<From, T, Parent>) -> Vec<Link>
+        where
+            From: Model,
+            Parent: Model + Reaches<To, P, MaxDepth, Parent>,
+        {
+            let mut links = vec![via.link()];
+            links.extend(crate::reach::path::<Parent, To, P>());
+            links
+        }
     }
 
     /// Sorted, unique values: the built-in batch rule.
@@ -308,4 +369,17 @@ pub mod __private {
 
     /// Checks, for `#[mercure_autotrack]`, that the `session` field has a tracked session type.
     pub fn assert_tracking_session<S: TrackingSession + ?Sized>() {}
+
+    /// Implemented by `#[mercure_autotrack]` on a service's `impl` block: the struct's
+    /// attribute requires it, so that tracking cannot be half-applied.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is marked `#[mercure_autotrack(...)]`, but no `impl` block of it is: its methods would not track",
+        label = "add `#[mercure_autotrack]` (no arguments) to the `impl` block of this service",
+        note = "the `impl` block's attribute makes constructors returning `Self` and methods taking `&mut self` start tracking"
+    )]
+    pub trait AutotrackImpl {}
+
+    /// Checks, for `#[mercure_autotrack(...)]` on a struct, that its `impl` block has the
+    /// attribute too.
+    pub fn assert_autotrack_impl<S: AutotrackImpl + ?Sized>() {}
 }

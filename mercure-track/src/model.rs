@@ -1,12 +1,16 @@
 //! Tracked models: table metadata, typed column markers and context predicates.
 //!
 //! Everything here is produced by `#[derive(Tracked)]`; users name the generated values
-//! (`Order::status`, `Order::INSERT`) and rarely implement these traits by hand.
+//! (`Order::status`, `Order::id`, `Order::INSERT`) and call the row methods of [`Model`]
+//! (`Order::find`, `order.insert`, `order.delete`); they rarely implement these traits by hand.
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+use crate::session::{DeleteRow, FindRow, InsertRow};
 
 /// A database table whose writes are tracked.
 ///
@@ -22,11 +26,52 @@ pub trait Model: Sized + Send + Sync + 'static {
     const PRIMARY_KEY: usize;
     /// The primary key's Rust type.
     type Key: Clone + Send + Sync + fmt::Debug + 'static;
-    /// The declared `belongs_to` links, as a type-level list (see [`crate::reach`]).
+    /// The declared `belongs_to` links to other models, as a type-level list searched by the
+    /// compiler (see [`crate::reach`]). Not public API.
+    #[doc(hidden)]
     type Parents;
 
     /// The primary key of this row.
     fn key(&self) -> &Self::Key;
+
+    /// Loads the row with key `key` through a session; a missing row is an error.
+    ///
+    /// A method of this trait rather than of the model itself, so that it never hides a method
+    /// of your own: with both in scope, the compiler asks which one you mean.
+    fn find<S>(
+        session: &mut S,
+        key: impl Into<Self::Key>,
+    ) -> impl Future<Output = Result<Self, S::Error>> + Send
+    where
+        S: FindRow<Self>,
+    {
+        let key = key.into();
+        async move { session.find_row(&key).await }
+    }
+
+    /// Inserts this row (every column) through a tracked session, recording `Model::INSERT`
+    /// for the events it triggers. A failed insert records nothing.
+    fn insert<'a, S>(
+        &'a self,
+        session: &'a mut S,
+    ) -> impl Future<Output = Result<(), S::Error>> + Send + 'a
+    where
+        S: InsertRow<Self>,
+    {
+        session.insert_row(self)
+    }
+
+    /// Deletes this row through a tracked session, recording `Model::DELETE` for the events
+    /// it triggers. A missing row is an error and records nothing.
+    fn delete<'a, S>(
+        &'a self,
+        session: &'a mut S,
+    ) -> impl Future<Output = Result<(), S::Error>> + Send + 'a
+    where
+        S: DeleteRow<Self>,
+    {
+        session.delete_row(self.key())
+    }
 
     /// Static metadata of the model, for code that works on erased models.
     fn info() -> ModelInfo {
@@ -227,14 +272,89 @@ impl<M: Model, T, Parent> Trigger for ForeignKeyColumn<M, T, Parent> {
     }
 }
 
-impl<M: Model, T, Parent> ColumnOfType<T> for ForeignKeyColumn<M, T, Parent> {
-    type Model = M;
+
+/// The marker of a model's primary key: `Order::id`. A [`Column`] (it dereferences to one,
+/// so `Order::id.eq("abc")` and `.name()` work) that can fill a context but cannot trigger an
+/// event: no setter writes a key, so such a trigger would never fire. Use `Model::INSERT` or
+/// `Model::DELETE` to react to rows appearing or disappearing.
+pub struct KeyColumn<M, T> {
+    column: Column<M, T>,
+}
+
+impl<M, T> Clone for KeyColumn<M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M, T> Copy for KeyColumn<M, T> {}
+
+impl<M, T> KeyColumn<M, T> {
+    /// The marker of the primary key at `index` in `M::COLUMNS`. Called by the derive only.
+    #[doc(hidden)]
+    pub const fn __new(index: usize) -> Self {
+        Self {
+            column: Column::__new(index),
+        }
+    }
+
+    /// The column.
+    pub const fn column(&self) -> Column<M, T> {
+        self.column
+    }
+}
+
+impl<M, T> std::ops::Deref for KeyColumn<M, T> {
+    type Target = Column<M, T>;
+
+    fn deref(&self) -> &Column<M, T> {
+        &self.column
+    }
+}
+
+impl<M: Model, T> fmt::Debug for KeyColumn<M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.column.fmt(f)
+    }
+}
+
+
+/// What `#[derive(Tracked)]` generates for a `#[tracked(skip)]` field, so that naming it in
+/// `#[trigger(...)]` or `#[context(...)]` says why it cannot be used. Not public API.
+#[doc(hidden)]
+pub struct SkippedField<M> {
+    field: &'static str,
+    _marker: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for SkippedField<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M> Copy for SkippedField<M> {}
+
+impl<M> SkippedField<M> {
+    /// The skipped field `field`. Called by the derive only.
+    #[doc(hidden)]
+    pub const fn __new(field: &'static str) -> Self {
+        Self {
+            field,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<M: Model> fmt::Debug for SkippedField<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}::{} (skipped)", M::NAME, self.field)
+    }
 }
 
 /// A typed context predicate `column = value`, built by [`Column::eq`].
 ///
-/// A session uses its predicates to fill event context fields reading that column, instead of
-/// querying the database.
+/// A session checks its predicates against the context values it reads from the database,
+/// and never uses them as values (see `TrackedSession::add_tracking_context` in
+/// `mercure-track-sqlx`).
 #[derive(Clone)]
 pub struct Predicate {
     column: ColumnKey,
@@ -354,16 +474,142 @@ impl<M: Model> Trigger for RowTrigger<M> {
     }
 }
 
-/// A column marker whose value has type `T`: checks `#[context(...)]` field types.
-#[diagnostic::on_unimplemented(
-    message = "the context field has type `{T}`, which does not match the column `{Self}`",
-    label = "the field's type must be the column's type"
-)]
-pub trait ColumnOfType<T> {
-    /// The model that owns the column.
-    type Model: Model;
-}
 
-impl<M: Model, T> ColumnOfType<T> for Column<M, T> {
-    type Model = M;
+/// What generated code checks on the paths of `#[trigger(...)]` and `#[context(...)]`; not
+/// public API. Every column marker is a `Marker`; the associated types say, at the type
+/// level, whether it is a primary key or a skipped field, so that the compiler's message
+/// names the reason rather than a missing implementation.
+#[doc(hidden)]
+pub mod check {
+    use super::{
+        Column, ColumnKey, ForeignKeyColumn, KeyColumn, Model, RowTrigger, SkippedField, Trigger,
+        TriggerKey,
+    };
+
+    /// A marker that passes a check.
+    pub struct Valid;
+    /// The check of a primary key marker.
+    pub struct PrimaryKey;
+    /// The check of a skipped field.
+    pub struct Skipped;
+
+    /// Anything `#[derive(Tracked)]` generates as `Model::name`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a tracked column",
+        label = "expected a column marker such as `Order::status`, or `Order::INSERT` / `Order::DELETE`",
+        note = "columns are the fields of a `#[derive(Tracked)]` model"
+    )]
+    pub trait Marker: Copy {
+        /// The model whose rows the marker names.
+        type Model: Model;
+        /// [`Valid`], or [`PrimaryKey`] for the primary key.
+        type IfKey;
+        /// [`Valid`], or [`Skipped`] for a `#[tracked(skip)]` field.
+        type IfSkipped;
+        /// The registry key of a change of the marker.
+        fn marker_key(&self) -> TriggerKey;
+    }
+
+    /// Passed by every marker but the primary key's.
+    #[diagnostic::on_unimplemented(
+        message = "a primary key cannot trigger an event: no setter writes a key, so the event would never fire",
+        label = "the primary key",
+        note = "to react to rows appearing or disappearing, trigger on `Model::INSERT` or `Model::DELETE`"
+    )]
+    pub trait NotPrimaryKey {}
+    impl NotPrimaryKey for Valid {}
+
+    /// Passed by every marker but a skipped field's.
+    #[diagnostic::on_unimplemented(
+        message = "a `#[tracked(skip)]` field is not a column: no write changes it and no query reads it",
+        label = "a skipped field",
+        note = "remove `#[tracked(skip)]` to make it a column, or name another column"
+    )]
+    pub trait NotSkipped {}
+    impl NotSkipped for Valid {}
+
+    impl<M: Model, T> Marker for Column<M, T> {
+        type Model = M;
+        type IfKey = Valid;
+        type IfSkipped = Valid;
+        fn marker_key(&self) -> TriggerKey {
+            self.trigger_key()
+        }
+    }
+
+    impl<M: Model, T, P> Marker for ForeignKeyColumn<M, T, P> {
+        type Model = M;
+        type IfKey = Valid;
+        type IfSkipped = Valid;
+        fn marker_key(&self) -> TriggerKey {
+            self.trigger_key()
+        }
+    }
+
+    impl<M: Model> Marker for RowTrigger<M> {
+        type Model = M;
+        type IfKey = Valid;
+        type IfSkipped = Valid;
+        fn marker_key(&self) -> TriggerKey {
+            self.trigger_key()
+        }
+    }
+
+    impl<M: Model, T> Marker for KeyColumn<M, T> {
+        type Model = M;
+        type IfKey = PrimaryKey;
+        type IfSkipped = Valid;
+        fn marker_key(&self) -> TriggerKey {
+            self.column().trigger_key()
+        }
+    }
+
+    impl<M: Model> Marker for SkippedField<M> {
+        type Model = M;
+        type IfKey = Valid;
+        type IfSkipped = Skipped;
+        fn marker_key(&self) -> TriggerKey {
+            // Never used: naming a skipped field is a compile error. The key names no column.
+            TriggerKey::Column(ColumnKey {
+                table: M::TABLE,
+                column: self.field,
+            })
+        }
+    }
+
+    /// A marker whose column holds values of type `T` (primary keys included; skipped fields
+    /// are refused by [`NotSkipped`]).
+    #[diagnostic::on_unimplemented(
+        message = "the context field has type `{T}`, which does not match the column `{Self}`",
+        label = "the field's type must be the column's type"
+    )]
+    pub trait ContextColumn<T>: Marker {
+        /// The column's registry key.
+        fn context_key(&self) -> ColumnKey;
+    }
+
+    impl<M: Model, T> ContextColumn<T> for Column<M, T> {
+        fn context_key(&self) -> ColumnKey {
+            self.key()
+        }
+    }
+    impl<M: Model, T, P> ContextColumn<T> for ForeignKeyColumn<M, T, P> {
+        fn context_key(&self) -> ColumnKey {
+            self.key()
+        }
+    }
+    impl<M: Model, T> ContextColumn<T> for KeyColumn<M, T> {
+        fn context_key(&self) -> ColumnKey {
+            self.key()
+        }
+    }
+    impl<M: Model, T> ContextColumn<T> for SkippedField<M> {
+        fn context_key(&self) -> ColumnKey {
+            // Never used: naming a skipped field is a compile error.
+            ColumnKey {
+                table: M::TABLE,
+                column: self.field,
+            }
+        }
+    }
 }

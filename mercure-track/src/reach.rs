@@ -1,12 +1,12 @@
 //! Compile-time reachability through `belongs_to` links.
 //!
-//! Every `#[tracked(belongs_to = Parent)]` field adds a [`ForeignKey`] to its model's
-//! [`Model::Parents`] list. An event whose trigger is on `ColoringVersion` and whose context
-//! reads `Order::id` compiles only if `ColoringVersion: Reaches<Order, Path, ..>` holds for some
-//! `Path`, and the compiler infers that path from the declared links: ColoringVersion → Image →
-//! LineItem → Order. The same inferred path type then yields, at run time, the list of joins
-//! the session uses to resolve the context ([`Reaches::links`]), so the check and the query can
-//! never disagree.
+//! Every `#[tracked(belongs_to = Parent)]` field adds a link to a type-level list of its
+//! model's parents. An event whose trigger is on `ColoringVersion` and whose context reads
+//! `Order::id` compiles only if the compiler finds a path from `ColoringVersion` to `Order`
+//! through these links, and it infers that path from the declared links: ColoringVersion →
+//! Image → LineItem → Order. The same inferred path type then yields, at run time, the list of
+//! joins (each a [`Link`]) the session uses to resolve the context, so the check and the query
+//! can never disagree.
 //!
 //! # Why an inferred path and not a declared one
 //!
@@ -16,7 +16,7 @@
 //! discards every branch of the search that cannot reach the target (the technique behind
 //! `frunk`'s `Plucker`). Its limits, which the compiler reports as errors:
 //!
-//! - the search goes at most [`MaxDepth`] (8) links deep;
+//! - the search goes at most 8 links deep;
 //! - when two different chains lead to the target (a diamond, or a cycle of `belongs_to`
 //!   links that also leads there), the path is ambiguous and the compiler says "type
 //!   annotations needed" on the trigger. Name the first link of the chain to take with
@@ -27,36 +27,52 @@
 //!
 //! [`ForeignKeyColumn`]: crate::model::ForeignKeyColumn
 //!
-//! A model reaches itself without any search, even when it belongs to itself (a tree).
+//! A model reaches itself without any search, even when it belongs to itself (a tree): a
+//! `belongs_to` link from a model to itself (`belongs_to = Self`, or the model's own name) is
+//! not followed by the search, so a trigger and a context on the same model never need a
+//! join, however the paths spell the model. Name such a link with `via(...)` to follow it.
+//!
+//! The types of this module that carry the search (lists, indexes, depths) are not public
+//! API; only [`Link`] is.
 
 use std::marker::PhantomData;
 
 use crate::model::{ColumnInfo, Model, ModelInfo};
 
 /// One `belongs_to` link: column `FIELD` of `Child` holds the primary key of `Parent`.
+#[doc(hidden)]
 pub struct ForeignKey<Child, Parent, const FIELD: usize>(PhantomData<fn() -> (Child, Parent)>);
 
 /// The end of a type-level list of parents.
+#[doc(hidden)]
 pub struct Nil;
 
 /// A type-level list of parents: `Head` followed by `Tail`.
+#[doc(hidden)]
 pub struct Cons<Head, Tail>(PhantomData<fn() -> (Head, Tail)>);
 
 /// Path step: the target is the model itself.
+#[doc(hidden)]
 pub struct Here;
-/// Path step: go to one of the parents, chosen by `I` (a [`Head`] or [`Next`] index).
+/// Path step: go to one of the parents, chosen by `I` (a `Head` or `Next` index).
+#[doc(hidden)]
 pub struct Up<I>(PhantomData<I>);
 /// Parent index: the first parent of the list, followed by the rest of the path `R`.
+#[doc(hidden)]
 pub struct Head<R>(PhantomData<R>);
 /// Parent index: skip the first parent of the list.
+#[doc(hidden)]
 pub struct Next<I>(PhantomData<I>);
 
 /// Type-level depth: zero links left.
+#[doc(hidden)]
 pub struct Z;
 /// Type-level depth: one more link allowed than `D`.
+#[doc(hidden)]
 pub struct S<D>(PhantomData<D>);
 
 /// The deepest chain of `belongs_to` links the search follows (8 links).
+#[doc(hidden)]
 pub type MaxDepth = S<S<S<S<S<S<S<S<Z>>>>>>>>;
 
 /// One join of a context path: `from.fk_column = to.<primary key>`.
@@ -78,6 +94,7 @@ pub struct Link {
     label = "no chain of `#[tracked(belongs_to = ...)]` links leads from `{O}` to `{T}`",
     note = "declare the foreign keys on the way with `#[tracked(belongs_to = Parent)]`, or use a context column of `{O}` itself"
 )]
+#[doc(hidden)]
 pub trait Reaches<T, P, D, O> {
     /// Appends the joins of the path to `out`, from `Self` towards `T`.
     fn links(out: &mut Vec<Link>);
@@ -102,6 +119,7 @@ where
     label = "no chain of `#[tracked(belongs_to = ...)]` links leads from `{O}` to `{T}`",
     note = "declare the foreign keys on the way with `#[tracked(belongs_to = Parent)]`, or use a context column of `{O}` itself"
 )]
+#[doc(hidden)]
 pub trait ParentsReach<T, I, D, O> {
     /// Appends the joins of the path to `out`.
     fn links(out: &mut Vec<Link>);
@@ -133,6 +151,7 @@ where
 }
 
 /// The joins from `From` to `To`, the path inferred by the compiler. Used by generated code.
+#[doc(hidden)]
 pub fn path<From, To, P>() -> Vec<Link>
 where
     From: Reaches<To, P, MaxDepth, From>,

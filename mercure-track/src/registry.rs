@@ -144,7 +144,24 @@ pub enum RegistryError {
     },
 }
 
-/// Checks the registry as a whole; call it in a test or at start-up.
+/// Checks the registry as a whole: every event the program links, whatever crate defines it.
+/// Call it in a test of your application (or at start-up).
+///
+/// Within one crate, a shared `type` string is already a compile error; across crates only
+/// this check sees it. A test to copy into the crate that links all your events:
+///
+/// ```
+/// // In the tests of your application:
+/// # /*
+/// #[test]
+/// # */
+/// fn event_type_strings_are_unique() {
+///     if let Err(duplicates) = mercure_track::registry::validate() {
+///         panic!("{duplicates:#?}");
+///     }
+/// }
+/// # event_type_strings_are_unique();
+/// ```
 pub fn validate() -> Result<(), Vec<RegistryError>> {
     let duplicates = &index().duplicates;
     if duplicates.is_empty() {

@@ -1,8 +1,36 @@
-//! The contract between the code `#[derive(Tracked)]` generates (setters, `find`, `insert`,
-//! `delete`) and a session that executes it, such as `mercure_track_sqlx::TrackedSession`.
+//! What a session can do with rows: the bounds to write code generic over the database.
 //!
-//! The generated methods are generic over the session, so that this crate needs no database
-//! driver; the bounds on each trait say which column types a session can write.
+//! The setters `#[derive(Tracked)]` generates and the row methods of [`Model`] (`find`,
+//! `insert`, `delete`) are generic over the session, so that this crate needs no database
+//! driver. `mercure_track_sqlx::TrackedSession<DB>` implements these four traits for SQLite and
+//! PostgreSQL. To write a service once for both, bound on the operations it performs, with the
+//! session's error:
+//!
+//! ```
+//! use mercure_track::prelude::*;
+//! use mercure_track::{FindRow, WriteColumn};
+//!
+//! #[derive(Debug, Clone, Tracked)]
+//! #[tracked(table = "orders")]
+//! pub struct Order {
+//!     #[tracked(primary_key)]
+//!     pub id: String,
+//!     pub status: String,
+//! }
+//!
+//! /// Works with `TrackedSession<Sqlite>` and `TrackedSession<Postgres>` alike.
+//! pub async fn mark_ready<S, E>(session: &mut S, order_id: &str) -> Result<bool, E>
+//! where
+//!     S: FindRow<Order, Error = E> + WriteColumn<Order, String, Error = E>,
+//! {
+//!     let mut order = Order::find(session, order_id).await?;
+//!     order.set_status(session, "READY").await
+//! }
+//! ```
+//!
+//! `WriteColumn<M, T>` is per column type: a setter of a `String` column needs
+//! `WriteColumn<Order, String>`. Several bounds are easier to read gathered in a trait of your
+//! own with a blanket implementation (the example application's `AppSession` does this).
 
 use std::future::Future;
 
@@ -61,13 +89,16 @@ pub trait DeleteRow<M: Model>: Send {
 }
 
 /// Binds every column value of a row, in [`Model::COLUMNS`] order. Implemented by
-/// `#[derive(Tracked)]` for every binder that accepts each column's type.
+/// `#[derive(Tracked)]` for every binder that accepts each column's type. Not public API: the
+/// interface between the derive and a session's `insert`.
+#[doc(hidden)]
 pub trait BindColumns<B> {
     /// Binds the values.
     fn bind_columns(&self, binder: &mut B);
 }
 
-/// Accepts values of type `T` for a statement being built.
+/// Accepts values of type `T` for a statement being built. Not public API.
+#[doc(hidden)]
 pub trait BindValue<T> {
     /// Binds one value.
     fn bind_value(&mut self, value: &T);

@@ -140,7 +140,23 @@ fn registry_finds_events_by_trigger_without_a_hand_kept_list() {
         registry::event_by_type_name("image_update").map(|d| d.rust_name),
         Some("ImageUpdate")
     );
-    assert!(registry::validate().is_ok());
+}
+
+#[test]
+fn validate_reports_type_strings_shared_across_crates() {
+    // `mercure_track_renamed::LegacyOrderUpdate` shares "order_update" with the domain's
+    // `OrderUpdate`; within one crate that is a compile error (tests/ui), across crates only
+    // the whole program can see it.
+    let _ = mercure_track_renamed::LegacyOrderUpdate::descriptor();
+    let duplicates = registry::validate().expect_err("a shared type string");
+    assert_eq!(
+        duplicates,
+        [registry::RegistryError::DuplicateType {
+            type_name: "order_update",
+            first: "LegacyOrderUpdate",
+            second: "OrderUpdate",
+        }]
+    );
 }
 
 #[test]
@@ -429,5 +445,260 @@ mod diamond {
             Picture::line_item_id.eq(3).column().to_string(),
             "pictures.line_item_id"
         );
+    }
+}
+
+mod raw_identifiers {
+    //! Raw identifiers are named as serde names them: `r#ref` is `ref` in the JSON, the schema,
+    //! topic placeholders, `from = "..."`, column names and setters.
+    use mercure_track::prelude::*;
+    use mercure_track::schema;
+
+    #[derive(Debug, Clone, Tracked)]
+    #[tracked(table = "notes")]
+    pub(crate) struct Note {
+        #[tracked(primary_key)]
+        pub(crate) id: i64,
+        pub(crate) r#ref: String,
+        pub(crate) r#type: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, MercureEvent)]
+    #[mercure(type = "note_ref", topic = "notes/{ref}/{type}")]
+    #[trigger(Note::r#ref, Note::r#type)]
+    pub(crate) struct NoteRef {
+        #[context(Note::r#ref)]
+        pub(crate) r#ref: String,
+        #[context(Note::r#type)]
+        pub(crate) r#type: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, MercureEvent)]
+    #[mercure(type = "note_refs", topic = "notes", collect(NoteRef))]
+    pub(crate) struct NoteRefs {
+        #[mercure(from = "ref")]
+        pub(crate) r#match: Vec<String>,
+    }
+
+    #[test]
+    fn no_r_hash_in_json_schema_topics_or_columns() {
+        let event = NoteRef {
+            r#ref: "x".into(),
+            r#type: "memo".into(),
+        };
+        assert_eq!(
+            event.to_json().unwrap(),
+            r#"{"type":"note_ref","ref":"x","type":"memo"}"#
+        );
+        assert_eq!(event.topics(), ["notes/x/memo"]);
+        let schema = schema::event_schema::<NoteRef>().to_value();
+        assert!(schema["properties"]["ref"].is_object(), "{schema:#}");
+        assert!(schema["properties"].get("r#ref").is_none(), "{schema:#}");
+        assert_eq!(Note::r#ref.name(), "ref");
+        assert_eq!(Note::r#ref.info().field, "ref");
+        let triggers = (NoteRef::descriptor().triggers)();
+        assert_eq!(triggers[0].contexts[0].field, "ref");
+
+        let events: Vec<Box<dyn mercure_track::AnyEvent>> = vec![Box::new(event)];
+        let batch = NoteRefs::from_collected(&Collected::new(&events)).expect("a batch");
+        assert_eq!(
+            batch.to_json().unwrap(),
+            r#"{"type":"note_refs","match":["x"]}"#
+        );
+    }
+}
+
+/// A stand-in session for the modules below, which may not name the prelude.
+#[derive(Default)]
+pub(crate) struct PlainSession {
+    tracked: Vec<&'static str>,
+}
+
+impl TrackingSession for PlainSession {
+    type ContextSource = Fixed;
+    fn track_event<E: MercureEvent + FromContext<Fixed>>(&mut self) {
+        self.tracked.push(E::TYPE);
+    }
+}
+
+#[no_implicit_prelude]
+#[allow(non_camel_case_types, dead_code)]
+mod hygiene {
+    //! Generated code in a module without the prelude, next to unit structs named like every
+    //! local the macros could use: it compiles and behaves as anywhere else.
+    use ::mercure_track::{MercureEvent, Tracked, mercure_autotrack};
+
+    pub(crate) struct value;
+    pub(crate) struct key;
+    pub(crate) struct session;
+    pub(crate) struct state;
+    pub(crate) struct changed;
+    pub(crate) struct binder;
+    pub(crate) struct serializer;
+    pub(crate) struct generator;
+    pub(crate) struct source;
+    pub(crate) struct collected;
+    pub(crate) struct event;
+    pub(crate) struct out;
+    pub(crate) struct service;
+    pub(crate) struct widget_ids;
+
+    #[derive(::core::fmt::Debug, ::core::clone::Clone, Tracked)]
+    #[tracked(table = "widgets")]
+    pub(crate) struct Widget {
+        #[tracked(primary_key)]
+        pub(crate) id: i64,
+        #[tracked(belongs_to = Widget)]
+        pub(crate) parent_id: ::core::option::Option<i64>,
+        pub(crate) name: ::std::string::String,
+    }
+
+    #[derive(::core::fmt::Debug, MercureEvent)]
+    #[mercure(type = "widget_update", topic = "widgets/{widget_id}", topic = "widgets")]
+    #[trigger(Widget::name, self::Widget::INSERT)]
+    pub(crate) struct WidgetUpdate {
+        #[context(Widget::id)]
+        pub(crate) widget_id: i64,
+    }
+
+    #[derive(::core::fmt::Debug, MercureEvent)]
+    #[mercure(type = "widget_list", topic = "widgets", collect(WidgetUpdate))]
+    pub(crate) struct WidgetList {
+        pub(crate) widget_ids: ::std::vec::Vec<i64>,
+    }
+
+    #[mercure_autotrack(WidgetUpdate)]
+    pub(crate) struct WidgetService {
+        pub(crate) session: super::PlainSession,
+    }
+
+    #[mercure_autotrack]
+    impl WidgetService {
+        pub(crate) fn new() -> Self {
+            Self {
+                session: <super::PlainSession as ::core::default::Default>::default(),
+            }
+        }
+    }
+}
+
+#[test]
+fn generated_code_needs_no_prelude_and_no_free_local_names() {
+    use hygiene::{WidgetList, WidgetService, WidgetUpdate};
+    let event = WidgetUpdate { widget_id: 4 };
+    assert_eq!(
+        event.to_json().unwrap(),
+        r#"{"type":"widget_update","widget_id":4}"#
+    );
+    assert_eq!(event.topics(), ["widgets/4", "widgets"]);
+    let events: Vec<Box<dyn AnyEvent>> = vec![
+        Box::new(WidgetUpdate { widget_id: 9 }),
+        Box::new(event),
+    ];
+    let list = WidgetList::from_collected(&Collected::new(&events)).expect("a batch");
+    assert_eq!(list.widget_ids, [4, 9]);
+    assert_eq!(WidgetService::new().session.tracked, ["widget_update"]);
+    // A tree: the trigger's and the context's model are the same type, spelled differently.
+    let triggers = (WidgetUpdate::descriptor().triggers)();
+    assert!(triggers.iter().all(|t| t.contexts[0].links.is_empty()));
+}
+
+#[test]
+fn generated_code_follows_a_renamed_runtime_crate() {
+    use mercure_track_renamed::{Gadget, GadgetList, GadgetService, GadgetUpdate};
+    let event = GadgetUpdate { gadget_id: 2 };
+    assert_eq!(
+        event.to_json().unwrap(),
+        r#"{"type":"gadget_update","gadget_id":2}"#
+    );
+    let events: Vec<Box<dyn AnyEvent>> = vec![Box::new(event)];
+    assert_eq!(
+        GadgetList::from_collected(&Collected::new(&events)),
+        Some(GadgetList {
+            gadget_ids: vec![2]
+        })
+    );
+    assert_eq!(GadgetService::new().session.tracked, ["gadget_update"]);
+    assert_eq!(<Gadget as Model>::TABLE, "gadgets");
+    assert_eq!(
+        registry::events_triggered_by(Gadget::name.trigger_key())[0].type_name,
+        "gadget_update"
+    );
+}
+
+mod same_model_spelled_twice {
+    //! A trigger and a context on the same model, the model spelled two ways, on a tree (a
+    //! model that belongs to itself): no join, no ambiguity.
+    use mercure_track::prelude::*;
+
+    #[derive(Debug, Clone, Tracked)]
+    #[tracked(table = "replies")]
+    pub(crate) struct Reply {
+        #[tracked(primary_key)]
+        pub(crate) id: i64,
+        #[tracked(belongs_to = Reply)]
+        pub(crate) parent_id: Option<i64>,
+        pub(crate) body: String,
+    }
+
+    #[derive(Debug, Clone, MercureEvent)]
+    #[mercure(type = "reply_update", topic = "replies/{reply_id}")]
+    #[trigger(self::Reply::body, crate::same_model_spelled_twice::Reply::INSERT)]
+    pub(crate) struct ReplyUpdate {
+        #[context(Reply::id)]
+        pub(crate) reply_id: i64,
+    }
+
+    #[test]
+    fn the_models_are_compared_as_types() {
+        let triggers = (ReplyUpdate::descriptor().triggers)();
+        assert_eq!(triggers.len(), 2);
+        for trigger in &triggers {
+            assert_eq!(trigger.model.table, "replies");
+            assert!(trigger.contexts[0].links.is_empty());
+        }
+    }
+}
+
+mod user_methods_win {
+    //! A repository trait of the user with methods named `find`, `insert` and `delete`: the
+    //! generated ones (methods of `Model`) never hide them.
+    use mercure_track::Tracked;
+
+    #[derive(Debug, Clone, Tracked)]
+    #[tracked(table = "posts")]
+    pub(crate) struct Post {
+        #[tracked(primary_key)]
+        pub(crate) id: i64,
+        pub(crate) title: String,
+    }
+
+    pub(crate) trait PostRepository {
+        fn find(id: i64) -> Post;
+        fn insert(&mut self) -> &'static str;
+        fn delete(&mut self) -> &'static str;
+    }
+
+    impl PostRepository for Post {
+        fn find(id: i64) -> Post {
+            Post {
+                id,
+                title: "from the repository".into(),
+            }
+        }
+        fn insert(&mut self) -> &'static str {
+            "repository insert"
+        }
+        fn delete(&mut self) -> &'static str {
+            "repository delete"
+        }
+    }
+
+    #[test]
+    fn the_users_trait_methods_are_called() {
+        let mut post = Post::find(3);
+        assert_eq!(post.title, "from the repository");
+        assert_eq!(post.insert(), "repository insert");
+        assert_eq!(post.delete(), "repository delete");
     }
 }

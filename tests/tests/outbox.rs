@@ -83,7 +83,7 @@ async fn receive_all(
 }
 
 macro_rules! outbox_tests {
-    ($module:ident, $db:ty, $setup:expr) => {
+    ($module:ident, $db:ty, $setup:expr $(, #[$needs:meta])*) => {
         mod $module {
             use super::*;
 
@@ -119,6 +119,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_commit_writes_its_events_and_a_rollback_nothing() {
                 let db = setup!("outbox_rollback");
                 let recording = mercure_track::RecordingPublisher::new();
@@ -144,6 +145,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn events_committed_while_the_hub_is_down_are_delivered_once_it_is_up() {
                 let db = setup!("outbox_hub_down");
                 let addr = unused_addr();
@@ -172,6 +174,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn a_hub_answering_500_for_a_while_gets_everything_once_it_recovers() {
                 let db = setup!("outbox_hub_500");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -210,6 +213,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn unauthorized_events_are_dead_lettered_not_retried_and_can_be_redriven() {
                 let db = setup!("outbox_hub_401");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -250,6 +254,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn delivered_rows_are_kept_for_the_retention_then_deleted() {
                 let db = setup!("outbox_retention");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -286,6 +291,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn events_failing_max_attempts_times_are_dead_lettered() {
                 let db = setup!("outbox_max_attempts");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -315,6 +321,7 @@ macro_rules! outbox_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
             async fn one_thousand_commits_from_twenty_sessions_while_the_hub_flaps() {
                 let db = setup!("outbox_flapping");
                 let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
@@ -424,4 +431,9 @@ async fn sqlite_db(_test: &str) -> Option<mercure_track_tests::db::SqliteDb> {
 }
 
 outbox_tests!(sqlite, sqlx::Sqlite, super::sqlite_db);
-outbox_tests!(postgres, sqlx::Postgres, mercure_track_tests::db::postgres);
+outbox_tests!(
+    postgres,
+    sqlx::Postgres,
+    mercure_track_tests::db::postgres,
+    #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+);

@@ -175,6 +175,10 @@ async fn sqlite_a_process_killed_after_commit_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_a_process_killed_after_commit_loses_nothing() {
     let Some(db) =
         mercure_track_tests::db::postgres("postgres_a_process_killed_after_commit_loses_nothing")
@@ -197,6 +201,10 @@ async fn postgres_a_process_killed_after_commit_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
 async fn postgres_relays_in_three_processes_never_publish_one_event_twice() {
     let Some(db) = mercure_track_tests::db::postgres(
         "postgres_relays_in_three_processes_never_publish_one_event_twice",

@@ -4,10 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use mercure_track::{MercureEvent, RecordingPublisher};
-use mercure_track_sqlx::{Error, TaskTracker, TrackedSession, UnresolvedContext};
+use mercure_track::{MercureEvent, Model, RecordingPublisher};
+use mercure_track_sqlx::{Background, Error, TaskTracker, TrackedSession, UnresolvedContext};
 use mercure_track_tests::domain::*;
 use mercure_track_tests::publishers::{FailingPublisher, GatedPublisher};
+use support::*;
+
+mod support;
 
 /// The updates recorded, as (topics, data) pairs.
 fn published(recording: &RecordingPublisher) -> Vec<(Vec<String>, String)> {
@@ -39,7 +42,7 @@ fn order_update(order: &str) -> (Vec<String>, String) {
 }
 
 macro_rules! session_tests {
-    ($module:ident, $db:ty, $setup:expr) => {
+    ($module:ident, $db:ty, $setup:expr $(, #[$needs:meta])*) => {
         mod $module {
             use super::*;
 
@@ -76,6 +79,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn setter_publishes_after_commit_with_the_rows_context() {
                 let db = setup!("setter_publishes_after_commit_with_the_rows_context");
                 let recording = RecordingPublisher::new();
@@ -100,6 +104,11 @@ macro_rules! session_tests {
                 assert_eq!(summary.events, 1);
                 // One query resolves the order through images and line items.
                 assert_eq!(summary.context_queries, 1);
+                // The event and its batch, both accepted before the commit returned.
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (2, 0, 0)
+                );
                 // Then the batch event of the test domain that counts image updates.
                 assert_eq!(
                     published(&recording),
@@ -113,6 +122,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn rollback_and_drop_publish_nothing_and_forget_their_changes() {
                 let db = setup!("rollback_and_drop_publish_nothing_and_forget_their_changes");
                 let recording = RecordingPublisher::new();
@@ -163,6 +173,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn an_unchanged_value_changes_and_records_nothing() {
                 let db = setup!("an_unchanged_value_changes_and_records_nothing");
                 let recording = RecordingPublisher::new();
@@ -176,6 +187,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_missing_row_is_an_error() {
                 let db = setup!("a_missing_row_is_an_error");
                 let recording = RecordingPublisher::new();
@@ -210,6 +222,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn two_orders_in_one_commit_get_their_own_contexts() {
                 let db = setup!("two_orders_in_one_commit_get_their_own_contexts");
                 let recording = RecordingPublisher::new();
@@ -245,6 +258,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn five_writes_to_one_order_publish_one_event_and_one_batch() {
                 let db = setup!("five_writes_to_one_order_publish_one_event_and_one_batch");
                 let recording = RecordingPublisher::new();
@@ -271,6 +285,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn several_commits_in_one_session_each_publish_their_own() {
                 let db = setup!("several_commits_in_one_session_each_publish_their_own");
                 let recording = RecordingPublisher::new();
@@ -298,6 +313,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_rolled_back_nested_transaction_publishes_nothing() {
                 let db = setup!("a_rolled_back_nested_transaction_publishes_nothing");
                 let recording = RecordingPublisher::new();
@@ -341,12 +357,62 @@ macro_rules! session_tests {
                 finish(db).await;
             }
 
+            /// The scenario of issue 11: a predicate on `Post::id` made a later commit that
+            /// changed post 11 publish post 10's context.
             #[tokio::test]
-            async fn predicates_determine_context_values_when_single() {
-                let db = setup!("predicates_determine_context_values_when_single");
+            $(#[$needs])*
+            async fn a_predicate_never_replaces_the_changed_rows_context() {
+                let db = setup!("a_predicate_never_replaces_the_changed_rows_context");
+                sqlx::raw_sql(BLOG_SCHEMA)
+                    .execute(&db.pool)
+                    .await
+                    .expect("blog schema");
                 let recording = RecordingPublisher::new();
                 let mut session = new_session(&db.pool, &recording);
-                // The session asserts it works on order B: no query for the order id.
+                session
+                    .track_changes::<PostUpdate>()
+                    .add_tracking_context(Post::id.eq(10));
+                Post::set_title_by_key(&mut session, 10, "ten, edited")
+                    .await
+                    .expect("set");
+                session.commit().await.expect("commit");
+                assert_eq!(published(&recording), [post_update(2, 10)]);
+
+                // A later commit of the same session changes post 11 (author 3).
+                Post::set_title_by_key(&mut session, 11, "eleven, edited")
+                    .await
+                    .expect("set");
+                session.commit().await.expect("commit");
+                assert_eq!(published(&recording)[1..], [post_update(3, 11)]);
+
+                // Predicates of the same transaction that the row contradicts, on the key
+                // and on a joined column: the row's own context still goes out.
+                session
+                    .add_tracking_context(Post::id.eq(10))
+                    .add_tracking_context(Author::id.eq(2));
+                Post::set_title_by_key(&mut session, 11, "eleven, again")
+                    .await
+                    .expect("set");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(published(&recording)[2..], [post_update(3, 11)]);
+                assert_eq!((summary.events, summary.context_queries), (1, 1));
+                finish(db).await;
+            }
+
+            fn post_update(author: i64, post: i64) -> (Vec<String>, String) {
+                let event = PostUpdate {
+                    author_id: author,
+                    post_id: post,
+                };
+                (event.topics(), event.to_json().expect("json"))
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_predicate_that_holds_changes_nothing() {
+                let db = setup!("a_predicate_that_holds_changes_nothing");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
                 session
                     .track_changes::<ImageUpdate>()
                     .add_tracking_context(Order::id.eq("B"))
@@ -355,13 +421,14 @@ macro_rules! session_tests {
                     .await
                     .expect("set");
                 let summary = session.commit().await.expect("commit");
-                assert_eq!(summary.context_queries, 0);
+                // The context is read from the database all the same.
+                assert_eq!(summary.context_queries, 1);
                 assert_eq!(
                     published(&recording),
                     [image_update("B", 20), image_count(1)]
                 );
 
-                // Two values for one column determine nothing: each row is resolved.
+                // Two values for one column: each row has its own context.
                 let recording = RecordingPublisher::new();
                 let mut session = new_session(&db.pool, &recording);
                 session
@@ -385,7 +452,178 @@ macro_rules! session_tests {
                 finish(db).await;
             }
 
+            fn is_postgres() -> bool {
+                std::any::TypeId::of::<Db>() == std::any::TypeId::of::<sqlx::Postgres>()
+            }
+
+            /// Commits a transaction in which a statement failed. SQLite commits the rest;
+            /// PostgreSQL can only roll it back, so a commit with changes must fail (one
+            /// without any returns `Ok`, as sqlx does). Returns the summary on SQLite.
+            async fn commit_after_a_failure(
+                session: &mut TrackedSession<Db>,
+            ) -> Option<mercure_track_sqlx::CommitSummary> {
+                let result = session.commit().await;
+                if !is_postgres() {
+                    return Some(result.expect("commit"));
+                }
+                if let Ok(summary) = result {
+                    assert_eq!(
+                        summary.changes, 0,
+                        "an aborted PostgreSQL transaction cannot commit: {summary:?}"
+                    );
+                }
+                None
+            }
+
             #[tokio::test]
+            $(#[$needs])*
+            async fn a_failed_delete_records_nothing() {
+                let db = setup!("a_failed_delete_records_nothing");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session
+                    .track_changes::<OrderRemoved>()
+                    .track_changes::<LineItemRemoved>();
+                // A missing row: its context is its key, so nothing but the DELETE tells.
+                let error = Order {
+                    id: "NOPE".into(),
+                    status: "NEW".into(),
+                    note: None,
+                }
+                .delete(&mut session)
+                .await
+                .expect_err("missing");
+                assert!(matches!(error, Error::RowNotFound { .. }), "{error}");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(summary.changes, 0);
+                assert!(recording.is_empty(), "{:?}", published(&recording));
+
+                // A DELETE the database refuses: image 10 references line item 1.
+                let item = LineItem::find(&mut session, 1).await.expect("find");
+                let error = item.delete(&mut session).await.expect_err("referenced");
+                assert!(matches!(error, Error::Database(_)), "{error}");
+                if let Some(summary) = commit_after_a_failure(&mut session).await {
+                    assert_eq!(summary.changes, 0);
+                }
+                assert!(recording.is_empty(), "{:?}", published(&recording));
+
+                // With a change that did happen in the same transaction: on PostgreSQL
+                // the whole transaction is lost, and so is its event.
+                Order::set_status_by_key(&mut session, "A", "KEPT?")
+                    .await
+                    .expect("set");
+                Order {
+                    id: "C".into(),
+                    status: "NEW".into(),
+                    note: None,
+                }
+                .delete(&mut session)
+                .await
+                .expect("delete");
+                let error = item.delete(&mut session).await.expect_err("referenced");
+                assert!(matches!(error, Error::Database(_)), "{error}");
+                let kept = commit_after_a_failure(&mut session).await.is_some();
+                let removed_c = {
+                    let event = OrderRemoved {
+                        order_id: "C".into(),
+                    };
+                    (event.topics(), event.to_json().expect("json"))
+                };
+                if kept {
+                    assert_eq!(published(&recording), [removed_c]);
+                } else {
+                    assert!(recording.is_empty(), "{:?}", published(&recording));
+                }
+                finish(db).await;
+            }
+
+            /// Makes the database drop, without an error, every write of status `IGNORED` to
+            /// `orders`.
+            async fn ignore_writes_of_status_ignored(pool: &sqlx::Pool<Db>) {
+                let sql = if is_postgres() {
+                    "CREATE FUNCTION ignore_status() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN
+                         IF NEW.status = 'IGNORED' THEN RETURN NULL; END IF;
+                         RETURN NEW;
+                     END $$;
+                     CREATE TRIGGER ignore_status BEFORE INSERT OR UPDATE ON orders
+                         FOR EACH ROW EXECUTE FUNCTION ignore_status();"
+                } else {
+                    "CREATE TRIGGER ignore_insert BEFORE INSERT ON orders
+                         WHEN NEW.status = 'IGNORED' BEGIN SELECT RAISE(IGNORE); END;
+                     CREATE TRIGGER ignore_update BEFORE UPDATE ON orders
+                         WHEN NEW.status = 'IGNORED' BEGIN SELECT RAISE(IGNORE); END;"
+                };
+                sqlx::raw_sql(sql).execute(pool).await.expect("trigger");
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_write_that_writes_nothing_records_nothing() {
+                let db = setup!("a_write_that_writes_nothing_records_nothing");
+                ignore_writes_of_status_ignored(&db.pool).await;
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                let error = Order {
+                    id: "Z".into(),
+                    status: "IGNORED".into(),
+                    note: None,
+                }
+                .insert(&mut session)
+                .await
+                .expect_err("dropped by the trigger");
+                assert!(
+                    matches!(error, Error::NotInserted { table: "orders", .. }),
+                    "{error}"
+                );
+                let changed = Order::set_status_by_key(&mut session, "A", "IGNORED")
+                    .await
+                    .expect("set");
+                assert!(!changed, "the trigger dropped the update");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(summary.changes, 0);
+                assert!(recording.is_empty(), "{:?}", published(&recording));
+                assert_eq!(stored_status(&db.pool, "orders", "'A'").await, "NEW");
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_failed_insert_or_update_records_nothing() {
+                let db = setup!("a_failed_insert_or_update_records_nothing");
+                sqlx::raw_sql(BLOG_SCHEMA)
+                    .execute(&db.pool)
+                    .await
+                    .expect("blog schema");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording);
+                session.track_changes::<PostUpdate>();
+                let error = Order {
+                    id: "A".into(),
+                    status: "DUPLICATE".into(),
+                    note: None,
+                }
+                .insert(&mut session)
+                .await
+                .expect_err("duplicate key");
+                assert!(matches!(error, Error::Database(_)), "{error}");
+                if let Some(summary) = commit_after_a_failure(&mut session).await {
+                    assert_eq!(summary.changes, 0);
+                }
+                // An UPDATE the database refuses: posts.author_id references authors.
+                let error = Post::set_author_id_by_key(&mut session, 10, 99)
+                    .await
+                    .expect_err("no author 99");
+                assert!(matches!(error, Error::Database(_)), "{error}");
+                if let Some(summary) = commit_after_a_failure(&mut session).await {
+                    assert_eq!(summary.changes, 0);
+                }
+                assert!(recording.is_empty(), "{:?}", published(&recording));
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
             async fn insert_and_delete_trigger_events_resolved_in_time() {
                 let db = setup!("insert_and_delete_trigger_events_resolved_in_time");
                 let recording = RecordingPublisher::new();
@@ -424,6 +662,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn an_unresolvable_context_skips_or_fails_as_configured() {
                 let db = setup!("an_unresolvable_context_skips_or_fails_as_configured");
                 let recording = RecordingPublisher::new();
@@ -467,10 +706,39 @@ macro_rules! session_tests {
                     "READY",
                     "the failed commit was rolled back"
                 );
+
+                // A delete fails before deleting; a missing row is still "not found".
+                strict.track_changes::<LineItemRemoved>();
+                let error = LineItem {
+                    id: 99,
+                    order_id: "A".into(),
+                }
+                .delete(&mut strict)
+                .await
+                .expect_err("missing");
+                assert!(matches!(error, Error::RowNotFound { .. }), "{error}");
+                let dangling = LineItem::find(&mut strict, 4).await.expect("find");
+                let error = dangling.delete(&mut strict).await.expect_err("unresolvable");
+                assert!(
+                    matches!(
+                        error,
+                        Error::UnresolvedContext {
+                            event: "line_item_removed",
+                            ..
+                        }
+                    ),
+                    "{error}"
+                );
+                LineItem::find(&mut strict, 4)
+                    .await
+                    .expect("the row was not deleted");
+                assert_eq!(strict.commit().await.expect("commit").changes, 0);
+                assert!(recording.is_empty());
                 finish(db).await;
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn a_failing_hub_never_fails_the_commit() {
                 let db = setup!("a_failing_hub_never_fails_the_commit");
                 let mut session = TrackedSession::new(db.pool.clone(), FailingPublisher);
@@ -480,24 +748,35 @@ macro_rules! session_tests {
                     .expect("set");
                 let summary = session.commit().await.expect("the commit stands");
                 assert_eq!(summary.events, 1);
+                // Prepared: the event and its batch; published: neither.
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (0, 2, 0)
+                );
                 assert_eq!(stored_status(&db.pool, "orders", "'A'").await, "READY");
                 finish(db).await;
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn background_commit_returns_before_publishing_and_awaited_does_not() {
                 let db = setup!("background_commit_returns_before_publishing_and_awaited_does_not");
                 // Background: the commit returns while the publisher is still held at its gate.
                 let gated = GatedPublisher::closed();
                 let tracker = TaskTracker::new();
-                let mut session =
-                    TrackedSession::new(db.pool.clone(), gated.clone()).background(tracker.clone());
+                let mut session = TrackedSession::new(db.pool.clone(), gated.clone())
+                    .background(Background::new(tracker.clone()));
                 session.track_changes::<OrderUpdate>();
                 Order::set_status_by_key(&mut session, "A", "READY")
                     .await
                     .expect("set");
-                session.commit().await.expect("commit");
+                let summary = session.commit().await.expect("commit");
                 assert!(gated.recording.is_empty());
+                // Known at commit time: two updates handed to the background, none done.
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (0, 0, 2)
+                );
                 gated.gate.add_permits(10);
                 tracker.close();
                 tracker.wait().await;
@@ -523,6 +802,28 @@ macro_rules! session_tests {
                 finish(db).await;
             }
 
+            #[tokio::test]
+            $(#[$needs])*
+            async fn an_outbox_commit_counts_its_updates_as_queued() {
+                let db = setup!("an_outbox_commit_counts_its_updates_as_queued");
+                mercure_track_sqlx::outbox::create_table(&db.pool)
+                    .await
+                    .expect("outbox table");
+                let recording = RecordingPublisher::new();
+                let mut session = session_for(&db.pool, &recording).outbox();
+                Order::set_status_by_key(&mut session, "A", "READY")
+                    .await
+                    .expect("set");
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(
+                    (summary.published, summary.failed, summary.queued),
+                    (0, 0, 2),
+                    "written to the outbox, published by a relay later"
+                );
+                assert!(recording.is_empty());
+                finish(db).await;
+            }
+
             #[mercure_track::mercure_autotrack(ImageUpdate)]
             struct ColoringGenerationService {
                 session: TrackedSession<Db>,
@@ -541,6 +842,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn an_autotracked_service_needs_no_track_changes() {
                 let db = setup!("an_autotracked_service_needs_no_track_changes");
                 let recording = RecordingPublisher::new();
@@ -554,6 +856,7 @@ macro_rules! session_tests {
             }
 
             #[tokio::test]
+            $(#[$needs])*
             async fn commits_publish_through_the_development_hub_over_http() {
                 use mercure_track::hub::{DevHub, DevHubConfig};
                 use mercure_track::publisher::{HubConfig, JwtKey};
@@ -613,4 +916,53 @@ async fn finish(db: impl mercure_track_tests::db::TestDb) {
 }
 
 session_tests!(sqlite, sqlx::Sqlite, super::sqlite_db);
-session_tests!(postgres, sqlx::Postgres, mercure_track_tests::db::postgres);
+session_tests!(
+    postgres,
+    sqlx::Postgres,
+    mercure_track_tests::db::postgres,
+    #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
+);
+
+/// A hand-written event whose `write_json` writes bytes that are not UTF-8.
+struct NotUtf8;
+
+static NOT_UTF8: mercure_track::EventDescriptor = mercure_track::EventDescriptor {
+    type_name: "not_utf8",
+    rust_name: "NotUtf8",
+    topic_templates: &["not-utf8"],
+    type_id: std::any::TypeId::of::<NotUtf8>,
+    triggers: Vec::new,
+    batch: None,
+    json_schema: |_| schemars::json_schema!({}),
+};
+
+impl MercureEvent for NotUtf8 {
+    const TYPE: &'static str = "not_utf8";
+
+    fn descriptor() -> &'static mercure_track::EventDescriptor {
+        &NOT_UTF8
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec!["not-utf8".to_owned()]
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.extend_from_slice(b"{\"type\":\"not_utf8\",\"text\":\"\xff\"}");
+        Ok(())
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({})
+    }
+
+    fn is_private(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_body_that_is_not_utf8_is_an_error_not_an_empty_string() {
+    assert!(NotUtf8.to_json().is_err(), "{:?}", NotUtf8.to_json());
+    assert!(NotUtf8.to_update().is_err());
+}

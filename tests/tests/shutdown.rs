@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mercure_track_sqlx::{TaskTracker, TrackedSession, drain};
+use mercure_track_sqlx::{Background, TaskTracker, TrackedSession, drain};
 use mercure_track_tests::domain::{Order, OrderUpdate};
 use mercure_track_tests::publishers::GatedPublisher;
 
@@ -18,22 +18,23 @@ async fn drain_reports_what_did_not_finish_and_finishes_what_can() {
     // A publish held at a closed gate cannot finish within the deadline.
     let stuck = GatedPublisher::closed();
     let tracker = TaskTracker::new();
-    let mut session =
-        TrackedSession::new(db.pool.clone(), stuck.clone()).background(tracker.clone());
+    let mut session = TrackedSession::new(db.pool.clone(), stuck.clone())
+        .background(Background::new(tracker.clone()));
     session.track_changes::<OrderUpdate>();
     Order::set_status_by_key(&mut session, "A", "READY")
         .await
         .expect("set");
     session.commit().await.expect("commit");
-    assert_eq!(drain(&tracker, Duration::from_millis(200)).await, 1);
+    // Each background publish is a task: the order update and the list update.
+    assert_eq!(drain(&tracker, Duration::from_millis(200)).await, 2);
     assert!(stuck.recording.is_empty());
 
     // Publishes that can finish are all drained.
     let open = GatedPublisher::closed();
     open.gate.add_permits(100);
     let tracker = TaskTracker::new();
-    let mut session =
-        TrackedSession::new(db.pool.clone(), open.clone()).background(tracker.clone());
+    let mut session = TrackedSession::new(db.pool.clone(), open.clone())
+        .background(Background::new(tracker.clone()));
     session.track_changes::<OrderUpdate>();
     for order in ["A", "B", "C"] {
         Order::set_status_by_key(&mut session, order, "SHIPPED")

@@ -6,4 +6,7 @@ struct ColoringGenerationService {
     session: sqlx::SqlitePool,
 }
 
+#[mercure_autotrack]
+impl ColoringGenerationService {}
+
 fn main() {}

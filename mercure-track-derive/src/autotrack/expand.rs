@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use super::model::Service;
 
 pub(crate) fn service(service: &Service) -> TokenStream {
-    let p = quote!(::mercure_track::__private);
+    let p = &service.private;
     let item = &service.item;
     let ident = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
@@ -28,8 +28,19 @@ pub(crate) fn service(service: &Service) -> TokenStream {
     let session_check = quote_spanned! {session_ty.span()=>
         #p::assert_tracking_session::<#session_ty>();
     };
+    // The struct's attribute alone would track nothing: require the `impl` block's.
+    let impl_check = quote_spanned! {ident.span()=>
+        #p::assert_autotrack_impl::<#ident #ty_generics>();
+    };
     quote! {
         #item
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __mercure_autotrack_impl_check #impl_generics () #where_clause {
+                #impl_check
+            }
+        };
 
         #[automatically_derived]
         impl #impl_generics #p::AutoTracked for #ident #ty_generics #where_clause {
@@ -53,8 +64,9 @@ pub(crate) fn service(service: &Service) -> TokenStream {
 }
 
 /// Every method taking `&mut self` or `mut self` starts by tracking; every function returning
-/// `Self` tracks on the value it builds.
-pub(crate) fn impl_block(mut block: syn::ItemImpl) -> TokenStream {
+/// `Self` tracks on the value it builds. The block also implements the marker the struct's
+/// attribute requires.
+pub(crate) fn impl_block(mut block: syn::ItemImpl, p: &TokenStream) -> TokenStream {
     for item in &mut block.items {
         let syn::ImplItem::Fn(function) = item else {
             continue;
@@ -87,7 +99,14 @@ pub(crate) fn impl_block(mut block: syn::ItemImpl) -> TokenStream {
             None => {}
         }
     }
-    quote!(#block)
+    let (impl_generics, _, where_clause) = block.generics.split_for_impl();
+    let self_ty = &block.self_ty;
+    quote! {
+        #block
+
+        #[automatically_derived]
+        impl #impl_generics #p::AutotrackImpl for #self_ty #where_clause {}
+    }
 }
 
 fn returns_self(output: &syn::ReturnType) -> bool {

@@ -9,6 +9,8 @@ pub(crate) struct Service {
     pub(crate) events: Vec<syn::Path>,
     /// The `session` field's type; `None` when missing (an error was reported).
     pub(crate) session_ty: Option<syn::Type>,
+    /// `::mercure_track::__private_v0_1`, or under the path given by `crate = ...`.
+    pub(crate) private: TokenStream,
 }
 
 pub(crate) fn service(
@@ -16,6 +18,7 @@ pub(crate) fn service(
     events: Vec<syn::Path>,
     args: &TokenStream,
     args_invalid: bool,
+    private: TokenStream,
     errors: &mut Errors,
 ) -> Service {
     // Invalid arguments were reported already.
@@ -46,5 +49,6 @@ pub(crate) fn service(
         item,
         events,
         session_ty,
+        private,
     }
 }

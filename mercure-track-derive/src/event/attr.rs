@@ -6,7 +6,7 @@ use syn::punctuated::Punctuated;
 use crate::attr::{SeenKeys, flag, parse_attrs, skip_value, string_value, unknown_key};
 use crate::errors::Errors;
 
-const STRUCT_KEYS: &str = "`type = \"...\"`, `topic = \"...\"`, `private`, `collect(Event, ...)`, `from_collected = path`";
+const STRUCT_KEYS: &str = "`type = \"...\"`, `topic = \"...\"`, `private`, `collect(Event, ...)`, `from_collected = path`, `crate = path`";
 const FIELD_KEYS: &str = "`from = \"...\"` (on a field of a batch event)";
 
 pub(crate) struct StructAttrs {
@@ -15,6 +15,7 @@ pub(crate) struct StructAttrs {
     pub(crate) private: Option<syn::Path>,
     pub(crate) collect: Option<(syn::Path, Vec<syn::Path>)>,
     pub(crate) from_collected: Option<syn::Path>,
+    pub(crate) krate: Option<syn::Path>,
     /// Every path of every `#[trigger(...)]`, with the attribute's own path for messages.
     pub(crate) triggers: Vec<syn::ExprPath>,
     pub(crate) trigger_attr: Option<syn::Path>,
@@ -68,6 +69,7 @@ pub(crate) fn parse(input: &syn::DeriveInput, errors: &mut Errors) -> Parsed {
         private: None,
         collect: None,
         from_collected: None,
+        krate: None,
         triggers: Vec::new(),
         trigger_attr: None,
     };
@@ -106,6 +108,11 @@ pub(crate) fn parse(input: &syn::DeriveInput, errors: &mut Errors) -> Parsed {
             })?;
             if seen.first(meta, "from_collected", errors) {
                 attrs.from_collected = Some(path);
+            }
+        } else if meta.path.is_ident("crate") {
+            let value = crate::attr::crate_value(meta)?;
+            if seen.first(meta, "crate", errors) {
+                attrs.krate = Some(value);
             }
         } else if meta.path.is_ident("from") {
             errors.push(

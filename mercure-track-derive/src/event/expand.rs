@@ -1,33 +1,39 @@
 //! Stage 3: the generated code of `#[derive(MercureEvent)]`.
+//!
+//! Hygiene as in serde_derive: every path is absolute (`::core`, `::std`, or the runtime's
+//! versioned support module, whose path `crate = ...` can change), trait methods are called
+//! through their trait's path, every local and parameter starts with `__`, and nothing relies
+//! on the prelude.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::model::{Event, Kind, Rule, Topic, TopicPart, model_path_string};
+use super::model::{Event, Kind, Rule, Topic, TopicPart, model_name};
+use crate::attr::respan;
 
 pub(crate) fn expand(event: &Event, has_errors: bool) -> TokenStream {
-    let p = quote!(::mercure_track::__private);
+    let p = &event.private;
     let ident = &event.ident;
     let rust_name = ident.to_string();
     let type_name = &event.type_name;
-    let private = event.private;
+    let private = event.private_updates;
     let templates = event.topics.iter().map(|t| &t.lit);
     let topics = event.topics.iter().map(topic_expr);
     let field_count = event.fields.len() + 1;
 
     let serialize_fields = event.fields.iter().map(|field| {
-        let name = field.ident.to_string();
+        let name = &field.name;
         let field_ident = &field.ident;
         quote_spanned! {field.ty.span()=>
-            #p::serde::ser::SerializeStruct::serialize_field(&mut state, #name, &self.#field_ident)?;
+            #p::serde::ser::SerializeStruct::serialize_field(&mut __state, #name, &self.#field_ident)?;
         }
     });
     let schema_fields = event.fields.iter().map(|field| {
-        let name = field.ident.to_string();
+        let name = &field.name;
         let ty = &field.ty;
         quote_spanned! {ty.span()=>
-            (#name, generator.subschema_for::<#ty>())
+            (#name, #p::schemars::SchemaGenerator::subschema_for::<#ty>(__generator))
         }
     });
 
@@ -38,7 +44,8 @@ pub(crate) fn expand(event: &Event, has_errors: bool) -> TokenStream {
     };
     let from_context = from_context_impl(event);
     let context_checks = context_type_checks(event);
-    let (batch_spec, batch_impl) = batch(event);
+    let (batch_spec, batch_impl) = batch(event, has_errors);
+    let unique_type = unique_type_check(event);
 
     quote! {
         const _: () = {
@@ -56,19 +63,19 @@ pub(crate) fn expand(event: &Event, has_errors: bool) -> TokenStream {
 
                 fn write_json(
                     &self,
-                    out: &mut ::std::vec::Vec<u8>,
+                    __out: &mut ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<(), #p::serde_json::Error> {
-                    let mut serializer = #p::serde_json::Serializer::new(out);
-                    let mut state = #p::serde::Serializer::serialize_struct(
-                        &mut serializer, #rust_name, #field_count,
+                    let mut __serializer = #p::serde_json::Serializer::new(__out);
+                    let mut __state = #p::serde::Serializer::serialize_struct(
+                        &mut __serializer, #rust_name, #field_count,
                     )?;
-                    #p::serde::ser::SerializeStruct::serialize_field(&mut state, "type", #type_name)?;
+                    #p::serde::ser::SerializeStruct::serialize_field(&mut __state, "type", #type_name)?;
                     #(#serialize_fields)*
-                    #p::serde::ser::SerializeStruct::end(state)
+                    #p::serde::ser::SerializeStruct::end(__state)
                 }
 
                 fn json_schema(
-                    generator: &mut #p::schemars::SchemaGenerator,
+                    __generator: &mut #p::schemars::SchemaGenerator,
                 ) -> #p::schemars::Schema {
                     #p::object_schema(#rust_name, #type_name, ::std::vec![#(#schema_fields),*])
                 }
@@ -95,6 +102,38 @@ pub(crate) fn expand(event: &Event, has_errors: bool) -> TokenStream {
             #context_checks
             #batch_impl
         };
+        #unique_type
+    }
+}
+
+/// Two events of one crate with the same `type` string define the same macro name, which the
+/// compiler refuses (E0428) on both `type = "..."` literals. Across crates, see
+/// `mercure_track::registry::validate`.
+fn unique_type_check(event: &Event) -> TokenStream {
+    let Some(lit) = &event.type_lit else {
+        return TokenStream::new();
+    };
+    let type_name = &event.type_name;
+    if type_name.is_empty() {
+        return TokenStream::new();
+    }
+    let readable = type_name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let suffix = if readable {
+        type_name.clone()
+    } else {
+        type_name.bytes().map(|b| format!("{b:02x}")).collect()
+    };
+    let name = format_ident!(
+        "__mercure_track_event_type_{}_is_used_by_two_events",
+        suffix,
+        span = lit.span()
+    );
+    quote_spanned! {lit.span()=>
+        #[doc(hidden)]
+        #[macro_export]
+        macro_rules! #name { () => {}; }
     }
 }
 
@@ -111,47 +150,46 @@ fn topic_expr(topic: &Topic) -> TokenStream {
         }
     }
     if args.is_empty() {
-        quote!(::std::string::String::from(#format))
+        quote!(<::std::string::String as ::core::convert::From<&str>>::from(#format))
     } else {
         quote!(::std::format!(#format, #(#args),*))
     }
 }
 
-/// The model part of a column marker path: `Order` in `Order::status`.
-fn model_path(path: &syn::ExprPath) -> syn::Path {
-    let mut model = path.path.clone();
-    model.segments.pop();
-    model.segments.pop_punct();
-    model
-}
-
 fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
-    let p = quote!(::mercure_track::__private);
+    let p = &event.private;
     let specs = triggers.iter().map(|trigger| {
-        let trigger_model = model_path(trigger);
-        let trigger_model_text = model_path_string(trigger);
+        let trigger_model = model_name(trigger);
         let contexts = event.fields.iter().filter_map(|field| {
             let context = field.context.as_ref()?;
-            let name = field.ident.to_string();
+            let name = &field.name;
             let ty = &field.ty;
-            let context_model = model_path(context);
-            let via = field
-                .via
-                .iter()
-                .find(|via| model_path_string(via) == trigger_model_text);
-            // Same model when the paths are the same tokens: no search then, so that a model
-            // that belongs to itself is not ambiguous.
-            let links = if model_path_string(context) == trigger_model_text {
-                quote!(::std::vec::Vec::new())
-            } else if let Some(via) = via {
-                quote_spanned! {via.span()=>
-                    #p::path_via::<_, _, _, #context_model, _>(#via)
+            // The `via` of this trigger's model, paired by name; the compiler checks the types.
+            let via = field.via.iter().find(|via| model_name(via) == trigger_model);
+            // The models are compared as types: the same model, however spelled, needs no join.
+            // `__from` is the trigger's model, known before the search starts; the context's
+            // model is bound first too, so that the search cannot unify one with the other.
+            let links = match via {
+                Some(via) => {
+                    let p = respan(p, via.span());
+                    quote_spanned! {via.span()=>
+                        {
+                            let __to = #p::model_of(&#context);
+                            #p::Models(__from, __to).path_via(#via)
+                        }
+                    }
                 }
-            } else {
-                quote_spanned! {context.span()=>
-                    #p::path::<#trigger_model, #context_model, _>()
+                None => {
+                    let p = respan(p, context.span());
+                    quote_spanned! {context.span()=>
+                        {
+                            let __to = #p::model_of(&#context);
+                            #p::Models(__from, __to).path()
+                        }
+                    }
                 }
             };
+            let p = respan(p, context.span());
             Some(quote_spanned! {context.span()=>
                 #p::ContextPath {
                     field: #name,
@@ -160,8 +198,9 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
                 }
             })
         });
+        let p = respan(p, trigger.span());
         quote_spanned! {trigger.span()=>
-            #p::trigger(#trigger, ::std::vec![#(#contexts),*])
+            #p::trigger(#trigger, |__from| ::std::vec![#(#contexts),*])
         }
     });
     quote! {
@@ -172,7 +211,7 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
 }
 
 fn from_context_impl(event: &Event) -> TokenStream {
-    let p = quote!(::mercure_track::__private);
+    let p = &event.private;
     if event.fields.iter().any(|f| f.context.is_none()) || matches!(event.kind, Kind::Batch { .. })
     {
         return TokenStream::new();
@@ -184,10 +223,10 @@ fn from_context_impl(event: &Event) -> TokenStream {
     });
     let reads = event.fields.iter().enumerate().map(|(index, field)| {
         let field_ident = &field.ident;
-        let name = field_ident.to_string();
+        let name = &field.name;
         let ty = &field.ty;
         quote! {
-            #field_ident: <__S as #p::ContextSource<#ty>>::context_value(source, #index, #name)?
+            #field_ident: <__S as #p::ContextSource<#ty>>::context_value(__source, #index, #name)?
         }
     });
     quote! {
@@ -197,7 +236,7 @@ fn from_context_impl(event: &Event) -> TokenStream {
             __S: #(#bounds)+*
         {
             fn from_context(
-                source: &mut __S,
+                __source: &mut __S,
             ) -> ::core::result::Result<Self, #p::ContextError> {
                 ::core::result::Result::Ok(Self { #(#reads),* })
             }
@@ -207,20 +246,21 @@ fn from_context_impl(event: &Event) -> TokenStream {
 
 /// Events published by hand may still declare context columns: check their types.
 fn context_type_checks(event: &Event) -> TokenStream {
-    let p = quote!(::mercure_track::__private);
+    let p = &event.private;
     if !matches!(event.kind, Kind::Plain) {
         return TokenStream::new();
     }
     let checks = event.fields.iter().filter_map(|field| {
         let context = field.context.as_ref()?;
         let ty = &field.ty;
+        let p = respan(p, context.span());
         Some(quote_spanned! {context.span()=> #p::context_column::<#ty, _>(#context); })
     });
     quote!(const _: fn() = || { #(#checks)* };)
 }
 
-fn batch(event: &Event) -> (TokenStream, TokenStream) {
-    let p = quote!(::mercure_track::__private);
+fn batch(event: &Event, has_errors: bool) -> (TokenStream, TokenStream) {
+    let p = &event.private;
     let Kind::Batch { collects, rule } = &event.kind else {
         return (quote!(::core::option::Option::None), TokenStream::new());
     };
@@ -228,19 +268,29 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
     let type_ids = collects.iter().map(|c| {
         quote_spanned! {c.span()=> ::core::any::TypeId::of::<#c>() }
     });
+    let local = |field: &syn::Ident| format_ident!("__{}", crate::attr::unraw(field));
     let body = match rule {
-        Rule::Custom(function) => quote_spanned! {function.span()=> #function(collected) },
+        // The error was reported; a body reading the collected events would only repeat it.
+        Rule::BuiltIn if has_errors => quote!(::core::option::Option::None),
+        Rule::Custom(function) => quote_spanned! {function.span()=> #function(__collected) },
         Rule::BuiltIn => {
             let gathers = event.fields.iter().map(|field| {
-                let field_ident = &field.ident;
+                let gathered = local(&field.ident);
                 let from = &field.from;
                 let extends = collects.iter().map(|c| {
+                    let p = respan(p, c.span());
                     quote_spanned! {c.span()=>
-                        #field_ident.extend(collected.of::<#c>().map(|event| ::core::clone::Clone::clone(&event.#from)));
+                        ::core::iter::Extend::extend(
+                            &mut #gathered,
+                            ::core::iter::Iterator::map(
+                                #p::Collected::of::<#c>(__collected),
+                                |__event| ::core::clone::Clone::clone(&__event.#from),
+                            ),
+                        );
                     }
                 });
                 quote! {
-                    let mut #field_ident = ::std::vec::Vec::new();
+                    let mut #gathered = ::std::vec::Vec::new();
                     #(#extends)*
                 }
             });
@@ -248,8 +298,8 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
                 .fields
                 .iter()
                 .map(|f| {
-                    let field_ident = &f.ident;
-                    quote!(#field_ident.is_empty())
+                    let gathered = local(&f.ident);
+                    quote!(#gathered.is_empty())
                 })
                 .collect();
             // A batch event without fields was reported; keep the expansion well-formed.
@@ -260,7 +310,8 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
             };
             let builds = event.fields.iter().map(|f| {
                 let field_ident = &f.ident;
-                quote!(#field_ident: #p::sorted_unique(#field_ident))
+                let gathered = local(field_ident);
+                quote!(#field_ident: #p::sorted_unique(#gathered))
             });
             quote! {
                 #(#gathers)*
@@ -280,7 +331,7 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
                 .iter()
                 .map(|c| quote_spanned! {c.span()=> __is_event::<#c>(); });
             quote! {
-                fn __is_event<E: #p::MercureEvent>() {}
+                fn __is_event<__E: #p::MercureEvent>() {}
                 #(#checks)*
             }
         }
@@ -295,7 +346,7 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
         #[automatically_derived]
         impl #p::BatchEvent for #ident {
             fn from_collected(
-                collected: &#p::Collected<'_>,
+                __collected: &#p::Collected<'_>,
             ) -> ::core::option::Option<Self> {
                 #body
             }
@@ -307,10 +358,12 @@ fn batch(event: &Event) -> (TokenStream, TokenStream) {
         }
 
         fn __build(
-            collected: &#p::Collected<'_>,
+            __collected: &#p::Collected<'_>,
         ) -> ::core::option::Option<::std::boxed::Box<dyn #p::AnyEvent>> {
-            <#ident as #p::BatchEvent>::from_collected(collected)
-                .map(|event| ::std::boxed::Box::new(event) as ::std::boxed::Box<dyn #p::AnyEvent>)
+            ::core::option::Option::map(
+                <#ident as #p::BatchEvent>::from_collected(__collected),
+                |__event| ::std::boxed::Box::new(__event) as ::std::boxed::Box<dyn #p::AnyEvent>,
+            )
         }
     };
     (spec, implementation)

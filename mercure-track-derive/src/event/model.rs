@@ -1,15 +1,19 @@
 //! Stage 2: the validated model of an event.
 
-use std::collections::HashSet;
-
 use super::attr::Parsed;
+use crate::attr::{ident_from_name, private_path, unraw};
 use crate::errors::Errors;
 
 pub(crate) struct Event {
     pub(crate) ident: syn::Ident,
     pub(crate) type_name: String,
+    /// The `type = "..."` literal, for the duplicate check's span.
+    pub(crate) type_lit: Option<syn::LitStr>,
+    /// `::mercure_track::__private_v0_1`, or under the path given by `crate = ...`.
+    pub(crate) private: proc_macro2::TokenStream,
     pub(crate) topics: Vec<Topic>,
-    pub(crate) private: bool,
+    /// `#[mercure(private)]`: updates are private.
+    pub(crate) private_updates: bool,
     pub(crate) kind: Kind,
     pub(crate) fields: Vec<Field>,
 }
@@ -33,6 +37,8 @@ pub(crate) enum Rule {
 
 pub(crate) struct Field {
     pub(crate) ident: syn::Ident,
+    /// The name in the JSON, the schema and topic placeholders: `ref` for `r#ref`, as serde.
+    pub(crate) name: String,
     pub(crate) ty: syn::Type,
     pub(crate) context: Option<syn::ExprPath>,
     /// Foreign keys that start the context path from their model's triggers.
@@ -105,9 +111,9 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 continue;
             };
             let from = match &field_attrs.from {
-                Some(lit) => match lit.parse::<syn::Ident>() {
-                    Ok(ident) => ident,
-                    Err(_) => {
+                Some(lit) => match ident_from_name(&lit.value(), lit.span()) {
+                    Some(ident) => ident,
+                    None => {
                         errors.spanned(lit, "expected `from = \"field\"`, a field name");
                         field_ident.clone()
                     }
@@ -121,6 +127,7 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 );
             }
             fields.push(Field {
+                name: unraw(&field_ident),
                 ident: field_ident,
                 ty: field.ty.clone(),
                 context: field_attrs.context,
@@ -131,7 +138,10 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
         }
     }
 
-    let field_names: HashSet<String> = fields.iter().map(|f| f.ident.to_string()).collect();
+    let field_names: Vec<(String, syn::Ident)> = fields
+        .iter()
+        .map(|f| (f.name.clone(), f.ident.clone()))
+        .collect();
     if attrs.topics.is_empty() && attrs.type_name.is_some() {
         errors.spanned(
             &ident,
@@ -157,9 +167,9 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
             );
         }
     }
-    let trigger_models: Vec<String> = attrs.triggers.iter().map(model_path_string).collect();
+    let trigger_models: Vec<String> = attrs.triggers.iter().map(model_name).collect();
     for via in fields.iter().flat_map(|f| &f.via) {
-        if via.path.segments.len() >= 2 && !trigger_models.contains(&model_path_string(via)) {
+        if via.path.segments.len() >= 2 && !trigger_models.contains(&model_name(via)) {
             errors.spanned(
                 via,
                 "`via` names a foreign key of a model that no `#[trigger(...)]` of this event is on: the path it starts is never taken",
@@ -191,18 +201,6 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                             "field `{}` of a triggered event needs `#[context(Model::column)]`: where its value comes from",
                             field.ident
                         ),
-                    );
-                }
-            }
-            for path in attrs
-                .triggers
-                .iter()
-                .chain(fields.iter().filter_map(|f| f.context.as_ref()))
-            {
-                if path.path.segments.len() < 2 {
-                    errors.spanned(
-                        path,
-                        "expected a column marker `Model::field`, such as `Order::status`",
                     );
                 }
             }
@@ -242,8 +240,10 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
     Event {
         ident,
         type_name,
+        type_lit: attrs.type_name,
+        private: private_path(attrs.krate.as_ref()),
         topics,
-        private: attrs.private.is_some(),
+        private_updates: attrs.private.is_some(),
         kind,
         fields,
     }
@@ -251,16 +251,16 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
 
 /// `order_ids` gathers `order_id`.
 fn default_from(field: &syn::Ident) -> syn::Ident {
-    let name = field.to_string();
-    match name.strip_suffix('s') {
-        Some(singular) if !singular.is_empty() => syn::Ident::new(singular, field.span()),
-        _ => field.clone(),
-    }
+    let name = unraw(field);
+    name.strip_suffix('s')
+        .filter(|singular| !singular.is_empty())
+        .and_then(|singular| ident_from_name(singular, field.span()))
+        .unwrap_or_else(|| field.clone())
 }
 
 fn parse_topic(
     lit: syn::LitStr,
-    fields: &HashSet<String>,
+    fields: &[(String, syn::Ident)],
     event: &syn::Ident,
     errors: &mut Errors,
 ) -> Topic {
@@ -284,8 +284,21 @@ fn parse_topic(
                     errors.spanned(&lit, "unclosed `{` in topic template; expected `{field}`");
                     break;
                 }
-                if !fields.contains(&name) {
-                    let mut known: Vec<_> = fields.iter().map(String::as_str).collect();
+                let found = fields.iter().find(|(field, _)| *field == name);
+                let bare = name.strip_prefix("r#");
+                if let (None, Some(bare)) = (found, bare)
+                    && fields.iter().any(|(field, _)| field == bare)
+                {
+                    errors.spanned(
+                        &lit,
+                        format_args!(
+                            "topic placeholder `{{{name}}}`: write `{{{bare}}}`, the field's name without `r#` (as in the JSON)"
+                        ),
+                    );
+                    continue;
+                }
+                let Some((_, field)) = found else {
+                    let mut known: Vec<_> = fields.iter().map(|(name, _)| name.as_str()).collect();
                     known.sort_unstable();
                     errors.spanned(
                         &lit,
@@ -295,11 +308,13 @@ fn parse_topic(
                         ),
                     );
                     continue;
-                }
+                };
                 if !text.is_empty() {
                     parts.push(TopicPart::Text(std::mem::take(&mut text)));
                 }
-                parts.push(TopicPart::Field(syn::Ident::new(&name, lit.span())));
+                let mut field = field.clone();
+                field.set_span(lit.span());
+                parts.push(TopicPart::Field(field));
             }
             '}' => {
                 errors.spanned(&lit, "unmatched `}` in topic template; expected `{field}`");
@@ -316,13 +331,15 @@ fn parse_topic(
     Topic { lit, parts }
 }
 
-/// The model part of a column marker path, as text: `Order` for `Order::status`.
-pub(crate) fn model_path_string(path: &syn::ExprPath) -> String {
-    let segments: Vec<String> = path
-        .path
-        .segments
-        .iter()
-        .map(|s| quote::quote!(#s).to_string())
-        .collect();
-    segments[..segments.len().saturating_sub(1)].join("::")
+/// The name of the model of a column marker path: `Order` for `Order::status` and
+/// `self::models::Order::status`. Only to pair a `via` with its trigger; the compiler then
+/// checks that both name the same model type.
+pub(crate) fn model_name(path: &syn::ExprPath) -> String {
+    let segments = &path.path.segments;
+    segments
+        .len()
+        .checked_sub(2)
+        .and_then(|index| segments.iter().nth(index))
+        .map(|segment| segment.ident.to_string())
+        .unwrap_or_default()
 }

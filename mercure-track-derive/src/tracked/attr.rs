@@ -3,17 +3,20 @@
 use crate::attr::{SeenKeys, flag, parse_attrs, string_value, unknown_key};
 use crate::errors::Errors;
 
-const STRUCT_KEYS: &str = "`table = \"...\"`";
-const FIELD_KEYS: &str = "`primary_key`, `belongs_to = Parent`, `column = \"...\"`, `skip`";
+const STRUCT_KEYS: &str = "`table = \"...\"`, `crate = path`";
+const FIELD_KEYS: &str =
+    "`primary_key`, `belongs_to = Parent`, `column = \"...\"`, `setter = \"...\"`, `skip`";
 
 pub(crate) struct StructAttrs {
     pub(crate) table: Option<syn::LitStr>,
+    pub(crate) krate: Option<syn::Path>,
 }
 
 pub(crate) struct FieldAttrs {
     pub(crate) primary_key: Option<syn::Path>,
     pub(crate) belongs_to: Option<syn::Path>,
     pub(crate) column: Option<syn::LitStr>,
+    pub(crate) setter: Option<syn::LitStr>,
     pub(crate) skip: Option<syn::Path>,
 }
 
@@ -25,7 +28,10 @@ pub(crate) struct Parsed {
 }
 
 pub(crate) fn parse(input: &syn::DeriveInput, errors: &mut Errors) -> Parsed {
-    let mut attrs = StructAttrs { table: None };
+    let mut attrs = StructAttrs {
+        table: None,
+        krate: None,
+    };
     let mut seen = SeenKeys::default();
     parse_attrs(&input.attrs, "tracked", errors, |meta, errors| {
         if meta.path.is_ident("table") {
@@ -34,7 +40,13 @@ pub(crate) fn parse(input: &syn::DeriveInput, errors: &mut Errors) -> Parsed {
                 attrs.table = Some(value);
             }
             Ok(())
-        } else if ["primary_key", "belongs_to", "column", "skip"]
+        } else if meta.path.is_ident("crate") {
+            let value = crate::attr::crate_value(meta)?;
+            if seen.first(meta, "crate", errors) {
+                attrs.krate = Some(value);
+            }
+            Ok(())
+        } else if ["primary_key", "belongs_to", "column", "setter", "skip"]
             .iter()
             .any(|key| meta.path.is_ident(key))
         {
@@ -63,6 +75,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
         primary_key: None,
         belongs_to: None,
         column: None,
+        setter: None,
         skip: None,
     };
     let mut seen = SeenKeys::default();
@@ -89,9 +102,15 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> FieldAttrs {
             if seen.first(meta, "column", errors) {
                 attrs.column = Some(value);
             }
-        } else if meta.path.is_ident("table") {
+        } else if meta.path.is_ident("setter") {
+            let value = string_value(meta, "setter = \"...\"")?;
+            if seen.first(meta, "setter", errors) {
+                attrs.setter = Some(value);
+            }
+        } else if meta.path.is_ident("table") || meta.path.is_ident("crate") {
             errors.push(meta.error(format_args!(
-                "`table` belongs on the struct; on a field, expected one of: {FIELD_KEYS}"
+                "`{}` belongs on the struct; on a field, expected one of: {FIELD_KEYS}",
+                crate::attr::key_name(meta)
             )));
             crate::attr::skip_value(meta)?;
         } else {

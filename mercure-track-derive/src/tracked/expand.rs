@@ -1,44 +1,60 @@
 //! Stage 3: the generated code of `#[derive(Tracked)]`.
+//!
+//! Hygiene as in serde_derive: every path is absolute (`::core`, or the runtime's versioned
+//! support module, whose path `crate = ...` can change), every local and parameter starts with
+//! `__`, and nothing relies on the prelude.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::model::Model;
+use crate::attr::unraw;
 
 pub(crate) fn expand(model: &Model) -> TokenStream {
     let ident = &model.ident;
     let vis = &model.vis;
     let table = &model.table;
     let name = ident.to_string();
-    let p = quote!(::mercure_track::__private);
+    let p = &model.private;
 
     let markers = model.columns.iter().enumerate().map(|(index, column)| {
         let field = &column.field;
         let vis = &column.vis;
         let ty = &column.ty;
         let doc = format!(
-            "The column `{}` of `{}` (field `{field}`).",
-            column.name, table
+            "The column `{}` of `{}` (field `{}`).",
+            column.name,
+            table,
+            unraw(field)
         );
-        match &column.belongs_to {
-            Some(parent) => quote_spanned! {field.span()=>
-                #[doc = #doc]
-                #[allow(non_upper_case_globals)]
-                #vis const #field: #p::ForeignKeyColumn<#ident, #ty, #parent> =
-                    #p::ForeignKeyColumn::__new(#index);
-            },
-            None => quote_spanned! {field.span()=>
-                #[doc = #doc]
-                #[allow(non_upper_case_globals)]
-                #vis const #field: #p::Column<#ident, #ty> = #p::Column::__new(#index);
-            },
+        let marker = match &column.belongs_to {
+            _ if column.primary_key => quote!(#p::KeyColumn<#ident, #ty>),
+            Some(parent) => quote!(#p::ForeignKeyColumn<#ident, #ty, #parent>),
+            None => quote!(#p::Column<#ident, #ty>),
+        };
+        let constructor = match &column.belongs_to {
+            _ if column.primary_key => quote!(#p::KeyColumn),
+            Some(_) => quote!(#p::ForeignKeyColumn),
+            None => quote!(#p::Column),
+        };
+        quote_spanned! {field.span()=>
+            #[doc = #doc]
+            #[allow(non_upper_case_globals)]
+            #vis const #field: #marker = #constructor::__new(#index);
+        }
+    });
+    let skipped = model.skipped.iter().map(|(field, vis)| {
+        let name = unraw(field);
+        quote_spanned! {field.span()=>
+            #[doc(hidden)]
+            #[allow(non_upper_case_globals)]
+            #vis const #field: #p::SkippedField<#ident> = #p::SkippedField::__new(#name);
         }
     });
 
     let column_infos = model.columns.iter().map(|column| {
-        let field = column.field.to_string();
-        let field = field.trim_start_matches("r#");
+        let field = unraw(&column.field);
         let column_name = &column.name;
         let primary_key = column.primary_key;
         let belongs_to = match &column.belongs_to {
@@ -55,11 +71,14 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         }
     });
 
+    // A link from the model to itself is not searched: a trigger and a context on the same
+    // model then need no join whatever path spells the model, and a tree is not ambiguous.
     let parents = model
         .columns
         .iter()
         .enumerate()
         .rev()
+        .filter(|(_, column)| !column.self_link)
         .filter_map(|(index, column)| column.belongs_to.as_ref().map(|parent| (index, parent)))
         .fold(quote!(#p::Nil), |tail, (index, parent)| {
             quote!(#p::Cons<#p::ForeignKey<#ident, #parent, #index>, #tail>)
@@ -68,6 +87,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let foreign_key_checks = model.columns.iter().filter_map(|column| {
         let parent = column.belongs_to.as_ref()?;
         let ty = &column.ty;
+        let p = crate::attr::respan(p, parent.span());
         Some(quote_spanned! {parent.span()=>
             #p::assert_foreign_key::<#ty, <#parent as #p::Model>::Key>();
         })
@@ -93,6 +113,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         #[automatically_derived]
         impl #ident {
             #(#markers)*
+            #(#skipped)*
             /// Fires for rows inserted through a tracked session.
             #vis const INSERT: #p::RowTrigger<#ident> = #p::RowTrigger::__new(#p::RowChange::Insert);
             /// Fires for rows deleted through a tracked session.
@@ -121,12 +142,12 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     }
 }
 
-/// Setters, `find`, `insert` and `delete`, generic over the session (see
-/// `mercure_track::session`).
+/// The setters, generic over the session (see `mercure_track::session`), and the binding of
+/// a row's values for `insert`. `find`, `insert` and `delete` are methods of the `Model` trait,
+/// so that they never hide a user's methods of the same names.
 fn session_methods(model: &Model) -> TokenStream {
-    let p = quote!(::mercure_track::__private);
+    let p = &model.private;
     let ident = &model.ident;
-    let vis = &model.vis;
     let Some(pk) = model.primary_key.map(|i| &model.columns[i]) else {
         return TokenStream::new();
     };
@@ -136,19 +157,17 @@ fn session_methods(model: &Model) -> TokenStream {
         .columns
         .iter()
         .enumerate()
-        .filter(|(_, c)| !c.primary_key)
-        .map(|(index, column)| {
+        .filter_map(|(index, column)| Some((index, column, column.setter.as_ref()?)))
+        .map(|(index, column, setter)| {
             let field = &column.field;
             let vis = &column.vis;
             let ty = &column.ty;
-            let name = field.to_string();
-            let name = name.trim_start_matches("r#");
-            let setter = format_ident!("set_{}", name, span = field.span());
-            let by_key = format_ident!("set_{}_by_key", name, span = field.span());
+            let name = unraw(field);
+            let by_key = quote::format_ident!("{}_by_key", setter, span = setter.span());
             let doc = format!(
                 "Sets `{name}` in the database and in this value, through a tracked session. \
              Returns whether the value changed (decided by the database); a change is recorded \
-             for the events `{ident}::{name}` triggers. A missing row is an error."
+             for the tracked events `{ident}::{name}` triggers. A missing row is an error."
             );
             let doc_by_key = format!(
                 "Sets `{name}` of the row with key `key`, without loading it. Returns whether the \
@@ -158,32 +177,37 @@ fn session_methods(model: &Model) -> TokenStream {
                 #[doc = #doc]
                 #vis async fn #setter<__S>(
                     &mut self,
-                    session: &mut __S,
-                    value: impl ::core::convert::Into<#ty>,
+                    __session: &mut __S,
+                    __value: impl ::core::convert::Into<#ty>,
                 ) -> ::core::result::Result<bool, __S::Error>
                 where
                     __S: #p::WriteColumn<#ident, #ty>,
                 {
-                    let value: #ty = value.into();
-                    let changed = session
-                        .write_column(#p::Column::__new(#index), &self.#key_field, &value)
-                        .await?;
-                    self.#field = value;
-                    ::core::result::Result::Ok(changed)
+                    let __value: #ty = ::core::convert::Into::into(__value);
+                    let __changed = #p::WriteColumn::write_column(
+                        __session,
+                        #p::Column::__new(#index),
+                        &self.#key_field,
+                        &__value,
+                    )
+                    .await?;
+                    self.#field = __value;
+                    ::core::result::Result::Ok(__changed)
                 }
 
                 #[doc = #doc_by_key]
                 #vis async fn #by_key<__S>(
-                    session: &mut __S,
-                    key: impl ::core::convert::Into<#key_ty>,
-                    value: impl ::core::convert::Into<#ty>,
+                    __session: &mut __S,
+                    __key: impl ::core::convert::Into<#key_ty>,
+                    __value: impl ::core::convert::Into<#ty>,
                 ) -> ::core::result::Result<bool, __S::Error>
                 where
                     __S: #p::WriteColumn<#ident, #ty>,
                 {
-                    let key: #key_ty = key.into();
-                    let value: #ty = value.into();
-                    session.write_column(#p::Column::__new(#index), &key, &value).await
+                    let __key: #key_ty = ::core::convert::Into::into(__key);
+                    let __value: #ty = ::core::convert::Into::into(__value);
+                    #p::WriteColumn::write_column(__session, #p::Column::__new(#index), &__key, &__value)
+                        .await
                 }
             }
         });
@@ -194,42 +218,12 @@ fn session_methods(model: &Model) -> TokenStream {
     let binds = model.columns.iter().map(|column| {
         let field = &column.field;
         let ty = &column.ty;
-        quote!(<__B as #p::BindValue<#ty>>::bind_value(binder, &self.#field);)
+        quote!(<__B as #p::BindValue<#ty>>::bind_value(__binder, &self.#field);)
     });
     quote! {
         #[automatically_derived]
         impl #ident {
             #(#setters)*
-
-            /// Loads the row with key `key` through a session; a missing row is an error.
-            #vis async fn find<__S>(
-                session: &mut __S,
-                key: impl ::core::convert::Into<#key_ty>,
-            ) -> ::core::result::Result<Self, __S::Error>
-            where
-                __S: #p::FindRow<#ident>,
-            {
-                let key: #key_ty = key.into();
-                session.find_row(&key).await
-            }
-
-            /// Inserts this row through a tracked session, recording `INSERT` for the events it
-            /// triggers.
-            #vis async fn insert<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
-            where
-                __S: #p::InsertRow<#ident>,
-            {
-                session.insert_row(self).await
-            }
-
-            /// Deletes this row through a tracked session; the contexts of the events `DELETE`
-            /// triggers are resolved before the row disappears. A missing row is an error.
-            #vis async fn delete<__S>(&self, session: &mut __S) -> ::core::result::Result<(), __S::Error>
-            where
-                __S: #p::DeleteRow<#ident>,
-            {
-                session.delete_row(&self.#key_field).await
-            }
         }
 
         #[automatically_derived]
@@ -237,7 +231,7 @@ fn session_methods(model: &Model) -> TokenStream {
         where
             __B: #(#bind_bounds)+*
         {
-            fn bind_columns(&self, binder: &mut __B) {
+            fn bind_columns(&self, __binder: &mut __B) {
                 #(#binds)*
             }
         }

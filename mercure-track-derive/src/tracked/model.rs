@@ -1,6 +1,7 @@
 //! Stage 2: the validated model of a tracked struct.
 
 use super::attr::Parsed;
+use crate::attr::{private_path, unraw};
 use crate::errors::Errors;
 
 pub(crate) struct Model {
@@ -11,6 +12,10 @@ pub(crate) struct Model {
     pub(crate) columns: Vec<Column>,
     /// Index into `columns`; `None` only when an error was reported.
     pub(crate) primary_key: Option<usize>,
+    /// `#[tracked(skip)]` fields: markers that say why they cannot be named.
+    pub(crate) skipped: Vec<(syn::Ident, syn::Visibility)>,
+    /// `::mercure_track::__private_v0_1`, or under the path given by `crate = ...`.
+    pub(crate) private: proc_macro2::TokenStream,
 }
 
 pub(crate) struct Column {
@@ -20,6 +25,11 @@ pub(crate) struct Column {
     pub(crate) name: String,
     pub(crate) primary_key: bool,
     pub(crate) belongs_to: Option<syn::Path>,
+    /// Whether `belongs_to` names the model itself (a tree): not followed by the reach search.
+    pub(crate) self_link: bool,
+    /// The setter's name (`set_<field>` unless `#[tracked(setter = "...")]`); `None` for the
+    /// key, and for a name taken by another setter (an error was reported).
+    pub(crate) setter: Option<syn::Ident>,
 }
 
 pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Errors) -> Model {
@@ -76,6 +86,7 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
 
     let mut columns = Vec::new();
     let mut primary_key = None;
+    let mut skipped = Vec::new();
     if let Some(named) = named {
         for (field, attrs) in named.named.iter().zip(parsed.fields) {
             let Some(field_ident) = field.ident.clone() else {
@@ -86,12 +97,14 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                     (attrs.primary_key.is_some(), "primary_key"),
                     (attrs.belongs_to.is_some(), "belongs_to"),
                     (attrs.column.is_some(), "column"),
+                    (attrs.setter.is_some(), "setter"),
                 ] {
                     if present {
                         errors
                             .spanned(skip, format_args!("a `skip` field cannot also be `{what}`"));
                     }
                 }
+                skipped.push((field_ident, field.vis.clone()));
                 continue;
             }
             let name = match &attrs.column {
@@ -99,8 +112,24 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                     check_identifier(column, "column", errors);
                     column.value()
                 }
-                None => field_ident.to_string().trim_start_matches("r#").to_owned(),
+                None => unraw(&field_ident),
             };
+            let setter = match (&attrs.primary_key, &attrs.setter) {
+                (Some(_), Some(lit)) => {
+                    errors.spanned(
+                        lit,
+                        "the primary key has no setter: a tracked session never writes a key",
+                    );
+                    None
+                }
+                (Some(_), None) => None,
+                (None, setter) => Some(setter_name(&field_ident, setter.as_ref(), errors)),
+            };
+            let self_link = attrs.belongs_to.as_ref().is_some_and(|parent| {
+                parent.is_ident("Self")
+                    || (parent.segments.last().is_some_and(|s| s.ident == ident)
+                        && parent.segments.iter().all(|s| s.arguments.is_none()))
+            });
             if let Some(pk) = &attrs.primary_key {
                 if primary_key.is_some() {
                     errors.spanned(
@@ -124,6 +153,8 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
                 name,
                 primary_key: attrs.primary_key.is_some(),
                 belongs_to: attrs.belongs_to,
+                self_link,
+                setter,
             });
         }
         let mut names = std::collections::HashSet::new();
@@ -145,12 +176,45 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
         }
     }
 
+    let mut setters = std::collections::HashSet::new();
+    for column in &mut columns {
+        let Some(setter) = &column.setter else {
+            continue;
+        };
+        if !setters.insert(setter.to_string()) {
+            errors.spanned(
+                &column.field,
+                format_args!(
+                    "two setters are named `{setter}`: rename one with `#[tracked(setter = \"...\")]`"
+                ),
+            );
+            column.setter = None;
+        }
+    }
+
     Model {
         ident,
         vis: input.vis.clone(),
         table,
         columns,
         primary_key,
+        skipped,
+        private: private_path(parsed.attrs.krate.as_ref()),
+    }
+}
+
+/// `set_<field>`, or the name given with `setter = "..."`.
+fn setter_name(field: &syn::Ident, setter: Option<&syn::LitStr>, errors: &mut Errors) -> syn::Ident {
+    let default = quote::format_ident!("set_{}", unraw(field), span = field.span());
+    match setter {
+        Some(lit) => match lit.parse::<syn::Ident>() {
+            Ok(ident) => ident,
+            Err(_) => {
+                errors.spanned(lit, "expected `setter = \"name\"`, a method name");
+                default
+            }
+        },
+        None => default,
     }
 }
 

@@ -134,7 +134,11 @@ const RECORD_COLUMNS: &str =
 
 fn record<DB: Dialect>(row: &DB::Row) -> Result<(OutboxRecord, i64), Error> {
     let id = DB::decode_text(row, 1)?;
-    let topics: Vec<String> = serde_json::from_str(&DB::decode_text(row, 3)?).unwrap_or_default();
+    let topics: Vec<String> =
+        serde_json::from_str(&DB::decode_text(row, 3)?).unwrap_or_else(|error| {
+            tracing::warn!(%id, %error, "outbox row with unreadable topics: read as no topic");
+            Vec::new()
+        });
     let update = Update::new(topics, DB::decode_text(row, 4)?)
         .private(DB::decode_bool(row, 5)?)
         .id(id.clone());
