@@ -240,6 +240,7 @@ pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
 };
+pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use wire::Update;
 
 /// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
