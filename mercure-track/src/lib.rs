@@ -235,7 +235,6 @@ pub use model::{
     RowChange, RowTrigger, Trigger, TriggerKey,
 };
 pub use protocol::ProtocolVersion;
-pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
