@@ -969,11 +969,8 @@ impl HubRecorder {
     async fn subscribe(hub_url: &str) -> Result<Self, LoadError> {
         let key = JwtKey::new(DEVELOPMENT_KEY);
         let token = JwtSigner::subscriber(&key, Algorithm::Hs256, vec!["*".to_owned()], None)
-            .and_then(|signer| {
-                signer
-                    .token()
-                    .map_err(mercure_track::publisher::ConfigError::InvalidKey)
-            })
+            .map_err(|error| LoadError::Hub(error.to_string()))?
+            .token()
             .map_err(|error| LoadError::Hub(error.to_string()))?;
         let marker = format!("load-marker-{}", unique());
         let received = Arc::new(Mutex::new(Vec::new()));
