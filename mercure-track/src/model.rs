@@ -272,6 +272,7 @@ impl<M: Model, T, Parent> Trigger for ForeignKeyColumn<M, T, Parent> {
     }
 }
 
+
 /// The marker of a model's primary key: `Order::id`. A [`Column`] (it dereferences to one,
 /// so `Order::id.eq("abc")` and `.name()` work) that can fill a context but cannot trigger an
 /// event: no setter writes a key, so such a trigger would never fire. Use `Model::INSERT` or
@@ -315,6 +316,7 @@ impl<M: Model, T> fmt::Debug for KeyColumn<M, T> {
         self.column.fmt(f)
     }
 }
+
 
 /// What `#[derive(Tracked)]` generates for a `#[tracked(skip)]` field, so that naming it in
 /// `#[trigger(...)]` or `#[context(...)]` says why it cannot be used. Not public API.
@@ -471,6 +473,7 @@ impl<M: Model> Trigger for RowTrigger<M> {
         }
     }
 }
+
 
 /// What generated code checks on the paths of `#[trigger(...)]` and `#[context(...)]`; not
 /// public API. Every column marker is a `Marker`; the associated types say, at the type
