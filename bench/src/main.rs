@@ -3,10 +3,11 @@
 //! on loopback.
 //!
 //! ```text
-//! cargo run --release -p mercure-track-bench -- [--json] [--quick] [--load]
+//! cargo run --release -p mercure-track-bench -- [--json] [--quick] [--load] [--relay]
 //! ```
 //!
 //! `--load` runs only the load test of the example application (`load.rs`).
+//! `--relay` runs only the outbox relay bench (`relay.rs`).
 //!
 //! PostgreSQL runs when `MERCURE_TRACK_PG_URL` is set. The last line of output is one JSON
 //! object with every figure and ratio; `--json` prints only that line.
@@ -17,6 +18,7 @@
 mod domain;
 mod hand;
 mod load;
+mod relay;
 mod runner;
 
 use std::sync::Arc;
@@ -37,6 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.iter().any(|a| a == "--load") {
         println!("{}", json!({ "load": load::run(quick, !json_only).await }));
         return Ok(());
+    }
+    if args.iter().any(|a| a == "--relay") {
+        return relay::main(quick, json_only).await;
     }
     let options = runner::Options {
         overhead_rounds: if quick { 30 } else { 400 },

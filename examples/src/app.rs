@@ -94,8 +94,15 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let database = match &config.database_url {
         Some(url) => url.clone(),
         None => {
-            let path = std::env::temp_dir()
-                .join(format!("mercure-track-demo-{}.sqlite", std::process::id()));
+            // A new file for every start: a second application in this process (the tests
+            // start several) must not reuse the name of a database whose connections may still
+            // be closing (the last one to close removes its `-wal` file by name).
+            static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "mercure-track-demo-{}-{start}.sqlite",
+                std::process::id()
+            ));
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }

@@ -304,6 +304,62 @@ async fn double_submits_never_answer_500(app: &App) {
 }
 on_both_databases!(double_submits_never_answer_500);
 
+/// Ten advances of one order at once: each 200 moved it one step (NEW → PROCESSING →
+/// READY_FOR_REVIEW → APPROVED, each answered once), the others are 409; none read a status
+/// another request was changing.
+async fn concurrent_advances_move_one_step_each(app: &App) {
+    let url = format!("{}/api/orders/ord-1001/advance", app.running.url);
+    let answers = futures_join_all((0..10).map(|_| {
+        let request = app.http.post(&url);
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    }))
+    .await;
+    let mut moved_to: Vec<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| {
+            serde_json::from_str::<Value>(body).expect("JSON")["status"]
+                .as_str()
+                .expect("a status")
+                .to_owned()
+        })
+        .collect();
+    moved_to.sort();
+    assert_eq!(
+        moved_to,
+        ["APPROVED", "PROCESSING", "READY_FOR_REVIEW"],
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| [200, 409].contains(status)),
+        "{answers:?}"
+    );
+    let order = app.json("/api/orders/ord-1001").await;
+    assert_eq!(order["order"]["status"], "APPROVED", "{order}");
+}
+on_both_databases!(concurrent_advances_move_one_step_each);
+
+/// Runs the futures concurrently; their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.expect("a request"));
+    }
+    outputs
+}
+
 /// The order page's cookie: none for an order that does not exist (whatever the id spells,
 /// `{+x}` included), and for an existing order exactly its own topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,6 +593,30 @@ fn startup_errors_print_no_password() {
             "{vars:?} printed the password: {output}"
         );
     }
+}
+
+/// The pages never give browsers a hub URL with credentials: the library refuses such a URL at
+/// startup, and its error does not show the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_never_show_the_hub_password() {
+    let database = Scratch::sqlite();
+    let mut config = AppConfig::embedded_on_free_port(Duration::from_millis(5));
+    config.database_url = Some(database.url().to_owned());
+    config.discovery.hub_url =
+        format!("https://hub-user:{PASSWORD}@hub.example/.well-known/mercure");
+    let error = match app::start(config).await {
+        Ok(running) => {
+            running.shutdown(Duration::from_secs(10)).await;
+            panic!("the application started with credentials in the hub URL");
+        }
+        Err(error) => error.to_string(),
+    };
+    database.finish().await;
+    assert!(error.contains("credentials"), "{error}");
+    assert!(
+        !error.contains(PASSWORD),
+        "the error showed the hub password: {error}"
+    );
 }
 
 /// The startup banner shows `DATABASE_URL` without its password (PostgreSQL: the test server

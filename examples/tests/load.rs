@@ -10,14 +10,17 @@ use mercure_track_examples::load::{self, LoadConfig, Scratch};
 const CLIENTS: usize = 8;
 const SECONDS: u64 = 5;
 
-/// The PostgreSQL server of the tests. These tests are ignored without
+/// A new schema on the PostgreSQL server of the tests. These tests are ignored without
 /// `MERCURE_TRACK_PG_URL` (`cfg(mercure_track_pg)`, set by the build script); when they run, a
 /// server that is missing fails them.
-fn pg_server() -> String {
-    std::env::var("MERCURE_TRACK_PG_URL")
+async fn postgres() -> Scratch {
+    let server = std::env::var("MERCURE_TRACK_PG_URL")
         .ok()
         .filter(|url| !url.is_empty())
-        .expect("missing service: PostgreSQL: set MERCURE_TRACK_PG_URL")
+        .expect("missing service: PostgreSQL: set MERCURE_TRACK_PG_URL");
+    Scratch::postgres(&server)
+        .await
+        .expect("missing service: PostgreSQL schema")
 }
 
 async fn check(database: Scratch, outbox: bool) {
@@ -48,9 +51,7 @@ async fn sqlite_outbox_load_answers_no_5xx_and_loses_no_event() {
     ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
 )]
 async fn postgres_direct_load_answers_no_5xx_and_loses_no_event() {
-    let server = pg_server();
-    let database = Scratch::postgres(&server).await;
-    check(database.expect("missing service: PostgreSQL schema"), false).await;
+    check(postgres().await, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +60,5 @@ async fn postgres_direct_load_answers_no_5xx_and_loses_no_event() {
     ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
 )]
 async fn postgres_outbox_load_answers_no_5xx_and_loses_no_event() {
-    let server = pg_server();
-    let database = Scratch::postgres(&server).await;
-    check(database.expect("missing service: PostgreSQL schema"), true).await;
+    check(postgres().await, true).await;
 }

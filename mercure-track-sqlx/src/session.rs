@@ -341,6 +341,7 @@ impl<DB: Dialect> TrackedSession<DB> {
                     summary.queued = updates.len();
                     crate::outbox::write::<DB>(&mut tx, updates).await?;
                     tx.commit().await?;
+                    crate::outbox::committed(&self.pool);
                 }
             }
             let span = tracing::Span::current();

@@ -60,3 +60,36 @@ impl Publisher for GatedPublisher {
         })
     }
 }
+
+/// Publishes through one of two publishers, switched at run time: a misconfigured key, then
+/// the corrected one, without restarting what uses it.
+#[derive(Clone)]
+pub struct SwitchedPublisher {
+    /// Used while `use_second` is false.
+    pub first: Arc<dyn Publisher>,
+    /// Used once `use_second` is set.
+    pub second: Arc<dyn Publisher>,
+    /// Which one publishes.
+    pub use_second: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for SwitchedPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwitchedPublisher")
+            .field("use_second", &self.use_second)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher for SwitchedPublisher {
+    fn publish_update(
+        &self,
+        update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+        if self.use_second.load(std::sync::atomic::Ordering::SeqCst) {
+            self.second.publish_update(update)
+        } else {
+            self.first.publish_update(update)
+        }
+    }
+}

@@ -1,0 +1,13 @@
+-- mercure-track outbox, second step (SQLite): lanes, merge groups and leases, so that the
+-- relay claims work in short transactions and publishes with none open. Copy into your
+-- migrations after 0001, or call mercure_track_sqlx::outbox::create_table.
+ALTER TABLE mercure_outbox ADD COLUMN lane TEXT NOT NULL DEFAULT '';
+ALTER TABLE mercure_outbox ADD COLUMN batch BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE mercure_outbox ADD COLUMN group_seq BIGINT;
+ALTER TABLE mercure_outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE mercure_outbox ADD COLUMN claimed_until BIGINT;
+UPDATE mercure_outbox SET lane = topics WHERE lane = '';
+CREATE INDEX IF NOT EXISTS mercure_outbox_lane ON mercure_outbox (lane, seq)
+    WHERE delivered_at IS NULL AND dead_at IS NULL;
+CREATE INDEX IF NOT EXISTS mercure_outbox_group ON mercure_outbox (group_seq)
+    WHERE delivered_at IS NULL AND dead_at IS NULL;
