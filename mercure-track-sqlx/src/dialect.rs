@@ -25,6 +25,14 @@ pub trait Dialect: Database + Sized {
     /// "database is locked"). PostgreSQL: `BEGIN` (row locks are taken by each write).
     const BEGIN: &'static str;
 
+    /// The most bound parameters one statement may carry (SQLite 32 766 since 3.32,
+    /// PostgreSQL 65 535). Set-based writes split their keys and rows to stay below it.
+    const MAX_PARAMETERS: usize;
+
+    /// Appended to a `SELECT` whose rows a set-based write then changes: ` FOR UPDATE` on
+    /// PostgreSQL; nothing on SQLite, whose session already holds the database's write lock.
+    const LOCK_ROWS: &'static str;
+
     /// Runs a statement; returns the number of rows it affected.
     fn execute<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,
@@ -180,6 +188,8 @@ impl Dialect for Sqlite {
     // `IS DISTINCT FROM` needs SQLite 3.39; `IS NOT` is the same test on every version.
     const DISTINCT_FROM: &'static str = "IS NOT";
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const MAX_PARAMETERS: usize = 32_766;
+    const LOCK_ROWS: &'static str = "";
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::SQLITE_OUTBOX;
 
     shared_dialect_methods!();
@@ -216,6 +226,8 @@ where
 impl Dialect for Postgres {
     const DISTINCT_FROM: &'static str = "IS DISTINCT FROM";
     const BEGIN: &'static str = "BEGIN";
+    const MAX_PARAMETERS: usize = 65_535;
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::POSTGRES_OUTBOX;
 
     shared_dialect_methods!();

@@ -105,6 +105,20 @@ pub struct Binder<'q, DB: Dialect> {
     query: SqlQuery<'q, DB>,
 }
 
+impl<'q, DB: Dialect> Binder<'q, DB> {
+    /// A binder for the statement `sql`.
+    pub(crate) fn new(sql: &'q str) -> Self {
+        Self {
+            query: sqlx::query(sql),
+        }
+    }
+
+    /// The statement with its values.
+    pub(crate) fn into_query(self) -> SqlQuery<'q, DB> {
+        self.query
+    }
+}
+
 impl<'q, DB, T> BindValue<T> for Binder<'q, DB>
 where
     DB: Dialect,

@@ -221,6 +221,7 @@ pub mod reach;
 pub mod registry;
 pub mod schema;
 pub mod session;
+pub mod set_based;
 pub mod wire;
 
 pub use autotrack::{AutoTracked, TrackingSession};
@@ -232,10 +233,13 @@ pub use model::{
     Column, ColumnInfo, ColumnKey, ForeignKeyColumn, KeyColumn, Model, ModelInfo, Predicate,
     RowChange, RowTrigger, Trigger, TriggerKey,
 };
-pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
+};
+pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
+pub use set_based::{
+    Assignable, Condition, DeleteRows, DeleteWhere, Filter, InsertRows, UpdateRows, UpdateWhere,
 };
 pub use wire::{ProtocolVersion, Update};
 
@@ -280,6 +284,7 @@ pub mod __private_v0_1 {
     pub use crate::registry::Registration;
     pub use crate::schema::object_schema;
     pub use crate::session::{BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn};
+    pub use crate::set_based::SetValue;
 
     /// Checks that `trigger` is a marker that can fire and returns its spec; `contexts`
     /// receives the trigger's model (as a type) to search the context paths from.
