@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use mercure_track::session::BindColumns;
 use mercure_track::set_based::{
-    DeleteRows, DeleteWhere, Filter, InsertRows, SetValue, UpdateRows, UpdateWhere,
+    DeleteRows, DeleteWhere, InsertRows, SetValue, UpdateRows, UpdateWhere,
 };
 use mercure_track::{Column, Model, RowChange, RowTrigger, Trigger};
 use sqlx::{Encode, Type};
@@ -13,7 +13,7 @@ use sqlx::{Encode, Type};
 use crate::dialect::{Dialect, SqlQuery, TrackedKey};
 use crate::error::Error;
 use crate::session::TrackedSession;
-use crate::sql::set_based::{self as sql, Where};
+use crate::sql::set_based::{self as sql, Shape};
 use crate::write::Binder;
 
 /// A value bound by a set-based write on `DB`: any type the database encodes. Built by the
@@ -51,9 +51,9 @@ where
     }
 }
 
-fn bind_all<'q, DB: Dialect>(
+fn bind_all<'q, 'v: 'q, DB: Dialect>(
     mut query: SqlQuery<'q, DB>,
-    values: impl IntoIterator<Item = &'q BoundValue<DB>>,
+    values: impl IntoIterator<Item = &'v BoundValue<DB>>,
 ) -> SqlQuery<'q, DB> {
     for value in values {
         query = value.0.bind_to(query);
@@ -79,18 +79,22 @@ fn key_chunks<'k, DB: Dialect, K: TrackedKey<DB>>(
     }
 }
 
-fn filter_where<'a, M: Model, DB: Dialect>(
-    filter: &Filter<M, BoundValue<DB>>,
-    equals: &'a [usize],
-    first: usize,
-    keys: Option<usize>,
-) -> Where<'a> {
-    debug_assert_eq!(filter.equals.len(), equals.len());
-    Where {
-        equals,
-        first,
-        keys,
+/// Binds a statement's arguments in the order of [`crate::sql::set_based`]: the keys, then
+/// `values`.
+fn bind_keys_then<'q, 'v: 'q, DB, K>(
+    text: &'q str,
+    keys: Option<&'q [K]>,
+    values: impl IntoIterator<Item = &'v BoundValue<DB>>,
+) -> SqlQuery<'q, DB>
+where
+    DB: Dialect,
+    K: TrackedKey<DB>,
+{
+    let mut query = sqlx::query(text);
+    if let Some(keys) = keys {
+        query = K::bind_keys(query, keys);
     }
+    bind_all(query, values)
 }
 
 impl<DB, M> UpdateRows<M> for TrackedSession<DB>
@@ -111,81 +115,65 @@ where
         }
         let assigned: Vec<usize> = update.assignments.iter().map(|(i, _)| *i).collect();
         let equals: Vec<usize> = update.filter.equals.iter().map(|(i, _)| *i).collect();
-        let first = assigned.len() + 1;
-        let bound = assigned.len() + equals.len();
+        let other = assigned.len() + equals.len();
         let triggers: Vec<_> = assigned
             .iter()
             .map(|index| Column::<M, ()>::__new(*index).trigger_key())
             .collect();
+        let assigned_values = || update.assignments.iter().map(|(_, v)| v);
         let mut changed = Vec::new();
-        let conn_keys = update.filter.keys.as_deref();
-        for chunk in key_chunks::<DB, M::Key>(conn_keys, bound) {
-            let filter = filter_where(&update.filter, &equals, first, chunk.map(<[_]>::len));
-            let values = update
-                .assignments
-                .iter()
-                .chain(&update.filter.equals)
-                .map(|(_, v)| v);
+        for chunk in key_chunks::<DB, M::Key>(update.filter.keys.as_deref(), other) {
+            let shape = Shape {
+                assigned: &assigned,
+                equals: &equals,
+                keys: chunk.map(<[_]>::len),
+            };
+            let values = assigned_values().chain(update.filter.equals.iter().map(|(_, v)| v));
             if assigned.len() == 1 {
                 // One statement: the rows returned are the rows whose value changed.
-                let text = sql::update_returning::<DB, M>(&assigned, &filter);
-                let mut query = bind_all(sqlx::query(&text), values);
-                if let Some(keys) = chunk {
-                    query = <M::Key as TrackedKey<DB>>::bind_keys(query, keys);
-                }
-                let conn = self.conn().await?;
-                for row in DB::fetch_all(conn, query).await? {
+                let text = sql::update_returning::<DB, M>(&shape);
+                let query = bind_keys_then(&text, chunk, values);
+                for row in DB::fetch_all(self.conn().await?, query).await? {
                     let key: M::Key = DB::decode(&row, 0)?;
                     self.record::<M>(triggers[0], &key);
                     changed.push(key);
                 }
-            } else {
-                // Several columns: which of them differ, per row, is read first (the rows
-                // locked), then one UPDATE writes the rows where any differs. Triggers fire
-                // per column that changed, never for a column that kept its value.
-                let text = sql::select_differing::<DB, M>(&assigned, &filter);
-                let mut query = bind_all(sqlx::query(&text), values);
-                if let Some(keys) = chunk {
-                    query = <M::Key as TrackedKey<DB>>::bind_keys(query, keys);
-                }
-                let conn = self.conn().await?;
-                let rows = DB::fetch_all(conn, query).await?;
-                let mut differing: Vec<(M::Key, Vec<bool>)> = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let key: M::Key = DB::decode(&row, 0)?;
-                    let flags = (1..=assigned.len())
-                        .map(|n| DB::decode_bool(&row, n))
-                        .collect::<Result<Vec<bool>, _>>()?;
-                    differing.push((key, flags));
-                }
-                let keys: Vec<M::Key> = differing.iter().map(|(k, _)| k.clone()).collect();
-                let room = bound;
-                for part in keys.chunks(
-                    <M::Key as TrackedKey<DB>>::MAX_KEYS_PER_STATEMENT
-                        .min(DB::MAX_PARAMETERS.saturating_sub(room))
-                        .max(1),
-                ) {
-                    let by_key = Where {
-                        equals: &[],
-                        first,
-                        keys: Some(part.len()),
-                    };
-                    let text = sql::update_returning::<DB, M>(&assigned, &by_key);
-                    let query = bind_all(
-                        sqlx::query(&text),
-                        update.assignments.iter().map(|(_, v)| v),
-                    );
-                    let query = <M::Key as TrackedKey<DB>>::bind_keys(query, part);
-                    DB::fetch_all(self.conn().await?, query).await?;
-                }
-                for (key, flags) in differing {
-                    for (flag, trigger) in flags.iter().zip(&triggers) {
-                        if *flag {
-                            self.record::<M>(*trigger, &key);
-                        }
+                continue;
+            }
+            // Several columns: which of them differ, per row, is read first (the rows locked),
+            // then one UPDATE writes the rows where any differs. Triggers fire per column that
+            // changed, never for a column that kept its value.
+            let text = sql::select_differing::<DB, M>(&shape);
+            let query = bind_keys_then(&text, chunk, values);
+            let mut differing: Vec<(M::Key, Vec<bool>)> = Vec::new();
+            for row in DB::fetch_all(self.conn().await?, query).await? {
+                let key: M::Key = DB::decode(&row, 0)?;
+                let flags = (1..=assigned.len())
+                    .map(|n| DB::decode_bool(&row, n))
+                    .collect::<Result<Vec<bool>, _>>()?;
+                differing.push((key, flags));
+            }
+            let keys: Vec<M::Key> = differing.iter().map(|(k, _)| k.clone()).collect();
+            for part in key_chunks::<DB, M::Key>(Some(&keys), assigned.len())
+                .into_iter()
+                .flatten()
+            {
+                let by_key = Shape {
+                    assigned: &assigned,
+                    equals: &[],
+                    keys: Some(part.len()),
+                };
+                let text = sql::update_returning::<DB, M>(&by_key);
+                let query = bind_keys_then(&text, Some(part), assigned_values());
+                DB::fetch_all(self.conn().await?, query).await?;
+            }
+            for (key, flags) in differing {
+                for (flag, trigger) in flags.iter().zip(&triggers) {
+                    if *flag {
+                        self.record::<M>(*trigger, &key);
                     }
-                    changed.push(key);
                 }
+                changed.push(key);
             }
         }
         Ok(changed)
@@ -212,15 +200,13 @@ where
         // The rows that will go, locked on PostgreSQL.
         let mut keys: Vec<M::Key> = Vec::new();
         for chunk in key_chunks::<DB, M::Key>(delete.filter.keys.as_deref(), equals.len()) {
-            let filter = filter_where(&delete.filter, &equals, 1, chunk.map(<[_]>::len));
-            let text = sql::select_keys::<DB, M>(&filter);
-            let mut query = bind_all(
-                sqlx::query(&text),
-                delete.filter.equals.iter().map(|(_, v)| v),
-            );
-            if let Some(chunk) = chunk {
-                query = <M::Key as TrackedKey<DB>>::bind_keys(query, chunk);
-            }
+            let shape = Shape {
+                assigned: &[],
+                equals: &equals,
+                keys: chunk.map(<[_]>::len),
+            };
+            let text = sql::select_keys::<DB, M>(&shape);
+            let query = bind_keys_then(&text, chunk, delete.filter.equals.iter().map(|(_, v)| v));
             for row in DB::fetch_all(self.conn().await?, query).await? {
                 keys.push(DB::decode(&row, 0)?);
             }
@@ -238,15 +224,16 @@ where
             return Err(error);
         }
         let mut deleted = 0;
-        for chunk in
-            keys.chunks(<M::Key as TrackedKey<DB>>::MAX_KEYS_PER_STATEMENT.min(DB::MAX_PARAMETERS))
+        for chunk in key_chunks::<DB, M::Key>(Some(&keys), 0)
+            .into_iter()
+            .flatten()
         {
             let text = sql::delete_keys::<DB, M>(chunk.len());
             let query = <M::Key as TrackedKey<DB>>::bind_keys(sqlx::query(&text), chunk);
             deleted += DB::execute(self.conn().await?, query).await?;
         }
         if deleted != keys.len() as u64 {
-            // Cannot happen with the rows locked; refuse to publish for rows that stayed.
+            // Cannot happen with the rows locked by this transaction.
             tracing::error!(
                 table = M::TABLE,
                 selected = keys.len(),
@@ -271,7 +258,7 @@ where
         let per_statement = (DB::MAX_PARAMETERS / M::COLUMNS.len().max(1)).max(1);
         let trigger = RowTrigger::<M>::__new(RowChange::Insert).trigger_key();
         for chunk in rows.chunks(per_statement) {
-            let text = sql::insert_rows::<M>(chunk.len());
+            let text = sql::insert_rows::<DB, M>(chunk.len());
             let mut binder = Binder::new(&text);
             for row in chunk {
                 row.bind_columns(&mut binder);
