@@ -37,6 +37,10 @@ pub trait Dialect: Database + Sized {
     /// parameters (SQLite, where numbered ones cost a scan each; see [`TrackedKey`]).
     const ANONYMOUS_PARAMETERS: bool;
 
+    /// Whether a `WITH` may hold an `UPDATE ... RETURNING` (PostgreSQL; not SQLite): a setter
+    /// then tells "changed", "unchanged" and "missing" apart in one statement.
+    const WRITABLE_CTE: bool;
+
     /// Runs a statement; returns the number of rows it affected.
     fn execute<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,
@@ -203,6 +207,7 @@ impl Dialect for Sqlite {
     const MAX_PARAMETERS: usize = 32_766;
     const LOCK_ROWS: &'static str = "";
     const ANONYMOUS_PARAMETERS: bool = true;
+    const WRITABLE_CTE: bool = false;
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::SQLITE_OUTBOX;
 
     shared_dialect_methods!();
@@ -249,6 +254,7 @@ impl Dialect for Postgres {
     const MAX_PARAMETERS: usize = 65_535;
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const ANONYMOUS_PARAMETERS: bool = false;
+    const WRITABLE_CTE: bool = true;
     const OUTBOX: &'static crate::outbox::OutboxSql = &crate::outbox::POSTGRES_OUTBOX;
 
     shared_dialect_methods!();
