@@ -64,10 +64,10 @@ fn bind_all<'q, 'v: 'q, DB: Dialect>(
 /// The key chunks of a filter's statements: one chunk of the keys per statement (below the
 /// parameter limit once `other` parameters are bound), or a single `None` without a key
 /// condition.
-fn key_chunks<'k, DB: Dialect, K: TrackedKey<DB>>(
-    keys: Option<&'k [K]>,
+fn key_chunks<DB: Dialect, K: TrackedKey<DB>>(
+    keys: Option<&[K]>,
     other: usize,
-) -> Vec<Option<&'k [K]>> {
+) -> Vec<Option<&[K]>> {
     match keys {
         None => vec![None],
         Some(keys) => {
