@@ -239,7 +239,8 @@ pub use publisher::{
 };
 pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
 pub use set_based::{
-    Assignable, Condition, DeleteRows, DeleteWhere, Filter, InsertRows, UpdateRows, UpdateWhere,
+    Assignable, Condition, DeleteRows, DeleteWhere, Filter, InsertRows, SetValue, UpdateRows,
+    UpdateWhere,
 };
 pub use wire::{ProtocolVersion, Update};
 

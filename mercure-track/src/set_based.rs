@@ -3,11 +3,15 @@
 //!
 //! ```
 //! # use mercure_track::prelude::*;
-//! # use mercure_track::UpdateRows;
+//! # use mercure_track::{SetValue, UpdateRows};
 //! # #[derive(Debug, Clone, Tracked)]
 //! # #[tracked(table = "orders")]
 //! # pub struct Order { #[tracked(primary_key)] pub id: String, pub status: String }
-//! async fn approve<S: UpdateRows<Order>>(session: &mut S) -> Result<Vec<String>, S::Error> {
+//! async fn approve<S>(session: &mut S) -> Result<Vec<String>, S::Error>
+//! where
+//!     S: UpdateRows<Order>,
+//!     S::Value: SetValue<String>,
+//! {
 //!     // UPDATE orders SET status = $1 WHERE status = $2 AND status IS DISTINCT FROM $1
 //!     // RETURNING id
 //!     Order::update()
@@ -37,8 +41,8 @@ use std::future::Future;
 use crate::model::{Column, ForeignKeyColumn, KeyColumn, Model};
 
 /// A value of column type `T`, as the session binds it. Implemented by the session's bound
-/// value type for every `T` its database can encode. Not public API.
-#[doc(hidden)]
+/// value type (`UpdateRows::Value`) for every `T` its database can encode; code generic over
+/// the session bounds on it (`S::Value: SetValue<String>`).
 pub trait SetValue<T>: Sized {
     /// The bound value.
     fn set_value(value: T) -> Self;
