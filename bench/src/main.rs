@@ -3,8 +3,10 @@
 //! on loopback.
 //!
 //! ```text
-//! cargo run --release -p mercure-track-bench -- [--json] [--quick]
+//! cargo run --release -p mercure-track-bench -- [--json] [--quick] [--load]
 //! ```
+//!
+//! `--load` runs only the load test of the example application (`load.rs`).
 //!
 //! PostgreSQL runs when `MERCURE_TRACK_PG_URL` is set. The last line of output is one JSON
 //! object with every figure and ratio; `--json` prints only that line.
@@ -14,6 +16,7 @@
 
 mod domain;
 mod hand;
+mod load;
 mod runner;
 
 use std::sync::Arc;
@@ -31,6 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json_only = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--load") {
+        println!("{}", json!({ "load": load::run(quick, !json_only).await }));
+        return Ok(());
+    }
     let options = runner::Options {
         overhead_rounds: if quick { 30 } else { 400 },
         scaling_rows: if quick {
@@ -88,6 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await;
     report.insert("throughput".into(), throughput);
+    report.insert("load".into(), load::run(quick, options.verbose).await);
     drop(hub);
     tokio::time::sleep(Duration::from_millis(10)).await;
     println!("{}", serde_json::Value::Object(report));

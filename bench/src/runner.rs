@@ -160,8 +160,7 @@ async fn tracked_commit<DB>(
 ) -> Result<(usize, usize), Error>
 where
     DB: Dialect,
-    TrackedSession<DB>:
-        mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
+    TrackedSession<DB>: mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
     ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
 {
     let mut session = TrackedSession::with_publisher(pool.clone(), publisher.clone())
@@ -271,8 +270,7 @@ pub async fn run<DB>(
 ) -> Result<Value, Box<dyn std::error::Error>>
 where
     DB: Dialect + HandSql,
-    TrackedSession<DB>:
-        mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
+    TrackedSession<DB>: mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
     ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,

@@ -37,7 +37,7 @@ pub enum AppError {
     /// The socket could not be bound.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
-    /// `DATABASE_URL` names another database.
+    /// `DATABASE_URL` names another database (shown with its password redacted).
     #[error("DATABASE_URL must start with sqlite: or postgres://, not {0:?}")]
     UnsupportedDatabase(String),
 }
@@ -46,15 +46,33 @@ pub enum AppError {
 pub struct RunningApp {
     /// The base URL (`http://127.0.0.1:3000`).
     pub url: String,
-    /// Where the database is.
+    /// Where the database is (print it with [`redact_url`](crate::config::redact_url)).
     pub database: String,
     tasks: TaskTracker,
+    /// Background tasks that run until shutdown (the outbox relay).
+    resident_tasks: usize,
     shutdown: Option<oneshot::Sender<()>>,
     relay_stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningApp {
+    /// Waits until no background work is in flight (services, publishes; the outbox relay,
+    /// which runs until shutdown, does not count) or `deadline` passes; returns whether it is
+    /// idle. Work started by later requests is not waited for.
+    pub async fn wait_idle(&self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            if self.tasks.len() <= self.resident_tasks {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops accepting requests, stops the outbox relay if there is one, then drains the
     /// background tasks (publishes, services) within `deadline`; returns how many it could not
     /// finish.
@@ -75,8 +93,15 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let database = match &config.database_url {
         Some(url) => url.clone(),
         None => {
-            let path = std::env::temp_dir()
-                .join(format!("mercure-track-demo-{}.sqlite", std::process::id()));
+            // A new file for every start: a second application in this process (the tests
+            // start several) must not reuse the name of a database whose connections may still
+            // be closing (the last one to close removes its `-wal` file by name).
+            static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "mercure-track-demo-{}-{start}.sqlite",
+                std::process::id()
+            ));
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
@@ -84,17 +109,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         }
     };
     if database.starts_with("sqlite:") {
-        let options = database
-            .parse::<SqliteConnectOptions>()?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+        let pool = sqlite_pool()
+            .connect_with(sqlite_options(&database)?)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        serve(config, pool, database).await
+        start_on_sqlite(config, pool, database).await
     } else if database.starts_with("postgres:") || database.starts_with("postgresql:") {
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -103,8 +121,36 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         serve(config, pool, database).await
     } else {
-        Err(AppError::UnsupportedDatabase(database))
+        Err(AppError::UnsupportedDatabase(crate::config::redact_url(
+            &database,
+        )))
     }
+}
+
+/// How the application opens a SQLite file: created if missing, WAL journal (readers do not
+/// wait for the writer), a busy timeout (a writer waits for the write lock instead of failing).
+pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(url
+        .parse::<SqliteConnectOptions>()?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+/// The application's SQLite pool settings.
+pub fn sqlite_pool() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().max_connections(8)
+}
+
+/// Migrates and serves on a SQLite pool opened with [`sqlite_options`] and [`sqlite_pool`]
+/// (the load test adds per-connection hooks this way); `database` is where it is, for display.
+pub async fn start_on_sqlite(
+    config: AppConfig,
+    pool: sqlx::SqlitePool,
+    database: String,
+) -> Result<RunningApp, AppError> {
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    serve(config, pool, database).await
 }
 
 async fn serve<DB: Dialect>(
@@ -144,10 +190,12 @@ where
                 .key(config.publisher_key.clone()),
         )?),
     };
+    // Browsers get the hub's URL in the page: never with the credentials of `MERCURE_URL`.
     let hub_public_url = config
         .mercure_public_url
-        .clone()
-        .or_else(|| config.mercure_url.clone())
+        .as_deref()
+        .or(config.mercure_url.as_deref())
+        .map(crate::config::without_credentials)
         .unwrap_or_else(|| mercure_track::wire::HUB_PATH.to_owned());
 
     let tasks = TaskTracker::new();
@@ -193,6 +241,7 @@ where
         url,
         database,
         tasks,
+        resident_tasks: usize::from(outbox),
         shutdown: Some(shutdown),
         relay_stop: Some(relay_stop),
         server,

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod load;
 pub mod services;
 pub mod session;
 mod web;

@@ -27,9 +27,11 @@ impl<S: AppSession> ColoringGenerationService<S> {
         Self { session, step }
     }
 
-    /// Creates a queued coloring version for `image_id`; returns its id.
+    /// Creates a queued coloring version for `image_id`; returns its id. An image that does
+    /// not exist is [`Error::RowNotFound`].
     pub async fn start(&mut self, image_id: i64) -> Result<i64, Error> {
-        let id = self.session.next_coloring_id().await?;
+        crate::domain::Image::find(&mut self.session, image_id).await?;
+        let id = self.session.new_coloring_id().await?;
         ColoringVersion {
             id,
             image_id,

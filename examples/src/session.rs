@@ -66,6 +66,7 @@ pub trait AppSession:
     + FindRow<Order, Error = Error>
     + FindRow<ColoringVersion, Error = Error>
     + FindRow<Image, Error = Error>
+    + FindRow<SvgVersion, Error = Error>
     + InsertRow<ColoringVersion, Error = Error>
 {
     /// See [`TrackedSession::commit`].
@@ -83,8 +84,23 @@ pub trait AppSession:
         order_id: &str,
     ) -> impl Future<Output = Result<Vec<ImageView>, Error>> + Send;
 
-    /// The next free coloring version id.
-    fn next_coloring_id(&mut self) -> impl Future<Output = Result<i64, Error>> + Send;
+    /// A new coloring version key, made by the database (a sequence on PostgreSQL, a counter
+    /// row on SQLite): concurrent requests never get the same one.
+    fn new_coloring_id(&mut self) -> impl Future<Output = Result<i64, Error>> + Send;
+
+    /// The order `id`, locked until the transaction ends, so that a decision taken on its
+    /// status (advance to the next one) cannot be overtaken by a concurrent request. On
+    /// PostgreSQL `SELECT ... FOR UPDATE`; on SQLite the session already holds the database's
+    /// write lock.
+    fn find_order_for_update(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = Result<Order, Error>> + Send;
+}
+
+/// Whether `DB` is PostgreSQL (the statements that differ are chosen with it).
+fn is_postgres<DB: sqlx::Database>() -> bool {
+    DB::NAME == <sqlx::Postgres as sqlx::Database>::NAME
 }
 
 impl<DB> AppSession for TrackedSession<DB>
@@ -100,6 +116,7 @@ where
         + FindRow<Order, Error = Error>
         + FindRow<ColoringVersion, Error = Error>
         + FindRow<Image, Error = Error>
+        + FindRow<SvgVersion, Error = Error>
         + InsertRow<ColoringVersion, Error = Error>,
     Order: for<'r> FromRow<'r, DB::Row>,
     ColoringVersion: for<'r> FromRow<'r, DB::Row>,
@@ -181,12 +198,39 @@ where
         }
     }
 
-    async fn next_coloring_id(&mut self) -> Result<i64, Error> {
+    async fn new_coloring_id(&mut self) -> Result<i64, Error> {
+        let sql = if is_postgres::<DB>() {
+            "SELECT nextval('coloring_version_ids')"
+        } else {
+            "UPDATE coloring_version_ids SET last = last + 1 RETURNING last"
+        };
         let conn = self.conn().await?;
-        let (id,) =
-            sqlx::query_as::<DB, (i64,)>("SELECT COALESCE(MAX(id), 0) + 1 FROM coloring_versions")
-                .fetch_one(&mut *conn)
-                .await?;
+        let (id,) = sqlx::query_as::<DB, (i64,)>(sql)
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(id)
+    }
+
+    fn find_order_for_update(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = Result<Order, Error>> + Send {
+        let id = id.to_owned();
+        async move {
+            let sql = if is_postgres::<DB>() {
+                "SELECT id, customer, status FROM orders WHERE id = $1 FOR UPDATE"
+            } else {
+                "SELECT id, customer, status FROM orders WHERE id = $1"
+            };
+            let conn = self.conn().await?;
+            sqlx::query_as::<DB, Order>(sql)
+                .bind(id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(Error::RowNotFound {
+                    table: "orders",
+                    key: format!("{id:?}"),
+                })
+        }
     }
 }

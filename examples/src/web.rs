@@ -14,7 +14,7 @@ use mercure_track::publisher::{Algorithm, JwtKey, JwtSigner};
 use mercure_track_sqlx::{Error, TaskTracker};
 use serde_json::json;
 
-use crate::domain::{Image, Order, order_status};
+use crate::domain::{ColoringVersion, Image, Order, SvgVersion, order_status};
 use crate::services::{ColoringGenerationService, OrderIngestionService, ingest_order_by_hand};
 use crate::session::AppSession;
 
@@ -63,32 +63,92 @@ pub(crate) fn router<S: AppSession>(state: AppState<S>) -> Router {
         .with_state(state)
 }
 
-/// An error answer: 404 for a missing row, 500 otherwise (logged).
-struct ApiError(Error);
+/// An error answer: 404 for a missing row, 422 for a reference to a row that does not exist,
+/// 409 for a key taken meanwhile, 500 otherwise (logged).
+enum ApiError {
+    /// A session or database error.
+    Session(Error),
+    /// The request names a row that exists, and refers to another that does not (or that
+    /// belongs elsewhere).
+    Unprocessable(String),
+}
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        Self(error)
+        Self::Session(error)
     }
+}
+
+/// The answer `status` with `{"error": message}`.
+fn error_answer(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match self.0 {
-            error @ Error::RowNotFound { .. } => (
-                StatusCode::NOT_FOUND,
-                Json(json!({ "error": error.to_string() })),
-            )
-                .into_response(),
-            error => {
-                tracing::error!(%error, "request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({ "error": "internal error" })),
-                )
-                    .into_response()
+        let error = match self {
+            Self::Unprocessable(message) => {
+                return error_answer(StatusCode::UNPROCESSABLE_ENTITY, &message);
+            }
+            Self::Session(error) => error,
+        };
+        if let Error::RowNotFound { .. } = &error {
+            return error_answer(StatusCode::NOT_FOUND, &error.to_string());
+        }
+        if let Error::Database(sqlx::Error::Database(database)) = &error {
+            // The database's own constraints, for writes that raced with another request.
+            match database.kind() {
+                sqlx::error::ErrorKind::ForeignKeyViolation => {
+                    return error_answer(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "a referenced row does not exist",
+                    );
+                }
+                sqlx::error::ErrorKind::UniqueViolation => {
+                    return error_answer(StatusCode::CONFLICT, "the row exists already");
+                }
+                _ => {}
             }
         }
+        tracing::error!(%error, "request failed");
+        error_answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+/// An order key from the path. Orders' keys are short and made of URI-unreserved characters
+/// (`A-Z a-z 0-9 - . _ ~`); any other path segment cannot name an order and answers 404 before
+/// the database is asked (PostgreSQL refuses NUL bytes in text with an error, and a key made of
+/// template characters such as `{+x}` must never reach a topic selector).
+struct OrderKey(String);
+
+/// The longest order key.
+const MAX_ORDER_KEY_LEN: usize = 64;
+
+impl OrderKey {
+    fn parse(raw: &str) -> Option<Self> {
+        let valid = !raw.is_empty()
+            && raw.len() <= MAX_ORDER_KEY_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+        valid.then(|| Self(raw.to_owned()))
+    }
+}
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for OrderKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &St,
+    ) -> Result<Self, Self::Rejection> {
+        // The order key is the path's first parameter; the others (if any) are read by the
+        // handler's own extractor.
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let raw = params.iter().next().map(|(_, value)| value).unwrap_or("");
+        Self::parse(raw).ok_or_else(|| error_answer(StatusCode::NOT_FOUND, "no such order"))
     }
 }
 
@@ -101,16 +161,12 @@ fn page<S>(state: &AppState<S>, html: &str, topics: Vec<String>) -> Response {
         topics,
         Some(Duration::from_secs(3600)),
     )
-    .and_then(|signer| {
-        signer
-            .token()
-            .map_err(mercure_track::publisher::ConfigError::InvalidKey)
-    })
     .ok()
+    .and_then(|signer| signer.token().ok())
     .and_then(|token| {
         HeaderValue::try_from(format!(
             "{}={token}; Path={}; HttpOnly; SameSite=Strict",
-            mercure_track::wire::AUTHORIZATION_COOKIE,
+            mercure_track::protocol::v0::COOKIE,
             mercure_track::wire::HUB_PATH
         ))
         .ok()
@@ -131,15 +187,21 @@ async fn list_page<S: AppSession>(State(state): State<AppState<S>>) -> Response 
     page(&state, LIST_PAGE, vec!["orders".to_owned()])
 }
 
+/// The page of one order, with a subscription cookie for that order's topic only: the topic is
+/// made from the order row read from the database (whose key is checked by [`OrderKey`]), never
+/// from the request; an unknown order is 404 and gets no cookie.
 async fn order_page<S: AppSession>(
     State(state): State<AppState<S>>,
-    Path(id): Path<String>,
-) -> Response {
-    page(
+    OrderKey(id): OrderKey,
+) -> Result<Response, ApiError> {
+    let mut session = (state.new_session)();
+    let order = Order::find(&mut session, id.as_str()).await?;
+    drop(session);
+    Ok(page(
         &state,
         ORDER_PAGE,
-        vec!["orders".to_owned(), format!("orders/{id}")],
-    )
+        vec!["orders".to_owned(), format!("orders/{}", order.id)],
+    ))
 }
 
 async fn list_orders<S: AppSession>(
@@ -151,7 +213,7 @@ async fn list_orders<S: AppSession>(
 
 async fn show_order<S: AppSession>(
     State(state): State<AppState<S>>,
-    Path(id): Path<String>,
+    OrderKey(id): OrderKey,
 ) -> Result<Response, ApiError> {
     let mut session = (state.new_session)();
     let order = Order::find(&mut session, id.as_str()).await?;
@@ -162,11 +224,12 @@ async fn show_order<S: AppSession>(
 /// Moves an order to its next status, through the API (a setter on a tracked session).
 async fn advance_order<S: AppSession>(
     State(state): State<AppState<S>>,
-    Path(id): Path<String>,
+    OrderKey(id): OrderKey,
 ) -> Result<Response, ApiError> {
     let mut session = (state.new_session)();
     session.track_event::<crate::domain::OrderUpdate>();
-    let mut order = Order::find(&mut session, id.as_str()).await?;
+    // Locked: two advances at once move the order two steps, never one step twice.
+    let mut order = session.find_order_for_update(&id).await?;
     let Some(next) = order_status::next(&order.status) else {
         return Ok((
             StatusCode::CONFLICT,
@@ -191,7 +254,7 @@ struct IngestForm {
 /// Runs the ingestion of an order in the background, in the form `?form=` asks for.
 async fn ingest_order<S: AppSession>(
     State(state): State<AppState<S>>,
-    Path(id): Path<String>,
+    OrderKey(id): OrderKey,
     axum::extract::Query(query): axum::extract::Query<IngestForm>,
 ) -> Result<Response, ApiError> {
     let by_hand = match query.form.as_deref() {
@@ -247,6 +310,8 @@ async fn start_coloring<S: AppSession>(
         .into_response())
 }
 
+/// Selects a coloring of the image; 404 for an unknown image, 422 for a coloring that does not
+/// exist or belongs to another image.
 async fn select_coloring<S: AppSession>(
     State(state): State<AppState<S>>,
     Path((image_id, version_id)): Path<(i64, i64)>,
@@ -254,6 +319,15 @@ async fn select_coloring<S: AppSession>(
     let mut session = (state.new_session)();
     session.track_event::<crate::domain::ImageUpdate>();
     let mut image = Image::find(&mut session, image_id).await?;
+    match ColoringVersion::find(&mut session, version_id).await {
+        Ok(version) if version.image_id == image.id => {}
+        Ok(_) | Err(Error::RowNotFound { .. }) => {
+            return Err(ApiError::Unprocessable(format!(
+                "image {image_id} has no coloring {version_id}"
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    }
     image
         .set_selected_coloring_id(&mut session, Some(version_id))
         .await?;
@@ -261,6 +335,8 @@ async fn select_coloring<S: AppSession>(
     Ok(Json(image).into_response())
 }
 
+/// Selects an svg of the image; 404 for an unknown image, 422 for an svg that does not exist or
+/// belongs to another image.
 async fn select_svg<S: AppSession>(
     State(state): State<AppState<S>>,
     Path((image_id, svg_id)): Path<(i64, i64)>,
@@ -268,6 +344,15 @@ async fn select_svg<S: AppSession>(
     let mut session = (state.new_session)();
     session.track_event::<crate::domain::ImageUpdate>();
     let mut image = Image::find(&mut session, image_id).await?;
+    match SvgVersion::find(&mut session, svg_id).await {
+        Ok(svg) if svg.image_id == image.id => {}
+        Ok(_) | Err(Error::RowNotFound { .. }) => {
+            return Err(ApiError::Unprocessable(format!(
+                "image {image_id} has no svg {svg_id}"
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    }
     image
         .set_selected_svg_id(&mut session, Some(svg_id))
         .await?;

@@ -1,5 +1,7 @@
 //! Procedural macros of `mercure-track`. Use them through the `mercure_track` crate, which
-//! documents their attributes; the generated code names only `::mercure_track::__private`.
+//! documents their attributes; the generated code names only `::mercure_track::__private_v0_1`
+//! (or the path given by `crate = ...`), absolute `::core` / `::std` paths and `__`-prefixed
+//! locals, so that it compiles in `#[no_implicit_prelude]` modules.
 //!
 //! Each macro runs in three stages: parse the attributes, build and validate a model, expand.
 //! Errors are collected and reported together, each spanned on the offending token; on error

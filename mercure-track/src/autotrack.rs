@@ -5,9 +5,19 @@ use crate::model::TriggerKey;
 
 /// A service whose session tracks a fixed set of events, declared with
 /// `#[mercure_autotrack(...)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an auto-tracked service",
+    label = "`#[mercure_autotrack]` on an `impl` block needs `#[mercure_autotrack(EventA, ...)]` on the struct `{Self}`",
+    note = "the struct's attribute lists the events and checks the `session` field; the `impl` block's makes its methods track"
+)]
 pub trait AutoTracked {
     /// The descriptors of the tracked events.
     fn tracked_events() -> Vec<&'static EventDescriptor>;
+
+    /// Tracks the service's events on its session. Called by the code `#[mercure_autotrack]`
+    /// puts in the `impl` block; not public API.
+    #[doc(hidden)]
+    fn __mercure_autotrack(&mut self);
 
     /// The trigger columns and row changes of the tracked events, sorted and unique.
     fn trigger_keys() -> Vec<TriggerKey> {

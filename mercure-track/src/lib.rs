@@ -216,12 +216,14 @@ pub mod event;
 #[cfg(feature = "dev-hub")]
 pub mod hub;
 pub mod model;
+pub mod protocol;
 pub mod publisher;
 pub mod reach;
 pub mod registry;
 pub mod schema;
 pub mod session;
 pub mod set_based;
+pub mod subscriber;
 pub mod wire;
 
 pub use autotrack::{AutoTracked, TrackingSession};
@@ -233,6 +235,7 @@ pub use model::{
     Column, ColumnInfo, ColumnKey, ForeignKeyColumn, KeyColumn, Model, ModelInfo, Predicate,
     RowChange, RowTrigger, Trigger, TriggerKey,
 };
+pub use protocol::ProtocolVersion;
 pub use publisher::{
     HubConfig, HubPublisher, PublishError, PublishOutcome, Publisher, PublisherExt,
     RecordingPublisher,
@@ -242,7 +245,7 @@ pub use set_based::{
     Assignable, Condition, DeleteRows, DeleteWhere, Filter, InsertRows, SetValue, UpdateRows,
     UpdateWhere,
 };
-pub use wire::{ProtocolVersion, Update};
+pub use wire::Update;
 
 /// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
 pub use mercure_track_derive::MercureEvent;

@@ -37,6 +37,11 @@ use std::future::Future;
 use crate::model::{Column, Model};
 
 /// A session that can write column `T` of model `M`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot write a column of type `{T}` of `{M}`",
+    label = "expected a tracked session, such as `TrackedSession<DB>`, whose database encodes `{T}` and the key of `{M}`",
+    note = "setters write through a tracked session: `order.set_status(&mut session, value)`"
+)]
 pub trait WriteColumn<M: Model, T>: Send {
     /// The session's error.
     type Error;
@@ -52,6 +57,10 @@ pub trait WriteColumn<M: Model, T>: Send {
 }
 
 /// A session that can load rows of `M`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot load rows of `{M}`",
+    label = "expected a tracked session, such as `TrackedSession<DB>`, that can decode `{M}` (`sqlx::FromRow`)"
+)]
 pub trait FindRow<M: Model>: Send {
     /// The session's error.
     type Error;
@@ -64,6 +73,10 @@ pub trait FindRow<M: Model>: Send {
 }
 
 /// A session that can insert rows of `M`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot insert rows of `{M}`",
+    label = "expected a tracked session, such as `TrackedSession<DB>`, whose database encodes every column of `{M}`"
+)]
 pub trait InsertRow<M: Model>: Send {
     /// The session's error.
     type Error;
@@ -76,6 +89,10 @@ pub trait InsertRow<M: Model>: Send {
 }
 
 /// A session that can delete rows of `M`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot delete rows of `{M}`",
+    label = "expected a tracked session, such as `TrackedSession<DB>`, whose database encodes the key of `{M}`"
+)]
 pub trait DeleteRow<M: Model>: Send {
     /// The session's error.
     type Error;

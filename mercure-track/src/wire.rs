@@ -1,13 +1,12 @@
-//! The Mercure wire format: updates, their form encoding, and the JWT claims.
-//!
-//! This is the one place that knows what goes on the wire between a publisher and a hub.
-
-use serde::{Deserialize, Serialize};
+//! The Mercure wire format common to both protocol generations: updates and their form
+//! encoding. What differs between the generations (tokens, matchers, subscribe parameters,
+//! cookies) is in [`crate::protocol`].
 
 /// One Mercure update: what a publisher POSTs to the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Update {
-    /// The topics; the hub requires at least one.
+    /// The topics; the hub requires at least one. The first is the canonical topic, the
+    /// others are alternate topics.
     pub topics: Vec<String>,
     /// The `data` field: the event JSON.
     pub data: String,
@@ -62,18 +61,14 @@ impl Update {
         self
     }
 
-    /// The `application/x-www-form-urlencoded` body: `topic` once per topic, then `data`,
-    /// `private=on`, `id`, `type`, `retry` when set.
+    /// The `application/x-www-form-urlencoded` body, the same in both protocol generations:
+    /// `topic` once per topic in order (the first is the canonical topic, the others its
+    /// alternates: one request carries them all), then `data`, `private=on`, `id`, `type`,
+    /// `retry` when set.
     pub fn form_body(&self) -> String {
-        self.form_body_for(&self.topics)
-    }
-
-    /// The form body of this update restricted to `topics` (one update per topic, for hubs that
-    /// follow the 1.0 drafts).
-    pub fn form_body_for(&self, topics: &[String]) -> String {
         let mut form =
             url::form_urlencoded::Serializer::new(String::with_capacity(self.data.len() + 64));
-        for topic in topics {
+        for topic in &self.topics {
             form.append_pair("topic", topic);
         }
         form.append_pair("data", &self.data);
@@ -93,40 +88,6 @@ impl Update {
     }
 }
 
-/// Which hub protocol rule applies to updates with several topics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProtocolVersion {
-    /// Protocol 0.x as the reference hub implements it: `topic` repeated in one update.
-    #[default]
-    V0,
-    /// The 1.0 drafts: one topic per update, so an update with two topics is sent as two.
-    V1Draft,
-}
-
-/// The `mercure` claim of a JWT.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MercureClaim {
-    /// Topic selectors the bearer may publish to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<Vec<String>>,
-    /// Topic selectors the bearer may receive private updates of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscribe: Option<Vec<String>>,
-}
-
-/// The claims of a Mercure JWT.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The Mercure authorization.
-    pub mercure: MercureClaim,
-    /// Expiry, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<u64>,
-}
-
-/// The cookie a subscriber's JWT may travel in.
-pub const AUTHORIZATION_COOKIE: &str = "mercureAuthorization";
-
 /// The well-known path of a hub.
 pub const HUB_PATH: &str = "/.well-known/mercure";
 
@@ -143,21 +104,6 @@ mod tests {
         assert_eq!(
             update.form_body(),
             "topic=orders&topic=orders%2Fa+b&data=%7B%22type%22%3A%22x%22%7D&private=on&id=u1&retry=10"
-        );
-    }
-
-    #[test]
-    fn claims_skip_absent_fields() {
-        let claims = Claims {
-            mercure: MercureClaim {
-                publish: Some(vec!["*".into()]),
-                subscribe: None,
-            },
-            exp: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&claims).ok().as_deref(),
-            Some(r#"{"mercure":{"publish":["*"]}}"#)
         );
     }
 }

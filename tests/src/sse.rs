@@ -24,6 +24,8 @@ pub struct SseStream {
     pub comments: usize,
     /// The response headers.
     pub headers: reqwest::header::HeaderMap,
+    /// Whether the hub ended the stream.
+    pub closed: bool,
 }
 
 /// Why a subscription failed.
@@ -51,6 +53,11 @@ pub async fn subscribe(
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
+    open(request).await
+}
+
+/// Sends a prepared subscription request (any query, headers or cookies).
+pub async fn open(request: reqwest::RequestBuilder) -> Result<SseStream, SseError> {
     let response = request.send().await.map_err(SseError::Http)?;
     if !response.status().is_success() {
         return Err(SseError::Status(response.status().as_u16()));
@@ -60,6 +67,7 @@ pub async fn subscribe(
         response,
         buffer: String::new(),
         comments: 0,
+        closed: false,
     })
 }
 
@@ -74,9 +82,27 @@ impl SseStream {
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await;
             match chunk {
                 Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
-                _ => return None,
+                Ok(Ok(None) | Err(_)) => {
+                    self.closed = true;
+                    return None;
+                }
+                Err(_) => return None,
             }
         }
+    }
+
+    /// Waits up to `wait` for the hub to end the stream; events before the end are dropped.
+    /// Whether it ended.
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.closed {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = self.next_within(left).await;
+        }
+        self.closed
     }
 
     /// Collects `count` events, each within `wait` of the previous one.

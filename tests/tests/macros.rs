@@ -352,6 +352,11 @@ impl ColoringService {
     fn peek(&self) -> usize {
         self.session.tracked.len()
     }
+
+    fn consume(mut self) -> usize {
+        self.calls += 1;
+        self.session.tracked.len()
+    }
 }
 
 #[test]
@@ -369,6 +374,13 @@ fn autotrack_tracks_in_constructors_and_mut_methods() {
     };
     assert_eq!(literal.peek(), 0);
     assert_eq!(literal.process(), 2);
+
+    // A method taking `mut self` tracks too.
+    let by_value = ColoringService {
+        session: RecordingSession::default(),
+        calls: 0,
+    };
+    assert_eq!(by_value.consume(), 2);
 
     let built = futures_util::FutureExt::now_or_never(ColoringService::build_later()).unwrap();
     assert_eq!(built.peek(), 2);

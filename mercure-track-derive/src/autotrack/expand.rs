@@ -15,10 +15,25 @@ pub(crate) fn service(service: &Service) -> TokenStream {
     let descriptors = events.iter().map(|event| {
         quote_spanned! {event.span()=> <#event as #p::MercureEvent>::descriptor() }
     });
-    // Without a session or events there is nothing to track: the struct alone, and the
-    // error already reported.
+    let auto_tracked = |body: TokenStream| {
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics #p::AutoTracked for #ident #ty_generics #where_clause {
+                fn tracked_events() -> ::std::vec::Vec<&'static #p::EventDescriptor> {
+                    ::std::vec![#(#descriptors),*]
+                }
+
+                fn __mercure_autotrack(&mut self) {
+                    #body
+                }
+            }
+        }
+    };
+    // Without a session or events there is nothing to track: the error was reported; the
+    // implementation stays so that the `impl` block's calls do not cascade.
     let Some(session_ty) = service.session_ty.as_ref().filter(|_| !events.is_empty()) else {
-        return quote!(#item);
+        let implementation = auto_tracked(TokenStream::new());
+        return quote!(#item #implementation);
     };
     let track = events.iter().map(|event| {
         quote_spanned! {event.span()=>
@@ -32,6 +47,10 @@ pub(crate) fn service(service: &Service) -> TokenStream {
     let impl_check = quote_spanned! {ident.span()=>
         #p::assert_autotrack_impl::<#ident #ty_generics>();
     };
+    let implementation = auto_tracked(quote! {
+        #session_check
+        #(#track)*
+    });
     quote! {
         #item
 
@@ -42,24 +61,7 @@ pub(crate) fn service(service: &Service) -> TokenStream {
             }
         };
 
-        #[automatically_derived]
-        impl #impl_generics #p::AutoTracked for #ident #ty_generics #where_clause {
-            fn tracked_events() -> ::std::vec::Vec<&'static #p::EventDescriptor> {
-                ::std::vec![#(#descriptors),*]
-            }
-        }
-
-        #[automatically_derived]
-        impl #impl_generics #ident #ty_generics #where_clause {
-            /// Tracks the service's events on its session. Called by the code that
-            /// `#[mercure_autotrack]` puts in the `impl` block.
-            #[doc(hidden)]
-            #[allow(dead_code)]
-            fn __mercure_autotrack(&mut self) {
-                #session_check
-                #(#track)*
-            }
-        }
+        #implementation
     }
 }
 
@@ -74,7 +76,11 @@ pub(crate) fn impl_block(mut block: syn::ItemImpl, p: &TokenStream) -> TokenStre
         match function.sig.receiver() {
             // `&mut self` and `mut self` both carry `mutability`.
             Some(receiver) if receiver.mutability.is_some() => {
-                let statement: syn::Stmt = syn::parse_quote!(self.__mercure_autotrack(););
+                let statement: syn::Stmt = if receiver.reference.is_some() {
+                    syn::parse_quote!(#p::AutoTracked::__mercure_autotrack(&mut *self);)
+                } else {
+                    syn::parse_quote!(#p::AutoTracked::__mercure_autotrack(&mut self);)
+                };
                 function.block.stmts.insert(0, statement);
             }
             Some(_) => {}
@@ -83,14 +89,14 @@ pub(crate) fn impl_block(mut block: syn::ItemImpl, p: &TokenStream) -> TokenStre
                 let wrapped: syn::Block = if function.sig.asyncness.is_some() {
                     syn::parse_quote!({
                         let mut __service: Self = async move #body.await;
-                        __service.__mercure_autotrack();
+                        #p::AutoTracked::__mercure_autotrack(&mut __service);
                         __service
                     })
                 } else {
                     syn::parse_quote!({
                         #[allow(clippy::redundant_closure_call)]
                         let mut __service: Self = (move || -> Self #body)();
-                        __service.__mercure_autotrack();
+                        #p::AutoTracked::__mercure_autotrack(&mut __service);
                         __service
                     })
                 };

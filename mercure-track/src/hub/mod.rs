@@ -5,17 +5,44 @@
 //! (<https://mercure.rocks>), which speaks the same protocol, so switching is a matter of
 //! `MERCURE_URL`.
 //!
-//! It follows protocol 0.x as the reference hub implements it:
+//! It follows protocol 0.x as the reference hub v0.24.2 implements it, rule by rule:
 //!
-//! - **publish** (`POST`, form body): a JWT whose `mercure.publish` selectors (`*`, exact
-//!   topics, URI templates) cover every topic; 400 for a missing topic or a bad `retry`; 401
-//!   for a missing or bad token and for topics not covered; the answer's body is the update id;
-//! - **subscribe** (`GET`, `topic` repeated): a server-sent event stream of the updates any of
-//!   whose topics a selector matches; private updates only for subscribers whose JWT
-//!   (`Authorization` header or `mercureAuthorization` cookie) `mercure.subscribe` selectors
-//!   match one of the update's topics; anonymous subscribers when configured; `Last-Event-ID`
-//!   (header or `lastEventID` query parameter) replays the updates since that id (or all, for
-//!   `earliest`) from a bounded history; heartbeats keep idle connections open.
+//! - **publish** (`POST`, form body): the JWT (`Authorization: Bearer`, exactly one header;
+//!   else the `authorization` query parameter; else the `mercureAuthorization` cookie, on POST
+//!   only from an origin of [`DevHubConfig::publish_origins`]) is checked first (401); then the
+//!   form: a content type other than `application/x-www-form-urlencoded` leaves it empty, a
+//!   malformed one, a body over 10 MiB, a bad `%` escape or a `;` separator are 400; no topic or
+//!   more than 1 000 topics, a `retry` that is not an unsigned integer, an `id` or `type` with a
+//!   line break are 400; topics not covered by the `mercure.publish` selectors (`*`, exact
+//!   topics, URI templates) are 401; a topic containing `/.well-known/mercure` is 403. A
+//!   repeated field counts by its first value; `private` with any value makes the update
+//!   private. The answer's body is the update id.
+//! - **subscribe** (`GET`, `topic` repeated, at most 1 000): a server-sent event stream of the
+//!   updates any of whose topics a selector matches; private updates only for subscribers whose
+//!   JWT's `mercure.subscribe` selectors match one of the update's topics; anonymous
+//!   subscribers when configured. A token is valid until its `exp` (no leeway unless
+//!   configured) and from its `nbf`, and the stream is closed when it expires.
+//!   `Last-Event-ID` (the header, else the `lastEventID` query parameter) replays the updates
+//!   since that id (all of them for `earliest`) from a history bounded in count and bytes; the
+//!   response's `Last-Event-ID` names the requested id when it was found, else the newest
+//!   update this subscriber may see, else `earliest`. Heartbeats keep idle connections open.
+//!
+//! With [`DevHubConfig::protocol`] set to [`ProtocolVersion::V1`] it follows the reference's
+//! 1.0 line instead: OAuth 2.0 access tokens (`typ: at+jwt`, an `iss` the hub trusts,
+//! an `aud` naming the hub's resource identifier, a required `exp`, Mercure
+//! `authorization_details`), RFC 6750 answers (400 `invalid_request`, 401 `invalid_token` or a
+//! bare challenge naming the protected resource metadata, 403 `insufficient_scope`), no token
+//! in the query, the `mercure_access_token` cookie, `match=` / `match_exact=` /
+//! `match_urlpattern=` (WHATWG URL Pattern; `topic=` and other `match…` names are 400; at most
+//! 100), `last_event_id=` and the `Mercure-Last-Event-ID` response header, 1 MiB forms (413),
+//! and 1.0's update checks (control characters, `*`, the hub's namespace after resolution,
+//! ids starting with `#` or `earliest`, the `mercure` type, data not UTF-8: 400). It serves
+//! plain HTTP, so it does not require HTTPS for authorized requests as the reference does. It
+//! serves its protected resource metadata (RFC 9728) at
+//! `/.well-known/oauth-protected-resource/.well-known/mercure`.
+//!
+//! URI templates and URL patterns are compiled to linear-time regular expressions: matching
+//! costs the same for any selector, however many expressions it has.
 //!
 //! ```no_run
 //! use mercure_track::hub::{DevHub, DevHubConfig};
@@ -31,8 +58,10 @@
 //! ```
 
 mod auth;
+mod form;
 mod history;
 mod publish;
+mod rules;
 mod selector;
 mod subscribe;
 
@@ -45,6 +74,7 @@ use axum::http::HeaderValue;
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
+use crate::protocol::ProtocolVersion;
 use crate::publisher::{Algorithm, ConfigError, JwtKey};
 use crate::wire::HUB_PATH;
 
@@ -63,6 +93,24 @@ pub struct DevHubConfig {
     pub anonymous: bool,
     /// How many updates are kept for `Last-Event-ID` replay. Default: 10 000.
     pub history_size: usize,
+    /// How many bytes of updates are kept for replay (data, topics, ids). Default: 64 MiB.
+    pub history_bytes: usize,
+    /// Clock skew tolerated on tokens' `exp` and `nbf`. Default: none, as the reference hub.
+    pub jwt_leeway: Duration,
+    /// Origins allowed to publish with the cookie (`*` for any, or a pattern with one `*`).
+    /// Default: none.
+    pub publish_origins: Vec<String>,
+    /// The protocol generation the hub speaks. Default: 0.x.
+    pub protocol: ProtocolVersion,
+    /// 1.0: the issuer (`iss`) tokens must name; `None` accepts any issuer (one is still
+    /// required).
+    pub issuer: Option<String>,
+    /// 1.0: the hub's resource identifier, the audience (`aud`) tokens must name; `None`
+    /// derives it from each request, `http://<Host>/.well-known/mercure`.
+    pub resource_identifier: Option<String>,
+    /// The cookie a token may travel in; `None`: the generation's (`mercureAuthorization` for
+    /// 0.x, `mercure_access_token` for 1.0 over plain HTTP).
+    pub cookie_name: Option<String>,
     /// Interval of heartbeat comments on idle streams. Default: 15 s.
     pub heartbeat: Duration,
 }
@@ -78,6 +126,13 @@ impl DevHubConfig {
             subscriber_algorithm: Algorithm::Hs256,
             anonymous: true,
             history_size: 10_000,
+            history_bytes: 64 << 20,
+            jwt_leeway: Duration::ZERO,
+            publish_origins: Vec::new(),
+            protocol: ProtocolVersion::V0,
+            issuer: None,
+            resource_identifier: None,
+            cookie_name: None,
             heartbeat: Duration::from_secs(15),
         }
     }
@@ -96,6 +151,58 @@ impl DevHubConfig {
         self
     }
 
+    /// Sets the byte bound of the history.
+    #[must_use]
+    pub fn history_bytes(mut self, bytes: usize) -> Self {
+        self.history_bytes = bytes;
+        self
+    }
+
+    /// Sets the clock skew tolerated on `exp` and `nbf`.
+    #[must_use]
+    pub fn jwt_leeway(mut self, leeway: Duration) -> Self {
+        self.jwt_leeway = leeway;
+        self
+    }
+
+    /// Sets the origins allowed to publish with the cookie.
+    #[must_use]
+    pub fn publish_origins<S: Into<String>>(
+        mut self,
+        origins: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.publish_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the protocol generation.
+    #[must_use]
+    pub fn protocol(mut self, protocol: ProtocolVersion) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// 1.0: sets the trusted issuer.
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// 1.0: sets the resource identifier (the audience of tokens).
+    #[must_use]
+    pub fn resource_identifier(mut self, resource: impl Into<String>) -> Self {
+        self.resource_identifier = Some(resource.into());
+        self
+    }
+
+    /// Sets the cookie name.
+    #[must_use]
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_name = Some(name.into());
+        self
+    }
+
     /// Sets the heartbeat interval.
     #[must_use]
     pub fn heartbeat(mut self, interval: Duration) -> Self {
@@ -108,7 +215,33 @@ pub(crate) struct HubState {
     config: DevHubConfig,
     publisher: auth::Verifier,
     subscriber: auth::Verifier,
+    origins: auth::PublishOrigins,
     history: history::History,
+    rules: rules::Rules,
+    cookie: String,
+}
+
+impl HubState {
+    /// Who the hub is for a request.
+    fn identity(&self, headers: &axum::http::HeaderMap) -> rules::HubIdentity {
+        rules::HubIdentity::of(self.config.resource_identifier.as_deref(), headers)
+    }
+
+    /// The token a request presents.
+    fn token(
+        &self,
+        method: &axum::http::Method,
+        headers: &axum::http::HeaderMap,
+        query: &form::Form,
+    ) -> Result<Option<String>, auth::AuthError> {
+        auth::presented_token(
+            method,
+            headers,
+            self.rules.query_token().then_some(query),
+            &self.cookie,
+            &self.origins,
+        )
+    }
 }
 
 /// The development hub. See the [module documentation](self).
@@ -128,32 +261,77 @@ impl std::fmt::Debug for DevHub {
 impl DevHub {
     /// A hub; a key that cannot be used is an error.
     pub fn new(config: DevHubConfig) -> Result<Self, ConfigError> {
-        let publisher = auth::Verifier::new(&config.publisher_key, config.publisher_algorithm)?;
-        let subscriber = auth::Verifier::new(&config.subscriber_key, config.subscriber_algorithm)?;
-        let history = history::History::new(config.history_size);
+        let publisher = auth::Verifier::new(
+            &config.publisher_key,
+            config.publisher_algorithm,
+            config.jwt_leeway,
+            config.protocol,
+            config.issuer.clone(),
+        )?;
+        let subscriber = auth::Verifier::new(
+            &config.subscriber_key,
+            config.subscriber_algorithm,
+            config.jwt_leeway,
+            config.protocol,
+            config.issuer.clone(),
+        )?;
+        let rules = rules::Rules::new(config.protocol);
+        let cookie = config
+            .cookie_name
+            .clone()
+            .unwrap_or_else(|| rules.default_cookie().to_owned());
+        let origins = auth::PublishOrigins::new(&config.publish_origins);
+        let history = history::History::new(config.history_size, config.history_bytes);
         Ok(Self {
             state: Arc::new(HubState {
                 config,
                 publisher,
                 subscriber,
+                origins,
                 history,
+                rules,
+                cookie,
             }),
         })
     }
 
     /// The hub's routes, at `/.well-known/mercure`, to mount in an application.
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new()
-            .route(HUB_PATH, get(subscribe::subscribe).post(publish::publish))
-            .layer(axum::middleware::map_response(discovery_link))
-            .with_state(self.state.clone())
+        let router = Router::new()
+            .route(
+                HUB_PATH,
+                get(subscribe::subscribe)
+                    .post(publish::publish)
+                    // The publish handler bounds form bodies itself (10 MiB, as the reference).
+                    .layer(axum::extract::DefaultBodyLimit::disable()),
+            )
+            .layer(axum::middleware::map_response(discovery_link));
+        let router = if self.state.rules.is_v1() {
+            router.route(rules::RESOURCE_METADATA_PATH, get(rules::resource_metadata))
+        } else {
+            router
+        };
+        router.with_state(self.state.clone())
     }
 
     /// Serves the hub alone on `addr` (port 0 picks a free port).
     pub async fn bind(&self, addr: SocketAddr) -> std::io::Result<RunningHub> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let router: Router = self.router();
+        // Alone, the hub also answers `/` with a short page (the reference hub serves one),
+        // which browsers and browser-based suites open to get the hub's origin.
+        let router: Router = self.router().route(
+            "/",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; charset=utf-8",
+                    )],
+                    "Mercure development hub: not for production.\n",
+                )
+            }),
+        );
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(RunningHub { addr, task })
     }

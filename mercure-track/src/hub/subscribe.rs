@@ -3,94 +3,135 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
+use super::HubState;
+use super::auth::AuthError;
+use super::form::Form;
 use super::history::StoredUpdate;
-use super::{HubState, selector};
+use super::selector::Selectors;
 
 /// What a subscriber may receive.
 struct Filter {
-    topics: Vec<String>,
-    /// Selectors of the JWT's `mercure.subscribe`: private updates need one to match.
-    authorized: Vec<String>,
+    topics: Selectors,
+    /// The token's subscribe grants: private updates need one to match.
+    authorized: Selectors,
 }
 
 impl Filter {
+    /// The reference's `Subscriber.Match`: one of the update's topics is subscribed to and,
+    /// for a private update, one of them is authorized.
     fn accepts(&self, update: &StoredUpdate) -> bool {
-        selector::any_matches(&self.topics, &update.topics)
-            && (!update.private || selector::any_matches(&self.authorized, &update.topics))
+        self.topics.any_topic(&update.topics)
+            && (!update.private || self.authorized.any_topic(&update.topics))
     }
 }
 
+/// Subscribing, as the reference hub does (`subscribe.go`, `registerSubscriber` and
+/// `retrieveLastEventID`; `authorization.go` for the token; `subscribematchers.go` for 1.0's
+/// parameters).
 pub(crate) async fn subscribe(
     State(hub): State<Arc<HubState>>,
+    method: Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut topics = Vec::new();
-    let mut last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    for (key, value) in url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
-    {
-        match &*key {
-            "topic" => topics.push(value.into_owned()),
-            "lastEventID" => last_event_id = Some(value.into_owned()),
-            _ => {}
-        }
-    }
-    if topics.is_empty() {
-        return (StatusCode::BAD_REQUEST, "missing topic").into_response();
-    }
-    let authorized = match super::auth::token(&headers) {
-        Err(()) => {
-            return (StatusCode::UNAUTHORIZED, "malformed Authorization header").into_response();
-        }
-        Ok(Some(token)) => match hub.subscriber.verify(&token) {
-            Some(claims) => claims.mercure.subscribe.unwrap_or_default(),
-            None => return (StatusCode::UNAUTHORIZED, "invalid subscriber JWT").into_response(),
-        },
-        Ok(None) if hub.config.anonymous => Vec::new(),
-        Ok(None) => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "anonymous subscribers are not allowed",
-            )
-                .into_response();
+    let rules = hub.rules;
+    let identity = hub.identity(&headers);
+    // `URL.Query`: malformed pairs are dropped, not an error.
+    let query = Form::parse(query.as_deref().unwrap_or_default().as_bytes());
+    let token = match hub.token(&method, &headers, &query) {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::debug!(?error, "dev hub: subscriber refused");
+            return rules.refuse_auth(Some(error), &identity);
         }
     };
+    let (authorized, expires_at) =
+        match token.map(|token| hub.subscriber.verify(&token, &identity.resource)) {
+            Some(Ok(verified)) => (verified.grants.subscribe, verified.expires_at),
+            Some(Err(error)) => {
+                tracing::debug!(?error, "dev hub: subscriber token refused");
+                return rules.refuse_auth(Some(error), &identity);
+            }
+            None if hub.config.anonymous => (Vec::new(), None),
+            None => return rules.refuse_auth(None, &identity),
+        };
+    // A grant whose pattern does not compile makes the token invalid.
+    let Ok(authorized) = Selectors::compile(&authorized, &identity.base) else {
+        return rules.refuse_auth(Some(AuthError::InvalidToken), &identity);
+    };
+    // The generation's parameters (`topic` for 0.x; `match`, `match_exact`,
+    // `match_urlpattern` for 1.0, where any other `match…` name and `topic` are refused).
+    let mut matchers = Vec::new();
+    for (name, value) in query.pairs() {
+        match rules.subscribe_matcher(name, value) {
+            None => {}
+            Some(Ok(matcher)) => matchers.push(matcher),
+            Some(Err(error)) => {
+                return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
+            }
+        }
+    }
+    if matchers.is_empty() {
+        return (StatusCode::BAD_REQUEST, "missing topic matcher").into_response();
+    }
+    if matchers.len() > rules.max_subscribe_matchers() {
+        return (StatusCode::BAD_REQUEST, "too many topic matchers").into_response();
+    }
+    let Ok(topics) = Selectors::compile(&matchers, &identity.base) else {
+        return (StatusCode::BAD_REQUEST, "invalid topic matcher pattern").into_response();
+    };
+    // The header wins over the query parameter (spec: "the HTTP header MUST take
+    // precedence"); an empty value counts as absent.
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty())
+        .or_else(|| Some(query.first(rules.last_event_id_param())).filter(|id| !id.is_empty()))
+        .map(str::to_owned);
+    let filter = Filter { topics, authorized };
 
     // Subscribe before reading the history, so that nothing falls between the two.
     let (live, stored_until) = hub.history.subscribe();
-    let replay: VecDeque<_> = last_event_id
+    let replay = last_event_id
         .as_deref()
-        .and_then(|id| hub.history.after_id(id, stored_until))
-        .unwrap_or_default()
-        .into();
-    let header_last_id = hub.history.last_id();
+        .map(|id| hub.history.replay(id, stored_until, |u| filter.accepts(u)));
+    // The connection ends when the token expires: its authorization ends then.
+    let deadline = expires_at.map(|exp| {
+        Instant::now()
+            + exp
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+    });
+    let header_last_id = replay.as_ref().map(|r| r.last_event_id.clone());
     let state = Subscriber {
         hub: hub.clone(),
         live,
-        pending: replay,
+        pending: replay.map(|r| r.updates).unwrap_or_default().into(),
         last_seq: stored_until,
-        filter: Filter { topics, authorized },
+        filter,
+        deadline,
     };
     let stream = futures_util::stream::unfold(state, Subscriber::next);
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(hub.config.heartbeat))
         .into_response();
     let headers = response.headers_mut();
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    headers.insert(
+        "cache-control",
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate, max-age=0"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Some(id) = header_last_id.and_then(|id| HeaderValue::try_from(id).ok()) {
-        headers.insert("last-event-id", id);
+        headers.insert(rules.last_event_id_header(), id);
     }
     response
 }
@@ -103,18 +144,36 @@ struct Subscriber {
     /// The newest sequence number queued or skipped: live updates up to it are duplicates.
     last_seq: u64,
     filter: Filter,
+    /// When the subscriber's token expires.
+    deadline: Option<Instant>,
 }
 
 impl Subscriber {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
+            if self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                return None;
+            }
             if let Some(update) = self.pending.pop_front() {
                 if self.filter.accepts(&update) {
                     return Some((Ok(to_event(&update)), self));
                 }
                 continue;
             }
-            match self.live.recv().await {
+            let received = match self.deadline {
+                Some(deadline) => tokio::select! {
+                    received = self.live.recv() => received,
+                    () = tokio::time::sleep_until(deadline) => {
+                        tracing::debug!("dev hub: subscriber token expired, closing the stream");
+                        return None;
+                    }
+                },
+                None => self.live.recv().await,
+            };
+            match received {
                 Ok(update) => {
                     if update.seq > self.last_seq {
                         self.last_seq = update.seq;

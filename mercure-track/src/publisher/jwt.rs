@@ -1,21 +1,102 @@
-//! The publisher's JWT: signed once, reused, signed again before it expires.
+//! Signing tokens of either protocol generation: [`TokenMinter`] signs a token for given
+//! grants; [`JwtSigner`] keeps one token for fixed grants, signed again before it expires.
 
 use std::sync::RwLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::{EncodingKey, Header};
 
 use super::config::{Algorithm, JwtKey};
-use super::error::ConfigError;
-use crate::wire::{Claims, MercureClaim};
+use super::error::{ConfigError, TokenError};
+use crate::protocol::{Generation, Grants, Matcher, ProtocolVersion, TokenIdentity, TokenRequest};
 
-/// Signs Mercure JWTs with a fixed key and claim, caching the token.
-pub struct JwtSigner {
+/// Signs tokens with one key, in one protocol generation, for one issuer and audience.
+pub struct TokenMinter {
     key: EncodingKey,
     header: Header,
-    publish: Option<Vec<String>>,
-    subscribe: Option<Vec<String>>,
+    generation: &'static dyn Generation,
+    identity: TokenIdentity,
     ttl: Option<Duration>,
+}
+
+impl std::fmt::Debug for TokenMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenMinter")
+            .field("algorithm", &self.header.alg)
+            .field("protocol", &self.generation.version())
+            .field("identity", &self.identity)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenMinter {
+    /// A minter. `ttl` is the tokens' lifetime (`None`: the generation's default).
+    pub fn new(
+        key: &JwtKey,
+        algorithm: Algorithm,
+        protocol: ProtocolVersion,
+        identity: TokenIdentity,
+        ttl: Option<Duration>,
+    ) -> Result<Self, ConfigError> {
+        let (key, alg) = match algorithm {
+            Algorithm::Hs256 => (
+                EncodingKey::from_secret(key.expose()),
+                jsonwebtoken::Algorithm::HS256,
+            ),
+            Algorithm::Rs256 => (
+                EncodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::invalid_key)?,
+                jsonwebtoken::Algorithm::RS256,
+            ),
+        };
+        let generation = protocol.generation();
+        let mut header = Header::new(alg);
+        if let Some(typ) = generation.token_type() {
+            header.typ = Some(typ.to_owned());
+        }
+        Ok(Self {
+            key,
+            header,
+            generation,
+            identity,
+            ttl: ttl.or_else(|| generation.default_ttl()),
+        })
+    }
+
+    /// The protocol generation of the tokens.
+    pub fn protocol(&self) -> ProtocolVersion {
+        self.generation.version()
+    }
+
+    /// The tokens' lifetime.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// A token for `grants`, issued now (with a fresh `jti` under 1.0).
+    pub fn mint(&self, grants: &Grants) -> Result<String, TokenError> {
+        self.mint_at(grants, SystemTime::now())
+    }
+
+    fn mint_at(&self, grants: &Grants, now: SystemTime) -> Result<String, TokenError> {
+        let request = TokenRequest {
+            grants,
+            identity: &self.identity,
+            issued_at: now,
+            ttl: self.ttl,
+            id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+        };
+        let claims = self.generation.claims(&request)?;
+        jsonwebtoken::encode(&self.header, &claims, &self.key)
+            .map_err(|error| TokenError::Sign(Box::new(error)))
+    }
+}
+
+/// One token for fixed grants (a publisher's), reused, and signed again when a tenth of its
+/// lifetime (at most a minute) is left.
+pub struct JwtSigner {
+    minter: TokenMinter,
+    grants: Grants,
     cached: RwLock<Option<Cached>>,
 }
 
@@ -29,67 +110,61 @@ struct Cached {
 impl std::fmt::Debug for JwtSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtSigner")
-            .field("algorithm", &self.header.alg)
-            .field("publish", &self.publish)
-            .field("subscribe", &self.subscribe)
-            .field("ttl", &self.ttl)
+            .field("minter", &self.minter)
+            .field("grants", &self.grants)
             .finish_non_exhaustive()
     }
 }
 
 impl JwtSigner {
-    /// A signer of tokens allowed to publish to `publish` selectors.
+    /// A signer of `grants` with `minter`. Signs once now: a bad key, a missing 1.0 issuer or a
+    /// lifetime beyond the representable is a configuration error, not a failure at the first
+    /// publish.
+    pub fn new(minter: TokenMinter, grants: Grants) -> Result<Self, ConfigError> {
+        let signer = Self {
+            minter,
+            grants,
+            cached: RwLock::new(None),
+        };
+        signer.token()?;
+        Ok(signer)
+    }
+
+    /// A 0.x signer of tokens allowed to publish to `publish` selectors.
     pub fn publisher(
         key: &JwtKey,
         algorithm: Algorithm,
         publish: Vec<String>,
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
-        Self::new(key, algorithm, Some(publish), None, ttl)
+        let grants = Grants::publish(publish.iter().map(|s| Matcher::selector(s)));
+        Self::v0(key, algorithm, grants, ttl)
     }
 
-    /// A signer of tokens allowed to receive private updates of `subscribe` selectors.
+    /// A 0.x signer of tokens allowed to receive private updates of `subscribe` selectors.
     pub fn subscriber(
         key: &JwtKey,
         algorithm: Algorithm,
         subscribe: Vec<String>,
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
-        Self::new(key, algorithm, None, Some(subscribe), ttl)
+        let grants = Grants::subscribe(subscribe.iter().map(|s| Matcher::selector(s)));
+        Self::v0(key, algorithm, grants, ttl)
     }
 
-    fn new(
+    fn v0(
         key: &JwtKey,
         algorithm: Algorithm,
-        publish: Option<Vec<String>>,
-        subscribe: Option<Vec<String>>,
+        grants: Grants,
         ttl: Option<Duration>,
     ) -> Result<Self, ConfigError> {
-        let (key, alg) = match algorithm {
-            Algorithm::Hs256 => (
-                EncodingKey::from_secret(key.expose()),
-                jsonwebtoken::Algorithm::HS256,
-            ),
-            Algorithm::Rs256 => (
-                EncodingKey::from_rsa_pem(key.expose()).map_err(ConfigError::InvalidKey)?,
-                jsonwebtoken::Algorithm::RS256,
-            ),
-        };
-        let signer = Self {
-            key,
-            header: Header::new(alg),
-            publish,
-            subscribe,
-            ttl,
-            cached: RwLock::new(None),
-        };
-        // Sign once now: a bad key is a configuration error, not a failure at first publish.
-        signer.token().map_err(ConfigError::InvalidKey)?;
-        Ok(signer)
+        let identity = TokenIdentity::default();
+        let minter = TokenMinter::new(key, algorithm, ProtocolVersion::V0, identity, ttl)?;
+        Self::new(minter, grants)
     }
 
     /// The current token, signed again when it is close to expiring.
-    pub fn token(&self) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn token(&self) -> Result<String, TokenError> {
         let now = SystemTime::now();
         if let Ok(cached) = self.cached.read()
             && let Some(cached) = cached
@@ -98,19 +173,12 @@ impl JwtSigner {
         {
             return Ok(cached.token.clone());
         }
-        let exp = self.ttl.map(|ttl| now + ttl);
-        let claims = Claims {
-            mercure: MercureClaim {
-                publish: self.publish.clone(),
-                subscribe: self.subscribe.clone(),
-            },
-            exp: exp.map(|exp| exp.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
-        };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.key)?;
-        // Sign again when a tenth of the lifetime (at most a minute) is left.
-        let refresh_at = self
-            .ttl
-            .map(|ttl| now + ttl - (ttl / 10).min(Duration::from_secs(60)));
+        let token = self.minter.mint_at(&self.grants, now)?;
+        let refresh_at = self.minter.ttl.map(|ttl| {
+            let margin = (ttl / 10).min(Duration::from_secs(60));
+            // The token was signed, so `now + ttl` is representable.
+            now.checked_add(ttl - margin).unwrap_or(now)
+        });
         if let Ok(mut cached) = self.cached.write() {
             *cached = Some(Cached {
                 token: token.clone(),
@@ -123,47 +191,44 @@ impl JwtSigner {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::UNIX_EPOCH;
 
-    fn claims_of(token: &str) -> serde_json::Value {
-        let payload = token.split('.').nth(1).unwrap_or_default();
-        let bytes = base64_url_decode(payload);
-        serde_json::from_slice(&bytes).unwrap_or_default()
+    use jsonwebtoken::{DecodingKey, Validation};
+
+    use super::*;
+    use crate::protocol::inspect::parts;
+    use crate::protocol::{ProtocolError, v1};
+
+    fn now_secs() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or_default())
     }
 
-    // A small decoder: the JWT payload is unpadded base64url.
-    fn base64_url_decode(input: &str) -> Vec<u8> {
-        let value = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            _ => 63,
-        };
-        let mut out = Vec::new();
-        let mut buffer = 0_u32;
-        let mut bits = 0;
-        for c in input.bytes() {
-            buffer = (buffer << 6) | u32::from(value(c));
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((buffer >> bits) as u8);
-            }
-        }
-        out
+    fn v1_minter(ttl: Option<Duration>) -> Result<TokenMinter, ConfigError> {
+        TokenMinter::new(
+            &JwtKey::new("k"),
+            Algorithm::Hs256,
+            ProtocolVersion::V1,
+            TokenIdentity {
+                issuer: Some("https://app.example".into()),
+                audience: Some("https://hub.example/.well-known/mercure".into()),
+                ..TokenIdentity::default()
+            },
+            ttl,
+        )
     }
 
     #[test]
-    fn a_token_without_lifetime_is_signed_once_and_reused() {
+    fn a_0_x_token_without_lifetime_is_signed_once_and_reused() {
         let signer =
             JwtSigner::publisher(&JwtKey::new("k"), Algorithm::Hs256, vec!["*".into()], None)
                 .expect("signer");
         let first = signer.token().expect("token");
         assert_eq!(signer.token().expect("token"), first);
-        let claims = claims_of(&first);
-        assert_eq!(claims["mercure"]["publish"], serde_json::json!(["*"]));
-        assert!(claims.get("exp").is_none());
+        let (header, claims) = parts(&first);
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(claims, serde_json::json!({"mercure": {"publish": ["*"]}}));
     }
 
     #[test]
@@ -177,29 +242,148 @@ mod tests {
         )
         .expect("signer");
         let token = signer.token().expect("token");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let exp = claims_of(&token)["exp"].as_u64().unwrap_or_default();
+        let now = now_secs();
+        let exp = parts(&token).1["exp"].as_i64().unwrap_or_default();
         assert!(
-            exp >= now + 3500 && exp <= now + 3601,
+            exp >= now + 3599 && exp <= now + 3601,
             "exp {exp}, now {now}"
         );
         // Reused while fresh.
         assert_eq!(signer.token().expect("token"), token);
-        // Once due, a new one is signed (with a lifetime of zero, every call is due).
-        let due = JwtSigner::publisher(
-            &JwtKey::new("k"),
-            Algorithm::Hs256,
-            vec!["*".into()],
-            Some(Duration::ZERO),
-        )
-        .expect("signer");
-        let cached_refresh = due
+        // A minute before expiry, it is due.
+        let refresh = signer
             .cached
             .read()
             .ok()
-            .and_then(|c| c.as_ref().and_then(|c| c.refresh_at));
-        assert!(cached_refresh.is_some_and(|at| at <= SystemTime::now()));
+            .and_then(|c| c.as_ref().and_then(|c| c.refresh_at))
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or_default());
+        assert!(
+            (exp - 61..=exp - 59).contains(&refresh),
+            "refresh {refresh}, exp {exp}"
+        );
+    }
+
+    #[test]
+    fn a_1_0_publisher_token_is_an_access_token_a_1_0_hub_accepts() {
+        let signer = JwtSigner::new(
+            v1_minter(Some(Duration::from_secs(120))).expect("minter"),
+            Grants::publish([Matcher::Any]),
+        )
+        .expect("signer");
+        let token = signer.token().expect("token");
+        let (header, claims) = parts(&token);
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(header["alg"], "HS256");
+        assert!(v1::is_access_token_type(header["typ"].as_str()));
+        let now = now_secs();
+        assert_eq!(claims["iss"], "https://app.example");
+        assert_eq!(claims["aud"], "https://hub.example/.well-known/mercure");
+        assert_eq!(claims["client_id"], "https://app.example");
+        assert_eq!(claims["sub"], "https://app.example");
+        let iat = claims["iat"].as_i64().unwrap_or_default();
+        assert!((now - 1..=now).contains(&iat), "iat {iat}, now {now}");
+        assert_eq!(claims["exp"].as_i64(), Some(iat + 120));
+        assert!(
+            claims["jti"]
+                .as_str()
+                .is_some_and(|jti| jti.starts_with("urn:uuid:") && jti.len() == 45),
+            "{claims}"
+        );
+        assert_eq!(
+            claims["authorization_details"],
+            serde_json::json!([{
+                "type": "https://mercure.rocks/authorization-detail",
+                "actions": ["publish"],
+                "topics": [{"match": "*", "match_type": "exact"}],
+            }])
+        );
+        assert!(claims.get("mercure").is_none());
+
+        // Verified as a hub would: signature, audience, required expiry, issuer.
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        validation.set_audience(&["https://hub.example/.well-known/mercure"]);
+        validation.set_issuer(&["https://app.example"]);
+        let decoded = jsonwebtoken::decode::<v1::Claims>(
+            &token,
+            &DecodingKey::from_secret(b"k"),
+            &validation,
+        )
+        .expect("a 1.0 hub's checks pass");
+        assert_eq!(decoded.header.typ.as_deref(), Some("at+jwt"));
+        let grants = decoded.claims.grants().expect("valid details");
+        assert_eq!(grants.publish, [Matcher::Any]);
+        // Another audience is refused.
+        validation.set_audience(&["https://other.example/.well-known/mercure"]);
+        assert!(
+            jsonwebtoken::decode::<v1::Claims>(
+                &token,
+                &DecodingKey::from_secret(b"k"),
+                &validation
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_1_0_token_is_renewed_before_it_expires_with_a_new_id() {
+        // One hour by default; a new token (new jti) once due.
+        let minter = v1_minter(None).expect("minter");
+        assert_eq!(minter.ttl(), Some(v1::DEFAULT_TTL));
+        let signer = JwtSigner::new(minter, Grants::publish([Matcher::Any])).expect("signer");
+        let first = signer.token().expect("token");
+        assert_eq!(signer.token().expect("token"), first);
+        if let Ok(mut cached) = signer.cached.write()
+            && let Some(cached) = cached.as_mut()
+        {
+            cached.refresh_at = Some(SystemTime::now());
+        }
+        let renewed = signer.token().expect("token");
+        assert_ne!(parts(&renewed).1["jti"], parts(&first).1["jti"]);
+        assert!(parts(&renewed).1["exp"].as_i64() >= parts(&first).1["exp"].as_i64());
+    }
+
+    #[test]
+    fn a_huge_lifetime_is_a_configuration_error_not_a_panic() {
+        for ttl in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX / 2),
+            Duration::from_secs(1 << 40),
+        ] {
+            let v0 = JwtSigner::publisher(
+                &JwtKey::new("k"),
+                Algorithm::Hs256,
+                vec!["*".into()],
+                Some(ttl),
+            );
+            assert!(
+                matches!(
+                    v0,
+                    Err(ConfigError::Token(ProtocolError::LifetimeTooLong { .. }))
+                ),
+                "{v0:?}"
+            );
+            let v1 = v1_minter(Some(ttl))
+                .and_then(|m| JwtSigner::new(m, Grants::publish([Matcher::Any])));
+            assert!(matches!(v1, Err(ConfigError::Token(_))), "{v1:?}");
+        }
+    }
+
+    #[test]
+    fn a_1_0_token_without_issuer_is_a_configuration_error() {
+        let minter = TokenMinter::new(
+            &JwtKey::new("k"),
+            Algorithm::Hs256,
+            ProtocolVersion::V1,
+            TokenIdentity::default(),
+            None,
+        )
+        .expect("minter");
+        assert!(matches!(
+            JwtSigner::new(minter, Grants::publish([Matcher::Any])),
+            Err(ConfigError::Token(ProtocolError::MissingIssuer))
+        ));
     }
 }

@@ -26,6 +26,7 @@
 //! ```
 
 mod config;
+mod env;
 mod error;
 mod hub;
 mod jwt;
@@ -35,9 +36,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use config::{Algorithm, DEFAULT_TIMEOUT, HubConfig, JwtKey};
-pub use error::{ConfigError, PublishError};
+pub(crate) use config::{check_hub_url, redacted};
+pub(crate) use env::Env;
+pub use error::{BoxError, ConfigError, PublishError, TokenError};
 pub use hub::HubPublisher;
-pub use jwt::JwtSigner;
+pub use jwt::{JwtSigner, TokenMinter};
 pub use recording::{RecordedUpdate, RecordingPublisher};
 
 use crate::event::MercureEvent;
@@ -49,10 +52,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What became of a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishOutcome {
-    /// The hub accepted the update; one id per HTTP update sent (one per topic under the 1.0
-    /// drafts' rule).
+    /// The hub accepted the update (all its topics in one request).
     Published {
-        /// The update ids the hub answered.
+        /// The update id the hub answered.
         ids: Vec<String>,
     },
     /// Publishing is not configured (no JWT key): nothing was sent. A warning was logged once.
@@ -76,6 +78,16 @@ pub trait Publisher: Send + Sync + 'static {
     /// Publishes one update.
     fn publish_update(&self, update: Update)
     -> BoxFuture<'_, Result<PublishOutcome, PublishError>>;
+
+    /// The id of the latest update the hub accepted from this publisher, if it knows one.
+    ///
+    /// Read it *before* reading the state a page shows, and hand it to the page as the
+    /// discovery `Link` header's `last-event-id` ([`crate::subscriber::Discovery::link_header`]): every
+    /// change committed after that read is published after it, so the hub replays it to a
+    /// subscription that resumes from this id, however late the page subscribes.
+    fn last_event_id(&self) -> Option<String> {
+        None
+    }
 }
 
 /// `publish(&event)` for every publisher.
@@ -87,7 +99,9 @@ pub trait PublisherExt: Publisher {
     ) -> BoxFuture<'a, Result<PublishOutcome, PublishError>> {
         match event.to_update() {
             Ok(update) => self.publish_update(update),
-            Err(error) => Box::pin(std::future::ready(Err(PublishError::Serialize(error)))),
+            Err(error) => Box::pin(std::future::ready(Err(PublishError::Serialize(Box::new(
+                error,
+            ))))),
         }
     }
 }
@@ -100,5 +114,9 @@ impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
         update: Update,
     ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
         (**self).publish_update(update)
+    }
+
+    fn last_event_id(&self) -> Option<String> {
+        (**self).last_event_id()
     }
 }
