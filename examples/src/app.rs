@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mercure_track::hub::{DevHub, DevHubConfig};
-use mercure_track::publisher::HubConfig;
+use mercure_track::publisher::JwtKey;
+use mercure_track::subscriber::Discovery;
 use mercure_track::{HubPublisher, Publisher};
 use mercure_track_sqlx::outbox::{Relay, RelayConfig};
 use mercure_track_sqlx::{Background, Dialect, TaskTracker, TrackedSession};
@@ -14,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::AppConfig;
+use crate::config::{AppConfig, DEVELOPMENT_KEY};
 use crate::session::{AppSession, task_db_session};
 use crate::web::{self, AppState};
 
@@ -174,29 +175,41 @@ where
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
 
+    // Mercure, as configured from the environment; the embedded hub, when no MERCURE_URL,
+    // is this application's own URL, with this application as the tokens' issuer unless one
+    // is configured.
+    let mut hub_config = config.publisher.clone();
+    let mut discovery_config = config.discovery.clone();
     let embedded_hub = match &config.mercure_url {
         Some(_) => None,
-        None => Some(DevHub::new(DevHubConfig::new(
-            config.publisher_key.clone(),
-            config.subscriber_key.clone(),
-        ))?),
+        None => {
+            let hub_url = format!("{url}{}", mercure_track::wire::HUB_PATH);
+            hub_config = hub_config.with_url(&hub_url)?;
+            let issuer = hub_config
+                .identity
+                .issuer
+                .get_or_insert_with(|| url.clone());
+            discovery_config
+                .identity
+                .issuer
+                .get_or_insert_with(|| issuer.clone());
+            discovery_config.identity.audience.get_or_insert(hub_url);
+            let mut hub = DevHubConfig::new(
+                hub_config
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| JwtKey::new(DEVELOPMENT_KEY)),
+                discovery_config.key.clone(),
+            )
+            .protocol(hub_config.protocol)
+            .issuer(issuer.clone());
+            hub.publisher_algorithm = hub_config.algorithm;
+            hub.subscriber_algorithm = discovery_config.algorithm;
+            Some(DevHub::new(hub)?)
+        }
     };
-    let publisher: Arc<dyn Publisher> = match &config.mercure_url {
-        Some(hub) => Arc::new(HubPublisher::new(
-            HubConfig::new(hub)?.key(config.publisher_key.clone()),
-        )?),
-        None => Arc::new(HubPublisher::new(
-            HubConfig::new(&format!("{url}{}", mercure_track::wire::HUB_PATH))?
-                .key(config.publisher_key.clone()),
-        )?),
-    };
-    // Browsers get the hub's URL in the page: never with the credentials of `MERCURE_URL`.
-    let hub_public_url = config
-        .mercure_public_url
-        .as_deref()
-        .or(config.mercure_url.as_deref())
-        .map(crate::config::without_credentials)
-        .unwrap_or_else(|| mercure_track::wire::HUB_PATH.to_owned());
+    let publisher: Arc<dyn Publisher> = Arc::new(HubPublisher::new(hub_config)?);
+    let discovery = Arc::new(Discovery::new(discovery_config)?);
 
     let tasks = TaskTracker::new();
     let (relay_stop, relay_stopped) = oneshot::channel::<()>();
@@ -221,8 +234,8 @@ where
             )
         }),
         tasks: tasks.clone(),
-        hub_public_url,
-        subscriber_key: config.subscriber_key.clone(),
+        discovery,
+        publisher: publisher.clone(),
         step: config.step,
     };
     let mut router = web::router(state);

@@ -4,11 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mercure_track::publisher::JwtKey;
+use mercure_track::ProtocolVersion;
+use mercure_track::publisher::HubConfig;
+use mercure_track::subscriber::DiscoveryConfig;
+use mercure_track::wire::HUB_PATH;
 
 /// The development key of the embedded hub. Set `MERCURE_PUBLISHER_JWT_KEY` and
 /// `MERCURE_SUBSCRIBER_JWT_KEY` for anything but a local demonstration.
 pub const DEVELOPMENT_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
+
+/// The publisher's hub URL until the embedded hub's address is known (see
+/// [`AppConfig::publisher`]).
+const EMBEDDED_HUB: &str = "http://127.0.0.1/.well-known/mercure";
 
 /// How the application runs. Its `Debug` shows the URLs with their passwords replaced by
 /// `***` (see [`redact_url`]).
@@ -22,12 +29,18 @@ pub struct AppConfig {
     /// `MERCURE_URL`: an external hub. Default: the development hub embedded at
     /// `/.well-known/mercure`.
     pub mercure_url: Option<String>,
-    /// `MERCURE_PUBLIC_URL`: the hub URL browsers use, when it differs from `MERCURE_URL`.
-    pub mercure_public_url: Option<String>,
-    /// `MERCURE_PUBLISHER_JWT_KEY` (HS256).
-    pub publisher_key: JwtKey,
-    /// `MERCURE_SUBSCRIBER_JWT_KEY` (HS256): signs the pages' subscription cookies.
-    pub subscriber_key: JwtKey,
+    /// The publisher, read by the library (`HubConfig::from_env`): `MERCURE_URL`,
+    /// `MERCURE_PUBLISHER_JWT_KEY` (default here: [`DEVELOPMENT_KEY`]),
+    /// `MERCURE_PUBLISHER_JWT_ALG`, `MERCURE_PROTOCOL`, `MERCURE_TIMEOUT_MS`,
+    /// `MERCURE_PUBLISHER_JWT_TTL_SECS`, `MERCURE_PUBLISHER_JWT_ISSUER`,
+    /// `MERCURE_PUBLISHER_JWT_AUDIENCE`. With the embedded hub its URL is the application's own,
+    /// set once the socket is bound.
+    pub publisher: HubConfig,
+    /// The pages' subscriptions, read by the library (`DiscoveryConfig::from_env`):
+    /// `MERCURE_PUBLIC_URL` (default: `MERCURE_URL`, or the embedded hub's path),
+    /// `MERCURE_SUBSCRIBER_JWT_KEY` (default here: [`DEVELOPMENT_KEY`]),
+    /// `MERCURE_SUBSCRIBER_JWT_ALG`, `MERCURE_PROTOCOL`, ...
+    pub discovery: DiscoveryConfig,
     /// `DEMO_STEP_MS`: the simulated duration of each processing step (default 700 ms).
     pub step: Duration,
     /// `DELIVERY=outbox`: commits write their events to the transactional outbox and a relay
@@ -37,10 +50,41 @@ pub struct AppConfig {
 
 /// A configuration value that is not understood.
 #[derive(Debug, thiserror::Error)]
-#[error("{variable} is invalid: expected {expected}")]
-pub struct ConfigError {
-    variable: &'static str,
-    expected: &'static str,
+pub enum ConfigError {
+    /// A variable of the application.
+    #[error("{variable} is invalid: expected {expected}")]
+    Invalid {
+        /// The variable.
+        variable: &'static str,
+        /// What it may hold.
+        expected: &'static str,
+    },
+    /// A Mercure variable, as the library reads it.
+    #[error(transparent)]
+    Mercure(#[from] mercure_track::publisher::ConfigError),
+}
+
+/// The publisher's and the pages' Mercure configuration from the variables `var` returns,
+/// with this demonstration's defaults: the development keys, and the embedded hub when
+/// `MERCURE_URL` is unset.
+fn mercure_config(
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<(HubConfig, DiscoveryConfig), ConfigError> {
+    let with_defaults = |embedded_url: &'static str| {
+        move |name: &str| {
+            var(name).or_else(|| match name {
+                "MERCURE_URL" => Some(embedded_url.to_owned()),
+                "MERCURE_PUBLISHER_JWT_KEY" | "MERCURE_SUBSCRIBER_JWT_KEY" => {
+                    Some(DEVELOPMENT_KEY.to_owned())
+                }
+                _ => None,
+            })
+        }
+    };
+    Ok((
+        HubConfig::from_lookup(with_defaults(EMBEDDED_HUB))?,
+        DiscoveryConfig::from_lookup(with_defaults(HUB_PATH))?,
+    ))
 }
 
 impl AppConfig {
@@ -48,36 +92,32 @@ impl AppConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let addr = match var("APP_ADDR") {
-            Some(addr) => addr.parse().map_err(|_| ConfigError {
+            Some(addr) => addr.parse().map_err(|_| ConfigError::Invalid {
                 variable: "APP_ADDR",
                 expected: "a socket address such as 127.0.0.1:3000",
             })?,
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
         };
         let step = match var("DEMO_STEP_MS") {
-            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| ConfigError {
+            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| ConfigError::Invalid {
                 variable: "DEMO_STEP_MS",
                 expected: "milliseconds",
             })?),
             None => Duration::from_millis(700),
         };
+        let (publisher, discovery) = mercure_config(&var)?;
         Ok(Self {
             addr,
             database_url: var("DATABASE_URL"),
             mercure_url: var("MERCURE_URL"),
-            mercure_public_url: var("MERCURE_PUBLIC_URL"),
-            publisher_key: JwtKey::new(
-                var("MERCURE_PUBLISHER_JWT_KEY").unwrap_or_else(|| DEVELOPMENT_KEY.to_owned()),
-            ),
-            subscriber_key: JwtKey::new(
-                var("MERCURE_SUBSCRIBER_JWT_KEY").unwrap_or_else(|| DEVELOPMENT_KEY.to_owned()),
-            ),
+            publisher,
+            discovery,
             step,
             outbox: match var("DELIVERY").as_deref() {
                 None | Some("direct") => false,
                 Some("outbox") => true,
                 Some(_) => {
-                    return Err(ConfigError {
+                    return Err(ConfigError::Invalid {
                         variable: "DELIVERY",
                         expected: "direct or outbox",
                     });
@@ -88,16 +128,27 @@ impl AppConfig {
 
     /// The embedded defaults on a free port, with short steps: for tests.
     pub fn embedded_on_free_port(step: Duration) -> Self {
+        // The defaults are constants that the library accepts.
+        let (publisher, discovery) =
+            mercure_config(&|_| None).expect("the embedded Mercure defaults are valid");
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: None,
             mercure_url: None,
-            mercure_public_url: None,
-            publisher_key: JwtKey::new(DEVELOPMENT_KEY),
-            subscriber_key: JwtKey::new(DEVELOPMENT_KEY),
+            publisher,
+            discovery,
             step,
             outbox: false,
         }
+    }
+}
+
+impl AppConfig {
+    /// Sets the protocol generation of the publisher and of the pages (`MERCURE_PROTOCOL`
+    /// sets both).
+    pub fn set_protocol(&mut self, protocol: ProtocolVersion) {
+        self.publisher.protocol = protocol;
+        self.discovery.protocol = protocol;
     }
 }
 
@@ -108,9 +159,8 @@ impl std::fmt::Debug for AppConfig {
             .field("addr", &self.addr)
             .field("database_url", &redacted(&self.database_url))
             .field("mercure_url", &redacted(&self.mercure_url))
-            .field("mercure_public_url", &redacted(&self.mercure_public_url))
-            .field("publisher_key", &self.publisher_key)
-            .field("subscriber_key", &self.subscriber_key)
+            .field("publisher", &self.publisher)
+            .field("discovery", &self.discovery)
             .field("step", &self.step)
             .field("outbox", &self.outbox)
             .finish()
@@ -125,7 +175,7 @@ impl AppConfig {
         for url in [
             &self.database_url,
             &self.mercure_url,
-            &self.mercure_public_url,
+            &Some(self.discovery.hub_url.clone()),
         ]
         .into_iter()
         .flatten()

@@ -10,11 +10,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use mercure_track::Model;
-use mercure_track::publisher::{Algorithm, JwtKey, JwtSigner};
+use mercure_track::protocol::Matcher;
+use mercure_track::subscriber::Discovery;
+use mercure_track::{MercureEvent, Publisher};
 use mercure_track_sqlx::{Error, TaskTracker};
 use serde_json::json;
 
-use crate::domain::{ColoringVersion, Image, Order, SvgVersion, order_status};
+use crate::domain::{
+    ColoringVersion, Image, ListUpdate, Order, OrderUpdate, SvgVersion, order_status,
+};
 use crate::services::{ColoringGenerationService, OrderIngestionService, ingest_order_by_hand};
 use crate::session::AppSession;
 
@@ -24,10 +28,10 @@ pub(crate) struct AppState<S> {
     pub(crate) new_session: Arc<dyn Fn() -> S + Send + Sync>,
     /// Background work: publishes and services, drained at shutdown.
     pub(crate) tasks: TaskTracker,
-    /// The hub URL browsers subscribe to.
-    pub(crate) hub_public_url: String,
-    /// Signs the pages' subscription cookies.
-    pub(crate) subscriber_key: JwtKey,
+    /// What pages are told about the hub: cookie, `Link` header, subscribe URL.
+    pub(crate) discovery: Arc<Discovery>,
+    /// The publisher, for the id of the latest update (the `Link` header's `last-event-id`).
+    pub(crate) publisher: Arc<dyn Publisher>,
     /// The simulated duration of a processing step.
     pub(crate) step: Duration,
 }
@@ -37,8 +41,8 @@ impl<S> Clone for AppState<S> {
         Self {
             new_session: self.new_session.clone(),
             tasks: self.tasks.clone(),
-            hub_public_url: self.hub_public_url.clone(),
-            subscriber_key: self.subscriber_key.clone(),
+            discovery: self.discovery.clone(),
+            publisher: self.publisher.clone(),
             step: self.step,
         }
     }
@@ -152,27 +156,24 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for OrderKey {
     }
 }
 
-/// A page with a subscription cookie for `topics` (the hub checks it for private updates).
-fn page<S>(state: &AppState<S>, html: &str, topics: Vec<String>) -> Response {
-    let body = html.replace("{{HUB_URL}}", &state.hub_public_url);
-    let cookie = JwtSigner::subscriber(
-        &state.subscriber_key,
-        Algorithm::Hs256,
-        topics,
-        Some(Duration::from_secs(3600)),
-    )
-    .ok()
-    .and_then(|signer| signer.token().ok())
-    .and_then(|token| {
-        HeaderValue::try_from(format!(
-            "{}={token}; Path={}; HttpOnly; SameSite=Strict",
-            mercure_track::protocol::v0::COOKIE,
-            mercure_track::wire::HUB_PATH
-        ))
-        .ok()
+/// A page following `topic`, with a subscription cookie for that topic only (the hub checks
+/// it for private updates) and the discovery `Link` header.
+fn page<S>(state: &AppState<S>, html: &str, topic: String) -> Response {
+    let topics = [Matcher::Exact(topic)];
+    let mercure = json!({
+        "subscribeUrl": state.discovery.subscribe_url(&topics, None).ok(),
+        "lastEventIdParam": state.discovery.last_event_id_param(),
     });
+    let body = html
+        .replace("{{MERCURE}}", &mercure.to_string())
+        .replace("{{SUBSCRIBE_SCRIPT}}", SUBSCRIBE_SCRIPT);
     let mut response = Html(body).into_response();
-    match cookie {
+    match state
+        .discovery
+        .cookie(&topics)
+        .ok()
+        .and_then(|cookie| HeaderValue::try_from(cookie).ok())
+    {
         Some(cookie) => {
             response.headers_mut().insert(header::SET_COOKIE, cookie);
         }
@@ -180,11 +181,31 @@ fn page<S>(state: &AppState<S>, html: &str, topics: Vec<String>) -> Response {
             "the subscription cookie could not be signed: private updates will not reach this page"
         ),
     }
+    with_link(response, state, state.publisher.last_event_id())
+}
+
+/// `response` with the discovery header `Link: <hub>; rel="mercure"; last-event-id="..."`.
+/// `last_event_id` must have been read before the state the response carries: a change
+/// committed after that read is then replayed to a subscription resuming from it.
+fn with_link<S>(
+    mut response: Response,
+    state: &AppState<S>,
+    last_event_id: Option<String>,
+) -> Response {
+    match HeaderValue::try_from(state.discovery.link_header(last_event_id.as_deref())) {
+        Ok(link) => {
+            response.headers_mut().insert(header::LINK, link);
+        }
+        Err(_) => tracing::warn!("the hub's last event id cannot be sent in a header"),
+    }
     response
 }
 
 async fn list_page<S: AppSession>(State(state): State<AppState<S>>) -> Response {
-    page(&state, LIST_PAGE, vec!["orders".to_owned()])
+    let topic = first_topic(&ListUpdate {
+        order_ids: Vec::new(),
+    });
+    page(&state, LIST_PAGE, topic)
 }
 
 /// The page of one order, with a subscription cookie for that order's topic only: the topic is
@@ -197,28 +218,36 @@ async fn order_page<S: AppSession>(
     let mut session = (state.new_session)();
     let order = Order::find(&mut session, id.as_str()).await?;
     drop(session);
-    Ok(page(
-        &state,
-        ORDER_PAGE,
-        vec!["orders".to_owned(), format!("orders/{}", order.id)],
-    ))
+    let topic = first_topic(&OrderUpdate { order_id: order.id });
+    Ok(page(&state, ORDER_PAGE, topic))
+}
+
+/// The topic an event is published to (its first), as the page's own topic.
+fn first_topic(event: &impl MercureEvent) -> String {
+    event.topics().into_iter().next().unwrap_or_default()
 }
 
 async fn list_orders<S: AppSession>(
     State(state): State<AppState<S>>,
-) -> Result<Json<Vec<Order>>, ApiError> {
+) -> Result<Response, ApiError> {
+    // The id first, then the state: see `with_link`.
+    let last_event_id = state.publisher.last_event_id();
     let mut session = (state.new_session)();
-    Ok(Json(session.list_orders().await?))
+    let orders = Json(session.list_orders().await?).into_response();
+    Ok(with_link(orders, &state, last_event_id))
 }
 
 async fn show_order<S: AppSession>(
     State(state): State<AppState<S>>,
     OrderKey(id): OrderKey,
 ) -> Result<Response, ApiError> {
+    // The id first, then the state: see `with_link`.
+    let last_event_id = state.publisher.last_event_id();
     let mut session = (state.new_session)();
     let order = Order::find(&mut session, id.as_str()).await?;
     let images = session.order_images(&id).await?;
-    Ok(Json(json!({ "order": order, "images": images })).into_response())
+    let body = Json(json!({ "order": order, "images": images })).into_response();
+    Ok(with_link(body, &state, last_event_id))
 }
 
 /// Moves an order to its next status, through the API (a setter on a tracked session).
@@ -371,3 +400,4 @@ async fn event_schema() -> Json<serde_json::Value> {
 
 const LIST_PAGE: &str = include_str!("../static/list.html");
 const ORDER_PAGE: &str = include_str!("../static/order.html");
+const SUBSCRIBE_SCRIPT: &str = include_str!("../static/subscribe.js");

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use mercure_track::ProtocolVersion;
 use mercure_track_examples::app;
 use mercure_track_examples::config::AppConfig;
 
@@ -48,10 +49,12 @@ async fn pages_follow_orders_and_colorings_live_in_chromium() {
         panic!("missing service: {reason}");
     }
 
-    // Once with direct delivery, once through the outbox and its relay.
-    for outbox in [false, true] {
+    // Once with direct delivery and protocol 0.x, once through the outbox and its relay with
+    // protocol 1.0.
+    for (outbox, protocol) in [(false, ProtocolVersion::V0), (true, ProtocolVersion::V1)] {
         let mut config = AppConfig::embedded_on_free_port(Duration::from_millis(400));
         config.outbox = outbox;
+        config.set_protocol(protocol);
         let running = app::start(config).await.expect("start the application");
         let mode = if outbox { "outbox" } else { "direct" };
         let screenshots = manifest.join("../target/e2e").join(mode);
@@ -67,12 +70,18 @@ async fn pages_follow_orders_and_colorings_live_in_chromium() {
         .await
         .expect("join")
         .expect("run node");
-        println!("[{mode}] {}", String::from_utf8_lossy(&output.stdout));
-        eprintln!("[{mode}] {}", String::from_utf8_lossy(&output.stderr));
+        println!(
+            "[{mode}, {protocol}] {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        eprintln!(
+            "[{mode}, {protocol}] {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let unfinished = running.shutdown(Duration::from_secs(10)).await;
         assert!(
             output.status.success(),
-            "the browser test failed with {mode} delivery: {}",
+            "the browser test failed with {mode} delivery, protocol {protocol}: {}",
             output.status
         );
         assert_eq!(unfinished, 0, "background tasks left at shutdown ({mode})");

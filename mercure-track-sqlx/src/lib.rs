@@ -73,6 +73,8 @@ mod error;
 pub mod outbox;
 mod resolve;
 mod session;
+mod set_based;
+mod sql;
 mod tracked;
 mod write;
 
@@ -81,5 +83,6 @@ pub use dispatch::{Background, DEFAULT_BACKGROUND_LIMIT, drain};
 pub use error::Error;
 pub use resolve::ContextRow;
 pub use session::{CommitSummary, DEFAULT_PUBLISH_CONCURRENCY, TrackedSession, UnresolvedContext};
+pub use set_based::BoundValue;
 pub use tokio_util::task::TaskTracker;
 pub use write::Binder;

@@ -466,7 +466,22 @@ impl<DB: Dialect> TrackedSession<DB> {
         M: Model,
         M::Key: TrackedKey<DB>,
     {
-        if !self.tracked.fires(trigger) {
+        self.resolve_now_keys::<M>(trigger, std::slice::from_ref(key))
+            .await
+    }
+
+    /// As [`TrackedSession::resolve_now`], for several rows of `M` at once (one query per
+    /// event, as at commit).
+    pub(crate) async fn resolve_now_keys<M>(
+        &mut self,
+        trigger: TriggerKey,
+        keys: &[M::Key],
+    ) -> Result<Resolved, Error>
+    where
+        M: Model,
+        M::Key: TrackedKey<DB>,
+    {
+        if keys.is_empty() || !self.tracked.fires(trigger) {
             return Ok(Resolved::default());
         }
         self.conn().await?;
@@ -478,13 +493,20 @@ impl<DB: Dialect> TrackedSession<DB> {
         } = self
         else {
             // `conn` has just opened the transaction.
-            tracing::error!(table = M::TABLE, key = ?key, "no open transaction to resolve in (a bug)");
+            tracing::error!(
+                table = M::TABLE,
+                rows = keys.len(),
+                "no open transaction to resolve in (a bug)"
+            );
             return Ok(Resolved::default());
         };
-        let changes = [Change {
-            key: Arc::new(key.clone()),
-            trigger,
-        }];
+        let changes: Vec<Change> = keys
+            .iter()
+            .map(|key| Change {
+                key: Arc::new(key.clone()) as ErasedKey,
+                trigger,
+            })
+            .collect();
         let scope = ResolveScope {
             tracked,
             predicates,

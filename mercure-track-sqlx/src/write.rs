@@ -7,9 +7,10 @@ use mercure_track::{
 };
 use sqlx::{Encode, FromRow, Type};
 
-use crate::dialect::{Dialect, SqlQuery, TrackedKey, quote};
+use crate::dialect::{Dialect, SqlQuery, TrackedKey};
 use crate::error::Error;
 use crate::session::TrackedSession;
+use crate::sql::write as sql;
 
 impl<DB, M, T> WriteColumn<M, T> for TrackedSession<DB>
 where
@@ -26,23 +27,30 @@ where
         key: &'a M::Key,
         value: &'a T,
     ) -> Result<bool, Error> {
-        let table = quote(M::TABLE);
-        let name = quote(column.name());
-        let key_column = quote(M::info().primary_key_column().name);
-        // The database decides whether the value changes, in the statement itself: a
-        // concurrent writer cannot make an unchanged value look changed, or the reverse.
-        let sql = format!(
-            "UPDATE {table} SET {name} = $1 WHERE {key_column} = $2 AND {name} {} $1",
-            DB::DISTINCT_FROM
-        );
+        let sql = sql::set_column::<DB, M>(column.index());
         let conn = self.conn().await?;
-        let affected = DB::execute(conn, sqlx::query(&sql).bind(value).bind(key)).await?;
-        if affected == 0 {
-            ensure_exists::<DB, M>(conn, key).await?;
-            return Ok(false);
+        let query = sqlx::query(sql).bind(value).bind(key);
+        let changed = if DB::WRITABLE_CTE {
+            let row = DB::fetch_optional(conn, query).await?;
+            let (changed, found) = match row {
+                Some(row) => (DB::decode_i64(&row, 0)? > 0, DB::decode_bool(&row, 1)?),
+                None => (false, false),
+            };
+            if !found {
+                return Err(not_found::<M>(key));
+            }
+            changed
+        } else {
+            let affected = DB::execute(conn, query).await?;
+            if affected == 0 {
+                ensure_exists::<DB, M>(conn, key).await?;
+            }
+            affected > 0
+        };
+        if changed {
+            self.record::<M>(column.trigger_key(), key);
         }
-        self.record::<M>(column.trigger_key(), key);
-        Ok(true)
+        Ok(changed)
     }
 }
 
@@ -52,12 +60,7 @@ where
     M: Model,
     M::Key: TrackedKey<DB>,
 {
-    let sql = format!(
-        "SELECT 1 FROM {} WHERE {} = $1",
-        quote(M::TABLE),
-        quote(M::info().primary_key_column().name)
-    );
-    match DB::fetch_optional(conn, sqlx::query(&sql).bind(key)).await? {
+    match DB::fetch_optional(conn, sqlx::query(sql::exists::<DB, M>()).bind(key)).await? {
         Some(_) => Ok(()),
         None => Err(not_found::<M>(key)),
     }
@@ -70,14 +73,6 @@ fn not_found<M: Model>(key: &M::Key) -> Error {
     }
 }
 
-fn column_list<M: Model>() -> String {
-    M::COLUMNS
-        .iter()
-        .map(|c| quote(c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl<DB, M> FindRow<M> for TrackedSession<DB>
 where
     DB: Dialect,
@@ -87,13 +82,8 @@ where
     type Error = Error;
 
     async fn find_row<'a>(&'a mut self, key: &'a M::Key) -> Result<M, Error> {
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} = $1",
-            column_list::<M>(),
-            quote(M::TABLE),
-            quote(M::info().primary_key_column().name)
-        );
-        let row = DB::fetch_optional(self.conn().await?, sqlx::query(&sql).bind(key))
+        let sql = sql::find::<DB, M>();
+        let row = DB::fetch_optional(self.conn().await?, sqlx::query(sql).bind(key))
             .await?
             .ok_or_else(|| not_found::<M>(key))?;
         Ok(M::from_row(&row)?)
@@ -103,6 +93,20 @@ where
 /// Collects the values of a row into a query.
 pub struct Binder<'q, DB: Dialect> {
     query: SqlQuery<'q, DB>,
+}
+
+impl<'q, DB: Dialect> Binder<'q, DB> {
+    /// A binder for the statement `sql`.
+    pub(crate) fn new(sql: &'q str) -> Self {
+        Self {
+            query: sqlx::query(sql),
+        }
+    }
+
+    /// The statement with its values.
+    pub(crate) fn into_query(self) -> SqlQuery<'q, DB> {
+        self.query
+    }
 }
 
 impl<'q, DB, T> BindValue<T> for Binder<'q, DB>
@@ -126,16 +130,7 @@ where
     type Error = Error;
 
     async fn insert_row<'a>(&'a mut self, row: &'a M) -> Result<(), Error> {
-        let params: Vec<String> = (1..=M::COLUMNS.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            quote(M::TABLE),
-            column_list::<M>(),
-            params.join(", ")
-        );
-        let mut binder = Binder {
-            query: sqlx::query(&sql),
-        };
+        let mut binder = Binder::new(sql::insert::<DB, M>());
         row.bind_columns(&mut binder);
         let affected = DB::execute(self.conn().await?, binder.query).await?;
         if affected == 0 {
@@ -173,12 +168,8 @@ where
             ensure_exists::<DB, M>(self.conn().await?, key).await?;
             return Err(error);
         }
-        let sql = format!(
-            "DELETE FROM {} WHERE {} = $1",
-            quote(M::TABLE),
-            quote(M::info().primary_key_column().name)
-        );
-        let affected = DB::execute(self.conn().await?, sqlx::query(&sql).bind(key)).await?;
+        let sql = sql::delete::<DB, M>();
+        let affected = DB::execute(self.conn().await?, sqlx::query(sql).bind(key)).await?;
         if affected == 0 {
             return Err(not_found::<M>(key));
         }

@@ -222,6 +222,7 @@ pub mod reach;
 pub mod registry;
 pub mod schema;
 pub mod session;
+pub mod set_based;
 pub mod subscriber;
 pub mod wire;
 
@@ -240,6 +241,10 @@ pub use publisher::{
     RecordingPublisher,
 };
 pub use session::{DeleteRow, FindRow, InsertRow, WriteColumn};
+pub use set_based::{
+    Assignable, Condition, DeleteRows, DeleteWhere, Filter, InsertRows, SetValue, UpdateRows,
+    UpdateWhere,
+};
 pub use wire::Update;
 
 /// `#[derive(MercureEvent)]`: see the [crate documentation](crate#derivemercureevent).
@@ -283,6 +288,7 @@ pub mod __private_v0_1 {
     pub use crate::registry::Registration;
     pub use crate::schema::object_schema;
     pub use crate::session::{BindColumns, BindValue, DeleteRow, FindRow, InsertRow, WriteColumn};
+    pub use crate::set_based::SetValue;
 
     /// Checks that `trigger` is a marker that can fire and returns its spec; `contexts`
     /// receives the trigger's model (as a type) to search the context paths from.

@@ -73,6 +73,31 @@ pub trait Model: Sized + Send + Sync + 'static {
         session.delete_row(self.key())
     }
 
+    /// A set-based update of this model's rows, typed by its column markers:
+    /// `Order::update().set(Order::status, "DONE").filter(Order::id.in_keys(keys))`.
+    /// See [`crate::set_based`].
+    fn update<V>() -> crate::set_based::UpdateWhere<Self, V> {
+        crate::set_based::UpdateWhere::default()
+    }
+
+    /// A set-based delete of this model's rows:
+    /// `LineItem::delete_where().filter(LineItem::order_id.is("A"))`. See [`crate::set_based`].
+    fn delete_where<V>() -> crate::set_based::DeleteWhere<Self, V> {
+        crate::set_based::DeleteWhere::default()
+    }
+
+    /// Inserts `rows` through a tracked session in as few statements as the database allows
+    /// (multi-row `VALUES`), recording `Model::INSERT` for each. An empty slice runs nothing.
+    fn insert_all<'a, S>(
+        rows: &'a [Self],
+        session: &'a mut S,
+    ) -> impl Future<Output = Result<(), S::Error>> + Send + 'a
+    where
+        S: crate::set_based::InsertRows<Self>,
+    {
+        session.insert_rows(rows)
+    }
+
     /// Static metadata of the model, for code that works on erased models.
     fn info() -> ModelInfo {
         ModelInfo {
@@ -272,7 +297,6 @@ impl<M: Model, T, Parent> Trigger for ForeignKeyColumn<M, T, Parent> {
     }
 }
 
-
 /// The marker of a model's primary key: `Order::id`. A [`Column`] (it dereferences to one,
 /// so `Order::id.eq("abc")` and `.name()` work) that can fill a context but cannot trigger an
 /// event: no setter writes a key, so such a trigger would never fire. Use `Model::INSERT` or
@@ -316,7 +340,6 @@ impl<M: Model, T> fmt::Debug for KeyColumn<M, T> {
         self.column.fmt(f)
     }
 }
-
 
 /// What `#[derive(Tracked)]` generates for a `#[tracked(skip)]` field, so that naming it in
 /// `#[trigger(...)]` or `#[context(...)]` says why it cannot be used. Not public API.
@@ -473,7 +496,6 @@ impl<M: Model> Trigger for RowTrigger<M> {
         }
     }
 }
-
 
 /// What generated code checks on the paths of `#[trigger(...)]` and `#[context(...)]`; not
 /// public API. Every column marker is a `Marker`; the associated types say, at the type

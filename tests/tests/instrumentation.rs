@@ -33,7 +33,6 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
     }
 
-
     fn count(&self, needle: &str) -> usize {
         self.text().matches(needle).count()
     }
@@ -165,7 +164,10 @@ async fn a_contradicted_predicate_is_logged_and_ends_with_its_transaction() {
     session.add_tracking_context(Post::id.eq(10));
     session.begin_nested().await.expect("savepoint");
     session.add_tracking_context(Author::id.eq(2));
-    session.rollback_nested().await.expect("rollback to savepoint");
+    session
+        .rollback_nested()
+        .await
+        .expect("rollback to savepoint");
     Post::set_title_by_key(&mut session, 11, "five")
         .await
         .expect("set");

@@ -566,7 +566,11 @@ mod hygiene {
     }
 
     #[derive(::core::fmt::Debug, MercureEvent)]
-    #[mercure(type = "widget_update", topic = "widgets/{widget_id}", topic = "widgets")]
+    #[mercure(
+        type = "widget_update",
+        topic = "widgets/{widget_id}",
+        topic = "widgets"
+    )]
     #[trigger(Widget::name, self::Widget::INSERT)]
     pub(crate) struct WidgetUpdate {
         #[context(Widget::id)]
@@ -603,10 +607,8 @@ fn generated_code_needs_no_prelude_and_no_free_local_names() {
         r#"{"type":"widget_update","widget_id":4}"#
     );
     assert_eq!(event.topics(), ["widgets/4", "widgets"]);
-    let events: Vec<Box<dyn AnyEvent>> = vec![
-        Box::new(WidgetUpdate { widget_id: 9 }),
-        Box::new(event),
-    ];
+    let events: Vec<Box<dyn AnyEvent>> =
+        vec![Box::new(WidgetUpdate { widget_id: 9 }), Box::new(event)];
     let list = WidgetList::from_collected(&Collected::new(&events)).expect("a batch");
     assert_eq!(list.widget_ids, [4, 9]);
     assert_eq!(WidgetService::new().session.tracked, ["widget_update"]);

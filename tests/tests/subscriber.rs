@@ -60,8 +60,8 @@ async fn setup(protocol: ProtocolVersion) -> Setup {
 
 const ISSUER: &str = "https://app.example";
 
-fn configure_hub(config: DevHubConfig, _protocol: ProtocolVersion) -> DevHubConfig {
-    config
+fn configure_hub(config: DevHubConfig, protocol: ProtocolVersion) -> DevHubConfig {
+    config.protocol(protocol).issuer(ISSUER)
 }
 
 impl Setup {
@@ -182,4 +182,9 @@ async fn a_change_between_render_and_subscription_is_replayed(protocol: Protocol
 #[tokio::test]
 async fn protocol_0_x_a_change_between_render_and_subscription_is_replayed() {
     a_change_between_render_and_subscription_is_replayed(ProtocolVersion::V0).await;
+}
+
+#[tokio::test]
+async fn protocol_1_0_a_change_between_render_and_subscription_is_replayed() {
+    a_change_between_render_and_subscription_is_replayed(ProtocolVersion::V1).await;
 }

@@ -29,6 +29,31 @@ const text = (selector, expected) =>
   );
 const live = () =>
   page.waitForFunction(() => document.getElementById("live")?.textContent.startsWith("live"), null, { timeout: TIMEOUT });
+// Opens `url` (a hub subscription) with the page's cookies and reads it until an event's data
+// contains `needle`; fails after TIMEOUT.
+const hubYields = async (url, needle) => {
+  const cookies = await page.context().cookies(url);
+  const cookie = cookies.map((c) => `${c.name}=${c.value}`).join("; ");
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), TIMEOUT);
+  try {
+    const response = await fetch(url, { headers: { Cookie: cookie, Accept: "text/event-stream" }, signal: abort.signal });
+    if (!response.ok) throw new Error(`subscribing to ${url}: ${response.status}`);
+    const decoder = new TextDecoder();
+    let received = "";
+    for await (const chunk of response.body) {
+      received += decoder.decode(chunk, { stream: true });
+      if (received.split("\n").some((line) => line.startsWith("data:") && line.includes(needle))) return;
+    }
+    throw new Error(`${url} ended without ${needle}`);
+  } catch (error) {
+    if (abort.signal.aborted) throw new Error(`${url} did not yield ${needle} within ${TIMEOUT} ms`);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+};
 // A marker that a reload would erase.
 const markPage = () => page.evaluate(() => { window.__notReloaded = true; });
 const assertNotReloaded = async (what) => {
@@ -76,6 +101,33 @@ await post("/api/orders/ord-1001/advance");
 await text('[data-testid="order-status"]', "APPROVED");
 await assertNotReloaded("order page");
 await page.screenshot({ path: `${outDir}/order.png`, fullPage: true });
+
+// 3. A change committed between the page's render and its subscription is replayed, not lost.
+// The page's subscription request is held back; meanwhile the order advances and the hub gets
+// the update; then the request goes out as the page built it (with the last-event-id of the
+// Link header of the response it was rendered from) and the page must show the change.
+const held = [];
+const hubRequests = /\/\.well-known\/mercure\?/;
+await page.route(hubRequests, (route) => { held.push(route); });
+await page.goto(base + "/orders/ord-1002");
+await text('[data-testid="order-status"]', "READY_FOR_REVIEW");
+const deadline = Date.now() + TIMEOUT;
+while (held.length === 0) {
+  if (Date.now() > deadline) throw new Error("the page never subscribed");
+  await new Promise((resolve) => setTimeout(resolve, 20));
+}
+const subscription = held[0].request().url();
+console.log(`window: subscription held: ${subscription}`);
+await post("/api/orders/ord-1002/advance");
+// The same subscription, from here with the page's cookie: once it yields the change, the hub
+// holds it in its history, before the page has subscribed.
+await hubYields(subscription, '"type":"order_update","order_id":"ord-1002"');
+console.log("window: the hub has the update; releasing the page's subscription");
+for (const route of held) await route.continue();
+await page.unroute(hubRequests);
+await text('[data-testid="order-status"]', "APPROVED");
+await page.waitForFunction(() => document.getElementById("live")?.textContent.startsWith("live"), null, { timeout: TIMEOUT });
+console.log("window: the page shows APPROVED, replayed from the hub");
 console.log(`screenshots in ${outDir}`);
 
 await browser.close();

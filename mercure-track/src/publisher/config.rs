@@ -194,6 +194,12 @@ impl HubConfig {
         Ok(config)
     }
 
+    /// The same configuration for the hub at `url`, checked as [`HubConfig::new`] checks it.
+    pub fn with_url(mut self, url: &str) -> Result<Self, ConfigError> {
+        self.url = Self::new(url)?.url;
+        Ok(self)
+    }
+
     /// Sets the key.
     #[must_use]
     pub fn key(mut self, key: JwtKey) -> Self {
