@@ -194,7 +194,9 @@ async fn clear_outbox<DB: Dialect>(pool: &Pool<DB>) -> Result<(), sqlx::Error>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    sqlx::raw_sql("DELETE FROM mercure_outbox").execute(pool).await?;
+    sqlx::raw_sql("DELETE FROM mercure_outbox")
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -214,7 +216,10 @@ fn spawn_relays<DB: Dialect>(
     pool: &Pool<DB>,
     publisher: &Arc<dyn Publisher>,
     relays: usize,
-) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let tasks = (0..relays)
         .map(|_| {
@@ -228,7 +233,10 @@ fn spawn_relays<DB: Dialect>(
     (stop, tasks)
 }
 
-async fn stop_relays(stop: tokio::sync::watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<()>>) {
+async fn stop_relays(
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;
@@ -453,7 +461,16 @@ where
     let one = throughput(pool, hub, publisher, 1, commits, orders).await?;
     let three = throughput(pool, hub, publisher, 3, commits, orders).await?;
     let seconds = Duration::from_secs(if quick { 3 } else { 10 });
-    let paced = hot_topic(pool, hub, publisher, 10, Duration::from_millis(10), seconds, orders).await?;
+    let paced = hot_topic(
+        pool,
+        hub,
+        publisher,
+        10,
+        Duration::from_millis(10),
+        seconds,
+        orders,
+    )
+    .await?;
     let flat_out = hot_topic(pool, hub, publisher, 10, Duration::ZERO, seconds, orders).await?;
     let idle = idle_latency(pool, hub, publisher, if quick { 30 } else { 200 }).await?;
     let result = json!({
@@ -477,10 +494,7 @@ pub async fn main(quick: bool, json_only: bool) -> Result<(), Box<dyn std::error
         HubConfig::new(&hub.url)?.key(JwtKey::new(crate::KEY)),
     )?);
     let mut report = serde_json::Map::new();
-    report.insert(
-        "hub_delay_ms".into(),
-        json!(HUB_DELAY.as_millis() as u64),
-    );
+    report.insert("hub_delay_ms".into(), json!(HUB_DELAY.as_millis() as u64));
     let sqlite = runner::sqlite_pool(1_000).await?;
     let result = run_on("sqlite", &sqlite.pool, &hub, &publisher, quick, verbose).await?;
     report.insert("sqlite".into(), result);
@@ -488,7 +502,8 @@ pub async fn main(quick: bool, json_only: bool) -> Result<(), Box<dyn std::error
     match std::env::var("MERCURE_TRACK_PG_URL") {
         Ok(url) if !url.is_empty() => {
             let postgres = runner::postgres_pool(&url, 1_000).await?;
-            let result = run_on("postgres", &postgres.pool, &hub, &publisher, quick, verbose).await?;
+            let result =
+                run_on("postgres", &postgres.pool, &hub, &publisher, quick, verbose).await?;
             report.insert("postgres".into(), result);
             postgres.drop_schema().await;
         }

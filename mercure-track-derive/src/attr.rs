@@ -155,7 +155,10 @@ pub(crate) fn ident_from_name(name: &str, span: proc_macro2::Span) -> Option<syn
 /// `tokens` with every token spanned at `span`: a path into the runtime put in a
 /// `quote_spanned!` so that the compiler's message points at the user's token, not at the
 /// derive.
-pub(crate) fn respan(tokens: &proc_macro2::TokenStream, span: proc_macro2::Span) -> proc_macro2::TokenStream {
+pub(crate) fn respan(
+    tokens: &proc_macro2::TokenStream,
+    span: proc_macro2::Span,
+) -> proc_macro2::TokenStream {
     use proc_macro2::{Group, TokenTree};
     tokens
         .clone()

@@ -306,7 +306,10 @@ pub fn check_delivery(
     let mut lane_items: HashMap<&str, Vec<(i64, BTreeSet<String>)>> = HashMap::new();
     for received in accepted {
         delivery.accepted += 1;
-        let id = received.id.as_deref().expect("every relayed update has an id");
+        let id = received
+            .id
+            .as_deref()
+            .expect("every relayed update has an id");
         let row = by_id
             .get(id)
             .unwrap_or_else(|| panic!("the hub accepted {id}, which is no outbox event"));
@@ -318,11 +321,17 @@ pub fn check_delivery(
         if let Some(previous) = first.get(id) {
             delivery.duplicates += 1;
             assert!(duplicates_allowed, "{id} was accepted twice");
-            assert_eq!(previous.data, received.data, "{id} was sent twice with other data");
+            assert_eq!(
+                previous.data, received.data,
+                "{id} was sent twice with other data"
+            );
             continue;
         }
         first.insert(id, received);
-        lane_seqs.entry(row.lane.as_str()).or_default().push(row.seq);
+        lane_seqs
+            .entry(row.lane.as_str())
+            .or_default()
+            .push(row.seq);
         if row.batch {
             if received.data != row.data {
                 delivery.merged += 1;
@@ -344,7 +353,10 @@ pub fn check_delivery(
                 .filter(|(seq, _)| *seq <= row.seq)
                 .flat_map(|(_, items)| items.iter().cloned())
                 .collect();
-            let missing: Vec<_> = list_items(&row.data).difference(&covered).cloned().collect();
+            let missing: Vec<_> = list_items(&row.data)
+                .difference(&covered)
+                .cloned()
+                .collect();
             assert!(
                 missing.is_empty(),
                 "batch event {} ({}): {missing:?} never reached the hub",

@@ -754,9 +754,11 @@ async fn postgres_a_notify_from_another_process_wakes_the_relay() {
         .await
         .expect("notify");
     tx.commit().await.expect("commit");
-    wait_for("delivery well before the next poll", Duration::from_secs(20), || async {
-        hub.accepted().len() == 1
-    })
+    wait_for(
+        "delivery well before the next poll",
+        Duration::from_secs(20),
+        || async { hub.accepted().len() == 1 },
+    )
     .await;
     drop(stop);
     relay.await.expect("relay");

@@ -51,7 +51,10 @@ where
 {
     let until = tokio::time::Instant::now() + WAIT;
     while !condition().await {
-        assert!(tokio::time::Instant::now() < until, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -133,7 +136,13 @@ async fn child_relays_until_empty() {
 
 fn start_child(test: &str, spec: String) -> Child {
     Command::new(std::env::current_exe().expect("test binary"))
-        .args([test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_VAR, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

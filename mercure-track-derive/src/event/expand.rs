@@ -165,7 +165,10 @@ fn triggers_fn(event: &Event, triggers: &[syn::ExprPath]) -> TokenStream {
             let name = &field.name;
             let ty = &field.ty;
             // The `via` of this trigger's model, paired by name; the compiler checks the types.
-            let via = field.via.iter().find(|via| model_name(via) == trigger_model);
+            let via = field
+                .via
+                .iter()
+                .find(|via| model_name(via) == trigger_model);
             // The models are compared as types: the same model, however spelled, needs no join.
             // `__from` is the trigger's model, known before the search starts; the context's
             // model is bound first too, so that the search cannot unify one with the other.

@@ -204,7 +204,11 @@ pub(crate) fn build(input: &syn::DeriveInput, parsed: Parsed, errors: &mut Error
 }
 
 /// `set_<field>`, or the name given with `setter = "..."`.
-fn setter_name(field: &syn::Ident, setter: Option<&syn::LitStr>, errors: &mut Errors) -> syn::Ident {
+fn setter_name(
+    field: &syn::Ident,
+    setter: Option<&syn::LitStr>,
+    errors: &mut Errors,
+) -> syn::Ident {
     let default = quote::format_ident!("set_{}", unraw(field), span = field.span());
     match setter {
         Some(lit) => match lit.parse::<syn::Ident>() {

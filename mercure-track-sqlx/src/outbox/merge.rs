@@ -117,8 +117,8 @@ mod tests {
 
     #[test]
     fn lists_are_united_sorted_and_unique_and_the_key_order_kept() {
-        let mut merger = Merger::new(r#"{"type":"list_update","order_ids":["b","c"]}"#)
-            .expect("flat");
+        let mut merger =
+            Merger::new(r#"{"type":"list_update","order_ids":["b","c"]}"#).expect("flat");
         assert!(merger.add(r#"{"type":"list_update","order_ids":["a","c"]}"#));
         assert_eq!(
             merger.finish(),
@@ -134,7 +134,10 @@ mod tests {
         assert!(!merger.add(r#"{"type":"other","ids":[1]}"#), "another type");
         assert!(!merger.add(r#"{"type":"t","ids":["x"]}"#), "mixed kinds");
         assert!(!merger.add(r#"{"type":"t"}"#), "another shape");
-        assert!(Merger::new(r#"{"type":"t","o":{"a":1}}"#).is_none(), "nested");
+        assert!(
+            Merger::new(r#"{"type":"t","o":{"a":1}}"#).is_none(),
+            "nested"
+        );
         assert_eq!(merger.finish(), r#"{"type":"t","ids":[2,9,10]}"#);
     }
 }

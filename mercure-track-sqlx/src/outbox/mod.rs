@@ -137,7 +137,8 @@ pub const POSTGRES_OUTBOX: OutboxSql = OutboxSql {
 pub async fn create_table<DB: Dialect>(pool: &Pool<DB>) -> Result<(), Error> {
     let mut conn = pool.acquire().await?;
     run_script::<DB>(&mut conn, DB::OUTBOX.create_table).await?;
-    let has_leases = match DB::fetch_optional(&mut conn, sqlx::query(DB::OUTBOX.has_leases)).await? {
+    let has_leases = match DB::fetch_optional(&mut conn, sqlx::query(DB::OUTBOX.has_leases)).await?
+    {
         Some(row) => DB::decode_i64(&row, 0)? > 0,
         None => false,
     };

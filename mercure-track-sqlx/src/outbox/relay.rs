@@ -10,9 +10,9 @@ use mercure_track::{PublishError, PublishOutcome, Publisher};
 use sqlx::{Connection as _, Pool};
 use tracing::Instrument as _;
 
+use super::now_ms;
 use super::store::{self, Claimed, Lease, Record};
 use super::wake::{self, RelayState};
-use super::now_ms;
 use crate::dialect::Dialect;
 use crate::error::Error;
 
@@ -103,7 +103,8 @@ fn verdict(result: Result<PublishOutcome, PublishError>) -> Verdict {
         Err(error) => {
             let message = error.to_string();
             match (error.status(), &error) {
-                (Some(400 | 413), _) | (None, PublishError::NoTopic | PublishError::Serialize(_)) => {
+                (Some(400 | 413), _)
+                | (None, PublishError::NoTopic | PublishError::Serialize(_)) => {
                     Verdict::Dead(message)
                 }
                 (Some(401 | 403), _) | (None, PublishError::Jwt(_)) => Verdict::Pause(message),
@@ -208,7 +209,10 @@ impl<DB: Dialect> Relay<DB> {
 
     /// Publishes one claimed group; nothing of the database is held meanwhile.
     async fn publish(&self, claimed: Claimed) -> (Claimed, Verdict) {
-        let result = self.publisher.publish_update(claimed.head.update.clone()).await;
+        let result = self
+            .publisher
+            .publish_update(claimed.head.update.clone())
+            .await;
         tracing::debug!(id = %claimed.head.id, topics = ?claimed.head.update.topics,
             merged = claimed.rows, ok = result.is_ok(), "outbox update sent");
         (claimed, verdict(result))
@@ -412,7 +416,9 @@ impl<DB: Dialect> Relay<DB> {
                                     wait = wait.min(Duration::from_millis(ms));
                                 }
                                 Ok(None) => {}
-                                Err(error) => tracing::warn!(%error, "outbox relay: reading the outbox failed"),
+                                Err(error) => {
+                                    tracing::warn!(%error, "outbox relay: reading the outbox failed")
+                                }
                             }
                         }
                     }
@@ -500,7 +506,11 @@ impl<DB: Dialect> Relay<DB> {
         let age = oldest.map_or(0, |created| now - created);
         let limit = duration_ms(self.config.behind_after);
         if !behind && age > limit {
-            tracing::warn!(pending, oldest_age_ms = age, "outbox relay is falling behind");
+            tracing::warn!(
+                pending,
+                oldest_age_ms = age,
+                "outbox relay is falling behind"
+            );
             true
         } else if behind && age <= limit / 2 {
             tracing::info!(pending, oldest_age_ms = age, "outbox relay has caught up");

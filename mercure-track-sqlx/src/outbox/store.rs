@@ -326,7 +326,9 @@ pub(crate) async fn prune<DB: Dialect>(
     cutoff: i64,
 ) -> Result<u64, Error> {
     let query = DB::bind_i64(
-        sqlx::query("DELETE FROM mercure_outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1"),
+        sqlx::query(
+            "DELETE FROM mercure_outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1",
+        ),
         cutoff,
     );
     Ok(DB::execute(conn, query).await?)
