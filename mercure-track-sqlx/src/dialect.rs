@@ -6,15 +6,21 @@ use std::hash::Hash;
 use futures_util::future::BoxFuture;
 use sqlx::{Database, Decode, Encode, Postgres, Row as _, Sqlite, Type};
 
-/// A query with its bound arguments.
+/// A query with its bound arguments (machinery of the session, not API).
+#[doc(hidden)]
 pub type SqlQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
 
 /// A database the tracked session runs on: SQLite or PostgreSQL.
 ///
 /// Both accept `$N` placeholders (sqlx maps SQLite's `$N` to argument N), so statements differ
 /// only where this trait says.
-pub trait Dialect: Database + Sized {
+///
+/// Sealed: implemented for [`sqlx::Sqlite`] and [`sqlx::Postgres`] only. Name it as a bound in
+/// code generic over the database (`TrackedSession<DB>` where `DB: Dialect`); its members are
+/// the session's machinery and hidden from these docs.
+pub trait Dialect: Database + Sized + sealed::Sealed {
     /// The null-safe "differs from" operator of the setters' `UPDATE`.
+    #[doc(hidden)]
     const DISTINCT_FROM: &'static str;
 
     /// The statement that opens a session's transaction.
@@ -23,66 +29,84 @@ pub trait Dialect: Database + Sized {
     /// the busy timeout for it). A deferred `BEGIN` would read first and then fail at its first
     /// write, without waiting, whenever another connection committed in between (`SQLITE_BUSY`,
     /// "database is locked"). PostgreSQL: `BEGIN` (row locks are taken by each write).
+    #[doc(hidden)]
     const BEGIN: &'static str;
 
     /// The most bound parameters one statement may carry (SQLite 32 766 since 3.32,
     /// PostgreSQL 65 535). Set-based writes split their keys and rows to stay below it.
+    #[doc(hidden)]
     const MAX_PARAMETERS: usize;
 
     /// Appended to a `SELECT` whose rows a set-based write then changes: ` FOR UPDATE` on
     /// PostgreSQL; nothing on SQLite, whose session already holds the database's write lock.
+    #[doc(hidden)]
     const LOCK_ROWS: &'static str;
 
     /// Whether a statement whose arguments are all bound in text order may use anonymous `?`
     /// parameters (SQLite, where numbered ones cost a scan each; see [`TrackedKey`]).
+    #[doc(hidden)]
     const ANONYMOUS_PARAMETERS: bool;
 
     /// Whether a `WITH` may hold an `UPDATE ... RETURNING` (PostgreSQL; not SQLite): a setter
     /// then tells "changed", "unchanged" and "missing" apart in one statement.
+    #[doc(hidden)]
     const WRITABLE_CTE: bool;
 
     /// Runs a statement; returns the number of rows it affected.
+    #[doc(hidden)]
     fn execute<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,
         query: SqlQuery<'q, Self>,
     ) -> BoxFuture<'c, Result<u64, sqlx::Error>>;
 
     /// Runs a query; returns its rows.
+    #[doc(hidden)]
     fn fetch_all<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,
         query: SqlQuery<'q, Self>,
     ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>>;
 
     /// Runs a query; returns its first row, if any.
+    #[doc(hidden)]
     fn fetch_optional<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,
         query: SqlQuery<'q, Self>,
     ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>>;
 
     /// Decodes column `index` of `row`.
+    #[doc(hidden)]
     fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
     where
         T: for<'r> Decode<'r, Self> + Type<Self>;
 
     /// The outbox's statements on this database.
+    #[doc(hidden)]
     const OUTBOX: &'static crate::outbox::OutboxSql;
 
     /// The capture's statements on this database (see [`crate::capture`]).
+    #[doc(hidden)]
     const CAPTURE: &'static crate::capture::CaptureSql<Self>;
 
     /// Binds a text value.
+    #[doc(hidden)]
     fn bind_text<'q>(query: SqlQuery<'q, Self>, value: &'q str) -> SqlQuery<'q, Self>;
     /// Binds an integer.
+    #[doc(hidden)]
     fn bind_i64<'q>(query: SqlQuery<'q, Self>, value: i64) -> SqlQuery<'q, Self>;
     /// Binds a boolean.
+    #[doc(hidden)]
     fn bind_bool<'q>(query: SqlQuery<'q, Self>, value: bool) -> SqlQuery<'q, Self>;
     /// Decodes a text column.
+    #[doc(hidden)]
     fn decode_text(row: &Self::Row, index: usize) -> Result<String, sqlx::Error>;
     /// Decodes an integer column.
+    #[doc(hidden)]
     fn decode_i64(row: &Self::Row, index: usize) -> Result<i64, sqlx::Error>;
     /// Decodes a boolean column.
+    #[doc(hidden)]
     fn decode_bool(row: &Self::Row, index: usize) -> Result<bool, sqlx::Error>;
     /// Decodes a nullable text column.
+    #[doc(hidden)]
     fn decode_optional_text(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error>;
 }
 
@@ -191,16 +215,27 @@ pub trait TrackedKey<DB: Dialect>: KeyValue<DB> {
     /// SQLite they are anonymous `?` parameters, which sqlx binds to the arguments in order
     /// from the first, whatever `$N` the statement also holds. The statement's other values
     /// are numbered from `$(key_params(count) + 1)`.
+    #[doc(hidden)]
     fn push_any_of(sql: &mut String, column: &str, first: usize, count: usize);
 
     /// How many parameters `count` keys take: 1 on PostgreSQL (an array), `count` on SQLite.
+    #[doc(hidden)]
     fn key_params(count: usize) -> usize;
 
     /// Binds `keys` as [`TrackedKey::push_any_of`] expects.
+    #[doc(hidden)]
     fn bind_keys<'q>(query: SqlQuery<'q, DB>, keys: &'q [Self]) -> SqlQuery<'q, DB>;
 
     /// The most keys one statement can take (the rest go in further statements).
+    #[doc(hidden)]
     const MAX_KEYS_PER_STATEMENT: usize;
+}
+
+mod sealed {
+    /// Keeps [`super::Dialect`] to the databases this crate implements it for.
+    pub trait Sealed {}
+    impl Sealed for sqlx::Sqlite {}
+    impl Sealed for sqlx::Postgres {}
 }
 
 impl Dialect for Sqlite {

@@ -160,15 +160,28 @@ pub(crate) fn prepare(events: Vec<Box<dyn AnyEvent>>) -> Prepared {
                 continue;
             }
             let Some(rule) = &descriptor.batch else {
+                // The registry lists only batch events here: a descriptor without a rule is a
+                // hand-written descriptor that says it collects events but cannot build.
+                tracing::error!(
+                    event_type = descriptor.type_name,
+                    "batch event skipped: its descriptor has no batch rule"
+                );
                 continue;
             };
-            if let Some(batch_event) = (rule.build)(&collected)
-                && let Some(update) = to_update(batch_event.as_ref())
-            {
-                batch.push(Outgoing {
-                    event_type: descriptor.type_name,
-                    update,
-                });
+            match (rule.build)(&collected) {
+                Some(batch_event) => {
+                    // A body that cannot be serialized is logged by `to_update`.
+                    if let Some(update) = to_update(batch_event.as_ref()) {
+                        batch.push(Outgoing {
+                            event_type: descriptor.type_name,
+                            update,
+                        });
+                    }
+                }
+                None => tracing::debug!(
+                    event_type = descriptor.type_name,
+                    "no batch event: its rule found nothing to collect in this commit"
+                ),
             }
         }
     }

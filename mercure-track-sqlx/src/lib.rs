@@ -85,4 +85,5 @@ pub use resolve::ContextRow;
 pub use session::{CommitSummary, DEFAULT_PUBLISH_CONCURRENCY, TrackedSession, UnresolvedContext};
 pub use set_based::BoundValue;
 pub use tokio_util::task::TaskTracker;
+#[doc(hidden)]
 pub use write::Binder;
