@@ -244,19 +244,6 @@ pub fn redact_url(url: &str) -> String {
     parsed.to_string()
 }
 
-/// `url` without user information, for a URL handed to browsers (the hub URL in the pages). A
-/// string that is not an absolute URL (a path such as `/.well-known/mercure`) is kept as is.
-pub fn without_credentials(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_password(None);
-            let _ = parsed.set_username("");
-            parsed.to_string()
-        }
-        Err(_) => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,14 +264,6 @@ mod tests {
         assert!(
             !redacted.contains("s3cr") && !redacted.contains("hubpw"),
             "{redacted}"
-        );
-        assert_eq!(
-            without_credentials("https://u:hubpw@hub.example/.well-known/mercure"),
-            "https://hub.example/.well-known/mercure"
-        );
-        assert_eq!(
-            without_credentials("/.well-known/mercure"),
-            "/.well-known/mercure"
         );
         let debug = format!("{config:?}");
         assert!(
