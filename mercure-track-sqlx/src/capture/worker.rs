@@ -205,12 +205,12 @@ impl<DB: Dialect> CaptureLoop<DB> {
                     .await;
                     round.published = delivered.published;
                     round.failed = delivered.failed;
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.pool.begin_with(DB::BEGIN).await?;
                     round.forgotten = forget::<DB>(&mut tx, &known, Some(&self.owner)).await?;
                     tx.commit().await?;
                 }
                 CaptureDelivery::Outbox => {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.pool.begin_with(DB::BEGIN).await?;
                     round.queued = updates.len();
                     round.forgotten = forget::<DB>(&mut tx, &known, Some(&self.owner)).await?;
                     if round.forgotten != known.len() as u64 {

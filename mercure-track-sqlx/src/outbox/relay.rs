@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use mercure_track::{PublishError, PublishOutcome, Publisher};
-use sqlx::{Connection as _, Pool};
+use sqlx::Pool;
 use tracing::Instrument as _;
 
 use super::now_ms;
@@ -190,8 +190,9 @@ impl<DB: Dialect> Relay<DB> {
             owner: &self.owner,
             until: now + duration_ms(self.config.lease),
         };
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        // The same begin as a session's: on SQLite the write lock is taken (waiting up to the
+        // busy timeout) before the first statement, never upgraded from a read.
+        let mut tx = self.pool.begin_with(DB::BEGIN).await?;
         let changed = if outcomes.is_empty() {
             Vec::new()
         } else {
