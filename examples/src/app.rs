@@ -7,15 +7,18 @@ use mercure_track::hub::{DevHub, DevHubConfig};
 use mercure_track::publisher::JwtKey;
 use mercure_track::subscriber::Discovery;
 use mercure_track::{HubPublisher, Publisher};
+use mercure_track::FromContext;
+use mercure_track_sqlx::capture::{self, Capture, CaptureConfig, CaptureDelivery, CaptureLoop};
 use mercure_track_sqlx::outbox::{Relay, RelayConfig};
-use mercure_track_sqlx::{Background, Dialect, TaskTracker, TrackedSession};
+use mercure_track_sqlx::{Background, ContextRow, Dialect, TaskTracker, TrackedKey, TrackedSession};
 use sqlx::Pool;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{AppConfig, DEVELOPMENT_KEY};
+use crate::domain::{ColoringVersion, Image, ImageUpdate, Order, OrderUpdate, SvgVersion};
 use crate::session::{AppSession, task_db_session};
 use crate::web::{self, AppState};
 
@@ -50,16 +53,17 @@ pub struct RunningApp {
     /// Where the database is (print it with [`redact_url`](crate::config::redact_url)).
     pub database: String,
     tasks: TaskTracker,
-    /// Background tasks that run until shutdown (the outbox relay).
+    /// Background tasks that run until shutdown (the outbox relay, the capture loop).
     resident_tasks: usize,
     shutdown: Option<oneshot::Sender<()>>,
-    relay_stop: Option<oneshot::Sender<()>>,
+    /// Dropped to stop the resident tasks.
+    resident_stop: Option<watch::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningApp {
-    /// Waits until no background work is in flight (services, publishes; the outbox relay,
-    /// which runs until shutdown, does not count) or `deadline` passes; returns whether it is
+    /// Waits until no background work is in flight (services, publishes; the outbox relay and
+    /// the capture loop, which run until shutdown, do not count) or `deadline` passes; returns whether it is
     /// idle. Work started by later requests is not waited for.
     pub async fn wait_idle(&self, deadline: Duration) -> bool {
         let until = tokio::time::Instant::now() + deadline;
@@ -74,17 +78,16 @@ impl RunningApp {
         }
     }
 
-    /// Stops accepting requests, stops the outbox relay if there is one, then drains the
-    /// background tasks (publishes, services) within `deadline`; returns how many it could not
-    /// finish.
+    /// Stops accepting requests, stops the outbox relay and the capture loop if there are,
+    /// then drains the background tasks (publishes, services) within `deadline`; returns how
+    /// many it could not finish.
     pub async fn shutdown(mut self, deadline: Duration) -> usize {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         let _ = tokio::time::timeout(deadline, &mut self.server).await;
-        if let Some(relay_stop) = self.relay_stop.take() {
-            let _ = relay_stop.send(());
-        }
+        // Every resident task waits for this sender to go.
+        drop(self.resident_stop.take());
         mercure_track_sqlx::drain(&self.tasks, deadline).await
     }
 }
@@ -164,6 +167,10 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    String: TrackedKey<DB>,
+    i64: TrackedKey<DB>,
+    OrderUpdate: FromContext<ContextRow<DB>>,
+    ImageUpdate: FromContext<ContextRow<DB>>,
 {
     let (orders,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders")
         .fetch_one(&pool)
@@ -171,6 +178,12 @@ where
     if orders == 0 {
         sqlx::raw_sql(SEED).execute(&pool).await?;
     }
+    // After the seed: the seed's rows are not changes to publish.
+    let capture = if config.capture {
+        Some(install_capture(&pool).await?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
@@ -212,13 +225,35 @@ where
     let discovery = Arc::new(Discovery::new(discovery_config)?);
 
     let tasks = TaskTracker::new();
-    let (relay_stop, relay_stopped) = oneshot::channel::<()>();
+    let (resident_stop, stopped) = watch::channel(());
+    // Completes when `resident_stop` is dropped.
+    let stop = move || {
+        let mut stopped = stopped.clone();
+        async move { while stopped.changed().await.is_ok() {} }
+    };
+    let mut resident_tasks = 0;
     if config.outbox {
         mercure_track_sqlx::outbox::create_table(&pool).await?;
         let relay = Relay::new(pool.clone(), publisher.clone(), RelayConfig::default());
-        tasks.spawn(relay.run(async {
-            let _ = relay_stopped.await;
-        }));
+        tasks.spawn(relay.run(stop()));
+        resident_tasks += 1;
+    }
+    if let Some(capture) = &capture {
+        let delivery = if config.outbox {
+            CaptureDelivery::Outbox
+        } else {
+            CaptureDelivery::Direct
+        };
+        let worker = CaptureLoop::new(
+            pool.clone(),
+            capture.clone(),
+            publisher.clone(),
+            CaptureConfig::default()
+                .delivery(delivery)
+                .poll_interval(CAPTURE_POLL),
+        );
+        tasks.spawn(worker.run(stop()));
+        resident_tasks += 1;
     }
     let outbox = config.outbox;
     // One limit for the background publishes of every session.
@@ -231,6 +266,7 @@ where
                 session_publisher.clone(),
                 Some(&session_tasks),
                 outbox,
+                capture.as_ref(),
             )
         }),
         tasks: tasks.clone(),
@@ -254,11 +290,40 @@ where
         url,
         database,
         tasks,
-        resident_tasks: usize::from(outbox),
+        resident_tasks,
         shutdown: Some(shutdown),
-        relay_stop: Some(relay_stop),
+        resident_stop: Some(resident_stop),
         server,
     })
+}
+
+/// How often the capture loop looks for changes committed by other programs when nothing wakes
+/// it (on SQLite, always: PostgreSQL's commits wake it at once).
+const CAPTURE_POLL: Duration = Duration::from_millis(200);
+
+/// Installs the capture of the orders and the image tables (idempotent: the triggers are
+/// replaced at every start), and says which events their changes publish. Line items are not
+/// captured: no event triggers on them.
+async fn install_capture<DB: Dialect>(pool: &Pool<DB>) -> Result<Arc<Capture<DB>>, AppError>
+where
+    String: TrackedKey<DB>,
+    i64: TrackedKey<DB>,
+    OrderUpdate: FromContext<ContextRow<DB>>,
+    ImageUpdate: FromContext<ContextRow<DB>>,
+{
+    capture::install::<DB, Order>(pool).await?;
+    capture::install::<DB, Image>(pool).await?;
+    capture::install::<DB, ColoringVersion>(pool).await?;
+    capture::install::<DB, SvgVersion>(pool).await?;
+    Ok(Arc::new(
+        Capture::new()
+            .model::<Order>()
+            .model::<Image>()
+            .model::<ColoringVersion>()
+            .model::<SvgVersion>()
+            .track::<OrderUpdate>()
+            .track::<ImageUpdate>(),
+    ))
 }
 
 /// A few orders to look at, inserted into an empty database.
@@ -266,7 +331,9 @@ const SEED: &str = "
 INSERT INTO orders (id, customer, status) VALUES
     ('ord-1001', 'Ada Lovelace', 'NEW'),
     ('ord-1002', 'Grace Hopper', 'PROCESSING'),
-    ('ord-1003', 'Alan Turing', 'READY_FOR_REVIEW');
+    ('ord-1003', 'Alan Turing', 'READY_FOR_REVIEW'),
+    ('ord-1004', 'Katherine Johnson', 'READY_FOR_REVIEW'),
+    ('ord-1005', 'Edsger Dijkstra', 'READY_FOR_REVIEW');
 INSERT INTO line_items (id, order_id, title) VALUES
     (1, 'ord-1001', 'Cat portrait'),
     (2, 'ord-1001', 'Mountain lake'),

@@ -46,6 +46,12 @@ pub struct AppConfig {
     /// `DELIVERY=outbox`: commits write their events to the transactional outbox and a relay
     /// in the application publishes them; otherwise (`direct`, the default) commits publish.
     pub outbox: bool,
+    /// `CAPTURE=1`: the orders and the image tables are captured at the database (triggers
+    /// installed at start), so that a write made with plain SQL — `sqlite3`, `psql`, the
+    /// `plain-sql` binary of this crate — publishes like a setter's; a capture loop in the
+    /// application delivers those events, directly or through the outbox as `DELIVERY` says.
+    /// `0` or unset: only the session's writes publish.
+    pub capture: bool,
 }
 
 /// A configuration value that is not understood.
@@ -123,6 +129,16 @@ impl AppConfig {
                     });
                 }
             },
+            capture: match var("CAPTURE").as_deref() {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        variable: "CAPTURE",
+                        expected: "0 or 1",
+                    });
+                }
+            },
         })
     }
 
@@ -139,6 +155,7 @@ impl AppConfig {
             discovery,
             step,
             outbox: false,
+            capture: false,
         }
     }
 }
@@ -163,6 +180,7 @@ impl std::fmt::Debug for AppConfig {
             .field("discovery", &self.discovery)
             .field("step", &self.step)
             .field("outbox", &self.outbox)
+            .field("capture", &self.capture)
             .finish()
     }
 }

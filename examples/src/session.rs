@@ -5,9 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use mercure_track::{
-    ContextSource, FindRow, InsertRow, Predicate, Publisher, TrackingSession, WriteColumn,
+    ContextSource, FindRow, InsertRow, Predicate, Publisher, SetValue, TrackingSession,
+    UpdateRows, WriteColumn,
 };
-use mercure_track_sqlx::{Background, CommitSummary, ContextRow, Dialect, Error, TrackedSession};
+use mercure_track_sqlx::capture::Capture;
+use mercure_track_sqlx::{
+    Background, BoundValue, CommitSummary, ContextRow, Dialect, Error, TrackedSession,
+};
 use serde::Serialize;
 use sqlx::{Encode, FromRow, Pool, Type};
 
@@ -15,16 +19,24 @@ use crate::domain::{ColoringVersion, Image, Order, SvgVersion};
 
 /// A session for a background task (the original design's `task_db_session`): publishes in
 /// the background when a tracker is given, else awaits its publishes at each commit; with
-/// `outbox`, writes its events to the outbox for the relay instead.
+/// `outbox`, writes its events to the outbox for the relay instead. With `capture` (the
+/// application runs with `CAPTURE=1`), the session takes the changes its own transaction wrote
+/// to the captured tables — plain SQL through `conn()` included — and publishes them at its
+/// commit, once, leaving nothing of its own to the capture loop.
 pub fn task_db_session<DB: Dialect>(
     pool: &Pool<DB>,
     publisher: Arc<dyn Publisher>,
     bg_tasks: Option<&Background>,
     outbox: bool,
+    capture: Option<&Arc<Capture<DB>>>,
 ) -> TrackedSession<DB> {
     let session = TrackedSession::with_publisher(pool.clone(), publisher);
     let session = match bg_tasks {
         Some(tracker) => session.background(tracker.clone()),
+        None => session,
+    };
+    let session = match capture {
+        Some(capture) => session.capture(capture.clone()),
         None => session,
     };
     if outbox { session.outbox() } else { session }
@@ -68,6 +80,7 @@ pub trait AppSession:
     + FindRow<Image, Error = Error>
     + FindRow<SvgVersion, Error = Error>
     + InsertRow<ColoringVersion, Error = Error>
+    + UpdateRows<Order, Error = Error, Value: SetValue<String>>
 {
     /// See [`TrackedSession::commit`].
     fn commit(&mut self) -> impl Future<Output = Result<CommitSummary, Error>> + Send;
@@ -117,7 +130,9 @@ where
         + FindRow<ColoringVersion, Error = Error>
         + FindRow<Image, Error = Error>
         + FindRow<SvgVersion, Error = Error>
-        + InsertRow<ColoringVersion, Error = Error>,
+        + InsertRow<ColoringVersion, Error = Error>
+        + UpdateRows<Order, Error = Error, Value = BoundValue<DB>>,
+    BoundValue<DB>: SetValue<String>,
     Order: for<'r> FromRow<'r, DB::Row>,
     ColoringVersion: for<'r> FromRow<'r, DB::Row>,
     SvgVersion: for<'r> FromRow<'r, DB::Row>,

@@ -56,6 +56,7 @@ pub(crate) fn router<S: AppSession>(state: AppState<S>) -> Router {
         .route("/api/orders/{id}", get(show_order::<S>))
         .route("/api/orders/{id}/advance", post(advance_order::<S>))
         .route("/api/orders/{id}/ingest", post(ingest_order::<S>))
+        .route("/api/approve-ready", post(approve_ready::<S>))
         .route("/api/images/{id}/colorings", post(start_coloring::<S>))
         .route(
             "/api/images/{id}/select-coloring/{version}",
@@ -269,6 +270,26 @@ async fn advance_order<S: AppSession>(
     order.set_status(&mut session, next).await?;
     session.commit().await?;
     Ok(Json(order).into_response())
+}
+
+/// Approves every order ready for review, in one set-based write:
+/// `UPDATE orders SET status = 'APPROVED' WHERE status = 'READY_FOR_REVIEW' ... RETURNING id`.
+/// The session records the orders the statement changed, and publishes their `order_update`s
+/// and one `list_update` naming them all at the commit. Answers the approved orders' keys
+/// (none when no order was waiting: not an error). Takes no input.
+async fn approve_ready<S: AppSession>(
+    State(state): State<AppState<S>>,
+) -> Result<Response, ApiError> {
+    let mut session = (state.new_session)();
+    session.track_event::<OrderUpdate>();
+    let mut approved = Order::update()
+        .set(Order::status, order_status::APPROVED)
+        .filter(Order::status.is(order_status::READY_FOR_REVIEW))
+        .execute(&mut session)
+        .await?;
+    session.commit().await?;
+    approved.sort();
+    Ok(Json(json!({ "approved": approved })).into_response())
 }
 
 /// How `/api/orders/{id}/ingest` runs the ingestion: the original design shows both forms.
