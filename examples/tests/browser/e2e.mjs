@@ -1,8 +1,12 @@
 // End-to-end test of the example application in headless Chromium.
 // Usage: node e2e.mjs <app-url> <screenshot-dir>
-// Run by examples/tests/browser.rs, which starts the application first.
+// Run by examples/tests/browser.rs, which starts the application first. When the application
+// runs with CAPTURE=1, PLAIN_SQL is the path of the examples' plain-sql program and
+// DATABASE_URL the application's database: part 5 writes with plain SQL from outside.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 
 const [base, outDir] = process.argv.slice(2);
 const TIMEOUT = 20_000;
@@ -128,6 +132,47 @@ await page.unroute(hubRequests);
 await text('[data-testid="order-status"]', "APPROVED");
 await page.waitForFunction(() => document.getElementById("live")?.textContent.startsWith("live"), null, { timeout: TIMEOUT });
 console.log("window: the page shows APPROVED, replayed from the hub");
+
+// 4. One set-based write approves every order ready for review (ord-1003, ord-1004, ord-1005);
+// the list shows them all approved from the events of that one commit, without a reload.
+await page.goto(base + "/");
+await text('[data-testid="order-status-ord-1004"]', "READY_FOR_REVIEW");
+await live();
+await markPage();
+await page.click("#approve-ready");
+for (const id of ["ord-1003", "ord-1004", "ord-1005"]) {
+  await text(`[data-testid="order-status-${id}"]`, "APPROVED");
+}
+await text('[data-testid="approved"]', "approved in one write: ord-1003, ord-1004, ord-1005");
+await assertNotReloaded("list page (set-based write)");
+console.log("list: ord-1003, ord-1004, ord-1005 APPROVED by one set-based write");
+await page.screenshot({ path: `${outDir}/approved.png`, fullPage: true });
+
+// 5. CAPTURE=1: plain SQL from another program, with no session, and the open pages follow.
+if (process.env.PLAIN_SQL) {
+  const plainSql = async (sql) => {
+    const { stdout } = await promisify(execFile)(process.env.PLAIN_SQL, [sql], { timeout: TIMEOUT });
+    console.log(`plain SQL: ${sql} -> ${stdout.trim()}`);
+  };
+  await plainSql("UPDATE orders SET status = 'NEW' WHERE id = 'ord-1004'");
+  await text('[data-testid="order-status-ord-1004"]', "NEW");
+  await assertNotReloaded("list page (plain SQL)");
+  console.log("capture: the list shows ord-1004 NEW, written with plain SQL");
+
+  // The image tables: an svg's status and the image's selection, in one outside transaction;
+  // the order page's update is private (its cookie lets it through).
+  await page.goto(base + "/orders/ord-1001");
+  await page.waitForSelector("#image-1");
+  await live();
+  await markPage();
+  await plainSql("UPDATE svg_versions SET status = 'FAILED' WHERE id = 1; UPDATE images SET selected_svg_id = 1 WHERE id = 1");
+  await page.waitForFunction(
+    () => document.querySelector("#image-1 .versions")?.textContent.includes("SVG 1: FAILED — selected"),
+    null, { timeout: TIMEOUT });
+  await assertNotReloaded("order page (plain SQL)");
+  console.log("capture: the order page shows SVG 1 FAILED and selected, written with plain SQL");
+  await page.screenshot({ path: `${outDir}/captured.png`, fullPage: true });
+}
 console.log(`screenshots in ${outDir}`);
 
 await browser.close();
