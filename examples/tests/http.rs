@@ -24,8 +24,14 @@ struct App {
 
 impl App {
     async fn start(database: Scratch) -> Self {
+        Self::start_with(database, false).await
+    }
+
+    /// The application on `database`, with `CAPTURE=1` when `capture`.
+    async fn start_with(database: Scratch, capture: bool) -> Self {
         let mut config = AppConfig::embedded_on_free_port(Duration::from_millis(5));
         config.database_url = Some(database.url().to_owned());
+        config.capture = capture;
         let running = app::start(config).await.expect("start the application");
         Self {
             running,
@@ -39,12 +45,39 @@ impl App {
     }
 
     async fn postgres() -> Self {
-        let server = std::env::var("MERCURE_TRACK_PG_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-            .expect("missing service: PostgreSQL: set MERCURE_TRACK_PG_URL");
-        let database = Scratch::postgres(&server).await;
-        Self::start(database.expect("missing service: PostgreSQL schema")).await
+        Self::start(postgres_database().await).await
+    }
+
+    /// Subscribes to `topic` at the embedded hub (anonymous: public updates only). The hub
+    /// subscribes before it answers: every update published after this returns is received.
+    async fn subscribe(&self, topic: &str) -> Events {
+        let response = self
+            .http
+            .get(format!("{}/.well-known/mercure", self.running.url))
+            .query(&[("topic", topic)])
+            .send()
+            .await
+            .expect("a subscription");
+        assert_eq!(response.status(), 200, "subscribing to {topic}");
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// Runs `sql` with the examples' `plain-sql` program: another process, no session.
+    async fn plain_sql(&self, sql: &str) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plain-sql"));
+        command.arg(sql).env("DATABASE_URL", self.database.url());
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("join")
+            .expect("run plain-sql");
+        assert!(
+            output.status.success(),
+            "plain-sql {sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// `method path` (the path sent as written, escapes included); the status and body.
@@ -100,6 +133,50 @@ impl App {
     async fn finish(self) {
         assert_eq!(self.running.shutdown(Duration::from_secs(30)).await, 0);
         self.database.finish().await;
+    }
+}
+
+/// A new PostgreSQL schema on `MERCURE_TRACK_PG_URL`.
+async fn postgres_database() -> Scratch {
+    let server = std::env::var("MERCURE_TRACK_PG_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect("missing service: PostgreSQL: set MERCURE_TRACK_PG_URL");
+    Scratch::postgres(&server)
+        .await
+        .expect("missing service: PostgreSQL schema")
+}
+
+/// A hub subscription, read event by event.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    /// The `data` of the next event; fails after `wait`.
+    async fn next(&mut self, wait: Duration) -> Value {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if !data.is_empty() {
+                    return serde_json::from_str(&data).expect("JSON data");
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(until, self.response.chunk())
+                .await
+                .unwrap_or_else(|_| panic!("no event within {wait:?}; received {:?}", self.buffer))
+                .expect("the stream")
+                .expect("the stream ended");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
     }
 }
 
@@ -217,6 +294,149 @@ async fn references_to_missing_rows_answer_422(app: &App) {
     assert_eq!(order["images"][0]["selected_svg_id"], 1, "{order}");
 }
 on_both_databases!(references_to_missing_rows_answer_422);
+
+/// `POST /api/approve-ready` approves every order ready for review in one write and answers
+/// their keys; a second call finds none (200, empty); the request carries no input that could
+/// select other rows (a query string is ignored); other methods and paths are 4xx.
+async fn approve_ready_approves_the_waiting_orders_once(app: &App) {
+    let (status, body) = app
+        .request("POST", "/api/approve-ready?status=NEW&id=ord-1001")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        body["approved"],
+        serde_json::json!(["ord-1003", "ord-1004", "ord-1005"])
+    );
+    let orders = app.json("/api/orders").await;
+    let statuses: Vec<(&str, &str)> = orders
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap_or(""), o["status"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("ord-1001", "NEW"),
+            ("ord-1002", "PROCESSING"),
+            ("ord-1003", "APPROVED"),
+            ("ord-1004", "APPROVED"),
+            ("ord-1005", "APPROVED"),
+        ]
+    );
+    let (status, body) = app.request("POST", "/api/approve-ready").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"approved":[]}"#));
+    for (method, path, expected) in [
+        ("GET", "/api/approve-ready", 405),
+        ("PUT", "/api/approve-ready", 405),
+        ("POST", "/api/approve-ready/ord-1001", 404),
+        ("POST", "/api/approve-ready/%00", 404),
+    ] {
+        let (status, body) = app.request(method, path).await;
+        assert_eq!(status, expected, "{method} {path}: {body}");
+    }
+}
+on_both_databases!(approve_ready_approves_the_waiting_orders_once);
+
+/// Approvals racing with advances, 10 of each at once: each order ready for review is
+/// approved once — by one approval or by one advance, never by both — and nothing is a 5xx.
+async fn concurrent_approvals_approve_each_order_once(app: &App) {
+    let mut requests = Vec::new();
+    for n in 0..20 {
+        let http = app.http.clone();
+        let path = if n % 2 == 0 {
+            "/api/approve-ready".to_owned()
+        } else {
+            format!("/api/orders/ord-100{}/advance", 3 + n % 3)
+        };
+        let url = format!("{}{path}", app.running.url);
+        requests.push(tokio::spawn(async move {
+            let response = http.post(url).send().await.expect("an answer");
+            let status = response.status().as_u16();
+            let body: Value = serde_json::from_str(&response.text().await.expect("a body"))
+                .expect("JSON");
+            (path, status, body)
+        }));
+    }
+    let mut approved = Vec::new();
+    for request in requests {
+        let (path, status, body) = request.await.expect("a client");
+        match (path.as_str(), status) {
+            ("/api/approve-ready", 200) => approved.extend(
+                body["approved"]
+                    .as_array()
+                    .expect("keys")
+                    .iter()
+                    .map(|id| id.as_str().expect("a key").to_owned()),
+            ),
+            // An advance that won the race moved its order to APPROVED.
+            (_, 200) => {
+                assert_eq!(body["status"], "APPROVED", "{path}: {body}");
+                approved.push(body["id"].as_str().expect("a key").to_owned());
+            }
+            // An advance that lost: the order has no next status.
+            (_, 409) => {}
+            _ => panic!("POST {path} answered {status}: {body}"),
+        }
+    }
+    approved.sort();
+    assert_eq!(approved, ["ord-1003", "ord-1004", "ord-1005"]);
+}
+on_both_databases!(concurrent_approvals_approve_each_order_once);
+
+/// With `CAPTURE=1`: the set-based approval publishes its `list_update` once (its session takes
+/// the rows its own transaction logged; the capture loop does not publish them again), and a
+/// plain-SQL write from another process, with no session, publishes through the capture loop.
+async fn captured_writes_publish_once(database: Scratch) {
+    let app = App::start_with(database, true).await;
+    let mut events = app.subscribe("orders").await;
+    let (status, body) = app.request("POST", "/api/approve-ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        app.running.wait_idle(Duration::from_secs(30)).await,
+        "the approval's publish did not finish"
+    );
+    app.plain_sql("UPDATE orders SET status = 'NEW' WHERE id = 'ord-1002'")
+        .await;
+    // The capture loop delivers the log in order: a second publish of the approval would come
+    // before the plain-SQL write's update, or in it.
+    let mut lists = Vec::new();
+    while !lists.contains(&serde_json::json!(["ord-1002"])) {
+        let event = events.next(Duration::from_secs(30)).await;
+        assert_eq!(event["type"], "list_update", "{event}");
+        lists.push(event["order_ids"].clone());
+        assert!(lists.len() <= 2, "published more than once: {lists:?}");
+    }
+    assert_eq!(
+        lists,
+        [
+            serde_json::json!(["ord-1003", "ord-1004", "ord-1005"]),
+            serde_json::json!(["ord-1002"])
+        ]
+    );
+    let order = app.json("/api/orders/ord-1002").await;
+    assert_eq!(order["order"]["status"], "NEW");
+    app.finish().await;
+}
+
+mod captured_writes_publish_once {
+    use super::{Scratch, captured_writes_publish_once, postgres_database};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        captured_writes_publish_once(Scratch::sqlite()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(mercure_track_pg),
+        ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+    )]
+    async fn postgres() {
+        captured_writes_publish_once(postgres_database().await).await;
+    }
+}
 
 /// Odd input is a 4xx, never a 5xx: NUL bytes, bad escapes, invalid UTF-8, template characters,
 /// huge and malformed numbers, a 1 MB id, wrong methods.
@@ -436,6 +656,7 @@ impl Process {
             .env_remove("DATABASE_URL")
             .env_remove("MERCURE_URL")
             .env_remove("DELIVERY")
+            .env_remove("CAPTURE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (name, value) in vars {
@@ -593,6 +814,14 @@ fn startup_errors_print_no_password() {
             "{vars:?} printed the password: {output}"
         );
     }
+}
+
+/// `CAPTURE` is 0 or 1: any other value stops the start with a message naming it.
+#[test]
+fn an_invalid_capture_setting_is_refused() {
+    let (success, output) = Process::spawn(&[("CAPTURE", "yes")]).exit(Duration::from_secs(60));
+    assert_eq!(success, Some(false), "CAPTURE=yes should not start: {output}");
+    assert!(output.contains("CAPTURE is invalid"), "{output}");
 }
 
 /// The pages never give browsers a hub URL with credentials: the library refuses such a URL at
