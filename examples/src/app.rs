@@ -3,14 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mercure_track::FromContext;
 use mercure_track::hub::{DevHub, DevHubConfig};
 use mercure_track::publisher::JwtKey;
 use mercure_track::subscriber::Discovery;
 use mercure_track::{HubPublisher, Publisher};
-use mercure_track::FromContext;
 use mercure_track_sqlx::capture::{self, Capture, CaptureConfig, CaptureDelivery, CaptureLoop};
 use mercure_track_sqlx::outbox::{Relay, RelayConfig};
-use mercure_track_sqlx::{Background, ContextRow, Dialect, TaskTracker, TrackedKey, TrackedSession};
+use mercure_track_sqlx::{
+    Background, ContextRow, Dialect, TaskTracker, TrackedKey, TrackedSession,
+};
 use sqlx::Pool;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};

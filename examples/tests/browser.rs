@@ -71,7 +71,11 @@ async fn drive(postgres: Option<&str>, runs: &[Run]) {
         let running = app::start(config).await.expect("start the application");
         let mode = format!(
             "{}-{}{}",
-            if postgres.is_some() { "postgres" } else { "sqlite" },
+            if postgres.is_some() {
+                "postgres"
+            } else {
+                "sqlite"
+            },
             if run.outbox { "outbox" } else { "direct" },
             if run.capture { "-capture" } else { "" },
         );

@@ -313,7 +313,12 @@ async fn approve_ready_approves_the_waiting_orders_once(app: &App) {
         .as_array()
         .expect("a list")
         .iter()
-        .map(|o| (o["id"].as_str().unwrap_or(""), o["status"].as_str().unwrap_or("")))
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap_or(""),
+                o["status"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         statuses,
@@ -354,8 +359,8 @@ async fn concurrent_approvals_approve_each_order_once(app: &App) {
         requests.push(tokio::spawn(async move {
             let response = http.post(url).send().await.expect("an answer");
             let status = response.status().as_u16();
-            let body: Value = serde_json::from_str(&response.text().await.expect("a body"))
-                .expect("JSON");
+            let body: Value =
+                serde_json::from_str(&response.text().await.expect("a body")).expect("JSON");
             (path, status, body)
         }));
     }
@@ -401,8 +406,12 @@ async fn captured_writes_publish_once(database: Scratch) {
         .await;
     // The capture loop delivers the log in order: a second publish of the approval would come
     // before the plain-SQL write's update, or in it.
-    let mut lists = Vec::new();
-    while !lists.contains(&serde_json::json!(["ord-1002"])) {
+    let mut lists: Vec<Value> = Vec::new();
+    let names_ord_1002 = |list: &Value| {
+        list.as_array()
+            .is_some_and(|ids| ids.contains(&"ord-1002".into()))
+    };
+    while !lists.iter().any(names_ord_1002) {
         let event = events.next(Duration::from_secs(30)).await;
         assert_eq!(event["type"], "list_update", "{event}");
         lists.push(event["order_ids"].clone());
@@ -820,7 +829,11 @@ fn startup_errors_print_no_password() {
 #[test]
 fn an_invalid_capture_setting_is_refused() {
     let (success, output) = Process::spawn(&[("CAPTURE", "yes")]).exit(Duration::from_secs(60));
-    assert_eq!(success, Some(false), "CAPTURE=yes should not start: {output}");
+    assert_eq!(
+        success,
+        Some(false),
+        "CAPTURE=yes should not start: {output}"
+    );
     assert!(output.contains("CAPTURE is invalid"), "{output}");
 }
 
