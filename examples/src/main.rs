@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
 
 async fn run(config: AppConfig) -> Result<(), Box<dyn std::error::Error>> {
     let embedded = config.mercure_url.is_none();
+    let capture = config.capture;
     let running = app::start(config).await?;
     println!("mercure-track example running at {}", running.url);
     println!("  database: {}", redact_url(&running.database));
@@ -44,6 +45,14 @@ async fn run(config: AppConfig) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("  event schema: {}/events/schema", running.url);
+    if capture {
+        println!(
+            "  capture: orders, images, coloring_versions and svg_versions are captured; a plain-SQL write \
+             updates the open pages, for example:\n    DATABASE_URL='{}' cargo run -p mercure-track-examples \
+             --bin plain-sql -- \"UPDATE orders SET status = 'NEW' WHERE id = 'ord-1004'\"",
+            redact_url(&running.database)
+        );
+    }
     println!("Press Ctrl-C to stop.");
     stop_requested().await?;
     let unfinished = running.shutdown(Duration::from_secs(10)).await;
