@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use mercure_track::{
-    ContextSource, FindRow, InsertRow, Predicate, Publisher, SetValue, TrackingSession,
-    UpdateRows, WriteColumn,
+    ContextSource, FindRow, InsertRow, Predicate, Publisher, SetValue, TrackingSession, UpdateRows,
+    WriteColumn,
 };
 use mercure_track_sqlx::capture::Capture;
 use mercure_track_sqlx::{
