@@ -117,6 +117,9 @@ pub struct CaptureSql<DB: sqlx::Database> {
     own_mark: Option<&'static str>,
     /// Starts listening for commits that wrote the log.
     listen: Option<Listen<DB>>,
+    /// Looks for claimable rows with a read before claiming (where a claim that finds
+    /// nothing still takes the database's write lock).
+    peek: Option<&'static str>,
 }
 
 /// Starts listening for commits that wrote the log.
@@ -139,6 +142,9 @@ pub const SQLITE_CAPTURE: CaptureSql<Sqlite> = CaptureSql {
     own_rows: "SELECT seq, table_name, op, columns FROM mercure_capture_log WHERE seq > $1 ORDER BY seq",
     own_mark: Some("SELECT COALESCE(MAX(seq), 0) FROM mercure_capture_log"),
     listen: None,
+    peek: Some(
+        "SELECT 1 FROM mercure_capture_log WHERE claimed_until IS NULL OR claimed_until < $1 LIMIT 1",
+    ),
 };
 
 /// PostgreSQL: the transaction id tells a transaction's rows; claims skip locked rows;
@@ -151,7 +157,27 @@ pub const POSTGRES_CAPTURE: CaptureSql<Postgres> = CaptureSql {
         WHERE txid = pg_current_xact_id_if_assigned() AND seq > $1 ORDER BY seq",
     own_mark: None,
     listen: Some(worker::listen_postgres),
+    peek: None,
 };
+
+/// Commits of tracked sessions in this process, counted: capture loops without a
+/// notification from the database (SQLite) wait on it as well as on their poll interval.
+static COMMITS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Called by a tracked session after each commit: wakes the capture loops of this process
+/// where the database does not notify them (SQLite). A loop woken for another database, or
+/// for a commit that wrote nothing captured, looks at the log with one read and waits again.
+pub(crate) fn committed<DB: Dialect>() {
+    if DB::CAPTURE.listen.is_none() {
+        COMMITS.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// The commits of this process's tracked sessions, for a loop to wait on.
+fn commits() -> tokio::sync::watch::Receiver<u64> {
+    COMMITS.subscribe()
+}
 
 /// The statements that install the capture of `M` on `DB`, as one script to copy into a
 /// migration (statements separated by a blank line and `;`). The script is idempotent. It
