@@ -681,3 +681,81 @@ async fn postgres_loops_skip_rows_another_loop_is_claiming() {
     assert!(recording.is_empty());
     finish(db).await;
 }
+
+/// A `psql`-style writer on PostgreSQL whose `search_path` is not the installation's (it names
+/// the schema in its statement): its change goes to the installation's log and the trigger's
+/// notification wakes that schema's loop.
+#[tokio::test]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
+async fn postgres_writer_with_another_search_path_wakes_the_loop() {
+    use sqlx::Connection as _;
+    let Some(db) = mercure_track_tests::db::postgres(
+        "postgres_writer_with_another_search_path_wakes_the_loop",
+    )
+    .await
+    else {
+        return;
+    };
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
+    assert!(
+        capture::install::<sqlx::Postgres, Order>(&db.pool)
+            .await
+            .expect("install")
+    );
+    let recording = RecordingPublisher::new();
+    let capture = Arc::new(Capture::new().model::<Order>().track::<OrderUpdate>());
+    // Polls once a minute: only the notification delivers before the deadline.
+    let config = CaptureConfig::default().poll_interval(Duration::from_secs(60));
+    let worker = CaptureLoop::new(
+        db.pool.clone(),
+        capture,
+        Arc::new(recording.clone()),
+        config,
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    // A first change, through the pool: once its event is out the loop listens and waits.
+    sqlx::query("UPDATE orders SET status = 'X' WHERE id = 'B'")
+        .execute(&db.pool)
+        .await
+        .expect("update");
+    wait_for(&recording, |p| p.len() >= 2).await;
+    assert_eq!(
+        published(&recording)[0],
+        event(OrderUpdate {
+            order_id: "B".into()
+        })
+    );
+    let (url, schema) = db.location();
+    let mut psql = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query("SET search_path TO public")
+        .execute(&mut psql)
+        .await
+        .expect("path");
+    sqlx::query(&format!(
+        "UPDATE \"{schema}\".orders SET status = 'P' WHERE id = 'A'"
+    ))
+    .execute(&mut psql)
+    .await
+    .expect("a write through another search_path is logged");
+    let a = event(OrderUpdate {
+        order_id: "A".into(),
+    });
+    wait_for(&recording, |p| p.contains(&a)).await;
+    assert!(
+        published(&recording).contains(&a),
+        "the notification woke the loop"
+    );
+    drop(stop);
+    task.await.expect("loop");
+    psql.close().await.expect("close");
+    finish(db).await;
+}

@@ -176,6 +176,9 @@ pub(crate) fn sqlite_uninstall(model: &ModelInfo) -> Vec<String> {
 
 /// PostgreSQL: a shadow table, one trigger function, one trigger per captured operation (the
 /// update trigger's `WHEN` skips rows whose trigger columns did not change before any call).
+/// The function keeps the `search_path` of the installation (`SET search_path FROM CURRENT`):
+/// a writer whose path differs (`psql` writing `schema.table`) still appends to the log of the
+/// table's installation, and notifies that schema's loops.
 pub(crate) fn postgres_install(w: &Watched) -> Vec<String> {
     let table = w.model.table;
     let t = quote(table);
@@ -209,7 +212,8 @@ pub(crate) fn postgres_install(w: &Watched) -> Vec<String> {
         .collect();
     let lit = literal(table);
     out.push(format!(
-        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $mercure$
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+         SET search_path FROM CURRENT AS $mercure$
 DECLARE
   changed text := '';
   s bigint;

@@ -126,16 +126,35 @@ impl<DB: Dialect> std::fmt::Debug for CaptureLoop<DB> {
     }
 }
 
-/// A `LISTEN`ing connection (PostgreSQL).
-pub(crate) struct Listener(sqlx::postgres::PgListener);
+/// A `LISTEN`ing connection (PostgreSQL), and the schema whose commits it waits for.
+pub(crate) struct Listener {
+    listener: sqlx::postgres::PgListener,
+    schema: String,
+}
+
+impl Listener {
+    /// Waits for a commit that wrote the log of this loop's schema (the triggers of other
+    /// schemas of the database notify the same channel). `Err` when the connection is lost.
+    async fn commit(&mut self) -> Result<(), sqlx::Error> {
+        loop {
+            if self.listener.recv().await?.payload() == self.schema {
+                return Ok(());
+            }
+        }
+    }
+}
 
 pub(crate) fn listen_postgres(
     pool: &Pool<Postgres>,
 ) -> BoxFuture<'_, Result<Listener, sqlx::Error>> {
     Box::pin(async move {
+        // The schema the pool's connections write to, as the trigger names it.
+        let (schema,): (String,) = sqlx::query_as("SELECT current_schema()::text")
+            .fetch_one(pool)
+            .await?;
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen("mercure_capture").await?;
-        Ok(Listener(listener))
+        Ok(Listener { listener, schema })
     })
 }
 
@@ -304,8 +323,8 @@ impl<DB: Dialect> CaptureLoop<DB> {
             let wait = async {
                 let notified = async {
                     match listener.as_mut() {
-                        Some(Listener(l)) => match l.recv().await {
-                            Ok(_) => false,
+                        Some(listener) => match listener.commit().await {
+                            Ok(()) => false,
                             Err(error) => {
                                 tracing::warn!(%error, "capture LISTEN connection lost");
                                 true
