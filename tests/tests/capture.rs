@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mercure_track::{MercureEvent, Model, RecordingPublisher};
+use mercure_track::publisher::BoxFuture;
+use mercure_track::{
+    MercureEvent, Model, PublishError, PublishOutcome, Publisher, RecordingPublisher, Update,
+};
 use mercure_track_sqlx::TrackedSession;
 use mercure_track_sqlx::capture::{self, Capture, CaptureConfig, CaptureDelivery, CaptureLoop};
 use mercure_track_tests::domain::*;
@@ -33,6 +36,22 @@ async fn wait_for(recording: &RecordingPublisher, done: impl Fn(&[(Vec<String>, 
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !done(&published(recording)) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A hub that never answers: a loop publishing to it is stuck in its round. Says when the
+/// first publish starts.
+struct Stuck(Arc<tokio::sync::Notify>);
+
+impl Publisher for Stuck {
+    fn publish_update(
+        &self,
+        _update: Update,
+    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
+        Box::pin(async move {
+            self.0.notify_one();
+            std::future::pending().await
+        })
     }
 }
 
@@ -267,6 +286,49 @@ macro_rules! capture_tests {
                 }
                 // One list update per round.
                 assert_eq!(per_topic.get("orders"), Some(&3));
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_loop_that_dies_mid_round_loses_nothing() {
+                let db = setup!("a_loop_that_dies_mid_round_loses_nothing");
+                sqlx::query("UPDATE orders SET status = 'X'")
+                    .execute(&db.pool)
+                    .await
+                    .expect("update");
+                // The first loop claims the three changes and dies while it publishes.
+                let publishing = Arc::new(tokio::sync::Notify::new());
+                let first = CaptureLoop::new(
+                    db.pool.clone(),
+                    capture(),
+                    Arc::new(Stuck(publishing.clone())),
+                    fast().lease(Duration::from_millis(1)),
+                );
+                let round = tokio::spawn(async move { first.run_once().await });
+                tokio::time::timeout(DEADLINE, publishing.notified()).await.expect("the first loop publishes");
+                round.abort();
+                assert!(round.await.is_err(), "died mid-round");
+                assert_eq!(log_rows(&db.pool).await, 3, "nothing forgotten");
+                // Another loop takes them once the dead loop's lease has run out.
+                let recording = RecordingPublisher::new();
+                let second = CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), fast());
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                let mut claimed = 0;
+                while claimed == 0 && tokio::time::Instant::now() < deadline {
+                    claimed = second.run_once().await.expect("round").claimed;
+                }
+                assert_eq!(claimed, 3);
+                assert_eq!(
+                    published(&recording),
+                    [
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(OrderUpdate { order_id: "B".into() }),
+                        event(OrderUpdate { order_id: "C".into() }),
+                        event(ListUpdate { order_ids: vec!["A".into(), "B".into(), "C".into()] }),
+                    ]
+                );
+                assert_eq!(log_rows(&db.pool).await, 0);
                 finish(db).await;
             }
 
