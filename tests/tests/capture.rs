@@ -7,13 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mercure_track::publisher::BoxFuture;
-use mercure_track::{
-    MercureEvent, Model, PublishError, PublishOutcome, Publisher, RecordingPublisher, Update,
-};
+use mercure_track::{MercureEvent, Model, RecordingPublisher};
 use mercure_track_sqlx::TrackedSession;
 use mercure_track_sqlx::capture::{self, Capture, CaptureConfig, CaptureDelivery, CaptureLoop};
 use mercure_track_tests::domain::*;
+use mercure_track_tests::publishers::GatedPublisher;
 use tokio::sync::oneshot;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -36,22 +34,6 @@ async fn wait_for(recording: &RecordingPublisher, done: impl Fn(&[(Vec<String>, 
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !done(&published(recording)) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A hub that never answers: a loop publishing to it is stuck in its round. Says when the
-/// first publish starts.
-struct Stuck(Arc<tokio::sync::Notify>);
-
-impl Publisher for Stuck {
-    fn publish_update(
-        &self,
-        _update: Update,
-    ) -> BoxFuture<'_, Result<PublishOutcome, PublishError>> {
-        Box::pin(async move {
-            self.0.notify_one();
-            std::future::pending().await
-        })
     }
 }
 
@@ -165,6 +147,52 @@ macro_rules! capture_tests {
                 drop(stop);
                 task.await.expect("loop");
                 finish(db).await;
+            }
+
+            /// 1 000 inserts of orders `W{w}_{n}` from 4 connections at once, each its own commit,
+            /// with two capture loops running.
+            async fn thousand_writes_with_two_loops(pool: &sqlx::Pool<Db>, config: CaptureConfig, recording: &RecordingPublisher) {
+                let loops: Vec<_> = (0..2)
+                    .map(|_| spawn(CaptureLoop::new(pool.clone(), capture(), Arc::new(recording.clone()), config.clone())))
+                    .collect();
+                let writers: Vec<_> = (0..4)
+                    .map(|w| {
+                        let pool = pool.clone();
+                        tokio::spawn(async move {
+                            let mut conn = pool.acquire().await.expect("conn");
+                            for n in 0..250 {
+                                sqlx::query(&format!("INSERT INTO orders (id, status) VALUES ('W{w}_{n}', 'NEW')"))
+                                    .execute(&mut *conn)
+                                    .await
+                                    .expect("insert");
+                            }
+                        })
+                    })
+                    .collect();
+                for writer in writers {
+                    writer.await.expect("writer");
+                }
+                // Every change delivered and forgotten: nothing left to deliver twice.
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                while log_rows(pool).await > 0 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(log_rows(pool).await, 0, "every change delivered");
+                for (stop, task) in loops {
+                    drop(stop);
+                    task.await.expect("loop");
+                }
+            }
+
+            /// Asserts that each of the 1 000 orders' topics is among `topics` exactly once.
+            fn each_order_once(topics: impl IntoIterator<Item = String>) {
+                let mut per_topic: HashMap<String, usize> = HashMap::new();
+                for topic in topics.into_iter().filter(|t| t.starts_with("orders/W")) {
+                    *per_topic.entry(topic).or_default() += 1;
+                }
+                assert_eq!(per_topic.len(), 1_000, "every write delivered");
+                let twice: Vec<_> = per_topic.iter().filter(|(_, n)| **n != 1).collect();
+                assert!(twice.is_empty(), "delivered more than once: {twice:?}");
             }
 
             /// The log's `columns` of each row, in log order.
@@ -298,15 +326,18 @@ macro_rules! capture_tests {
                     .await
                     .expect("update");
                 // The first loop claims the three changes and dies while it publishes.
-                let publishing = Arc::new(tokio::sync::Notify::new());
+                let stuck = GatedPublisher::closed();
+                let publishing = stuck.entered.clone();
                 let first = CaptureLoop::new(
                     db.pool.clone(),
                     capture(),
-                    Arc::new(Stuck(publishing.clone())),
+                    Arc::new(stuck),
                     fast().lease(Duration::from_millis(1)),
                 );
                 let round = tokio::spawn(async move { first.run_once().await });
-                tokio::time::timeout(DEADLINE, publishing.notified()).await.expect("the first loop publishes");
+                tokio::time::timeout(DEADLINE, publishing.notified())
+                    .await
+                    .expect("the first loop publishes");
                 round.abort();
                 assert!(round.await.is_err(), "died mid-round");
                 assert_eq!(log_rows(&db.pool).await, 3, "nothing forgotten");
@@ -370,46 +401,8 @@ macro_rules! capture_tests {
             async fn thousand_outside_writes_from_four_connections_each_published_once() {
                 let db = setup!("thousand_outside_writes_from_four_connections_each_published_once");
                 let recording = RecordingPublisher::new();
-                let loops: Vec<_> = (0..2)
-                    .map(|_| spawn(CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), fast().batch(100))))
-                    .collect();
-                let writers: Vec<_> = (0..4)
-                    .map(|w| {
-                        let pool = db.pool.clone();
-                        tokio::spawn(async move {
-                            let mut conn = pool.acquire().await.expect("conn");
-                            for n in 0..250 {
-                                sqlx::query(&format!("INSERT INTO orders (id, status) VALUES ('W{w}_{n}', 'NEW')"))
-                                    .execute(&mut *conn)
-                                    .await
-                                    .expect("insert");
-                            }
-                        })
-                    })
-                    .collect();
-                for writer in writers {
-                    writer.await.expect("writer");
-                }
-                let count = |p: &[(Vec<String>, String)]| {
-                    p.iter().filter(|(t, _)| t.len() == 1 && t[0].starts_with("orders/W")).count()
-                };
-                wait_for(&recording, |p| count(p) >= 1_000).await;
-                // A last round for anything published twice.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                for (stop, task) in loops {
-                    drop(stop);
-                    task.await.expect("loop");
-                }
-                let mut per_topic: HashMap<String, usize> = HashMap::new();
-                for (topics, _) in published(&recording) {
-                    for topic in topics.into_iter().filter(|t| t.starts_with("orders/W")) {
-                        *per_topic.entry(topic).or_default() += 1;
-                    }
-                }
-                assert_eq!(per_topic.len(), 1_000, "every write published");
-                let twice: Vec<_> = per_topic.iter().filter(|(_, n)| **n != 1).collect();
-                assert!(twice.is_empty(), "published more than once: {twice:?}");
-                assert_eq!(log_rows(&db.pool).await, 0);
+                thousand_writes_with_two_loops(&db.pool, fast().batch(100), &recording).await;
+                each_order_once(published(&recording).into_iter().flat_map(|(topics, _)| topics));
                 finish(db).await;
             }
 
@@ -551,40 +544,8 @@ macro_rules! capture_tests {
             async fn thousand_outside_writes_through_the_outbox_each_queued_once() {
                 let db = setup!("thousand_outside_writes_through_the_outbox_each_queued_once");
                 let recording = RecordingPublisher::new();
-                let loops: Vec<_> = (0..2)
-                    .map(|_| spawn(CaptureLoop::new(
-                        db.pool.clone(),
-                        capture(),
-                        Arc::new(recording.clone()),
-                        fast().batch(100).delivery(CaptureDelivery::Outbox),
-                    )))
-                    .collect();
-                let writers: Vec<_> = (0..4)
-                    .map(|w| {
-                        let pool = db.pool.clone();
-                        tokio::spawn(async move {
-                            let mut conn = pool.acquire().await.expect("conn");
-                            for n in 0..250 {
-                                sqlx::query(&format!("INSERT INTO orders (id, status) VALUES ('W{w}_{n}', 'NEW')"))
-                                    .execute(&mut *conn)
-                                    .await
-                                    .expect("insert");
-                            }
-                        })
-                    })
-                    .collect();
-                for writer in writers {
-                    writer.await.expect("writer");
-                }
-                let deadline = tokio::time::Instant::now() + DEADLINE;
-                while log_rows(&db.pool).await > 0 && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                assert_eq!(log_rows(&db.pool).await, 0, "every change delivered");
-                for (stop, task) in loops {
-                    drop(stop);
-                    task.await.expect("loop");
-                }
+                let config = fast().batch(100).delivery(CaptureDelivery::Outbox);
+                thousand_writes_with_two_loops(&db.pool, config, &recording).await;
                 assert!(recording.is_empty(), "the relay publishes, not the loops");
                 let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, topics FROM mercure_outbox")
                     .fetch_all(&db.pool)
@@ -592,16 +553,10 @@ macro_rules! capture_tests {
                     .expect("outbox");
                 let ids: std::collections::HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
                 assert_eq!(ids.len(), rows.len(), "one id per outbox row");
-                let mut per_topic: HashMap<String, usize> = HashMap::new();
-                for (_, topics) in &rows {
-                    let topics: Vec<String> = serde_json::from_str(topics).expect("topics");
-                    for topic in topics.into_iter().filter(|t| t.starts_with("orders/W")) {
-                        *per_topic.entry(topic).or_default() += 1;
-                    }
-                }
-                assert_eq!(per_topic.len(), 1_000, "every write queued");
-                let twice: Vec<_> = per_topic.iter().filter(|(_, n)| **n != 1).collect();
-                assert!(twice.is_empty(), "queued more than once: {twice:?}");
+                each_order_once(
+                    rows.iter()
+                        .flat_map(|(_, topics)| serde_json::from_str::<Vec<String>>(topics).expect("topics")),
+                );
                 finish(db).await;
             }
 
@@ -685,20 +640,9 @@ capture_tests!(
     #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
 );
 
-/// Several capture loops on PostgreSQL: rows another loop is claiming (its claim not yet
-/// committed) are skipped, not waited for and then taken again.
-#[tokio::test]
-#[cfg_attr(
-    not(mercure_track_pg),
-    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
-)]
-async fn postgres_loops_skip_rows_another_loop_is_claiming() {
-    let Some(db) =
-        mercure_track_tests::db::postgres("postgres_loops_skip_rows_another_loop_is_claiming")
-            .await
-    else {
-        return;
-    };
+/// A seeded PostgreSQL schema whose orders are captured.
+async fn postgres_with_orders_captured(test: &str) -> Option<mercure_track_tests::db::PostgresDb> {
+    let db = mercure_track_tests::db::postgres(test).await?;
     sqlx::raw_sql(mercure_track_tests::db::SEED)
         .execute(&db.pool)
         .await
@@ -708,6 +652,27 @@ async fn postgres_loops_skip_rows_another_loop_is_claiming() {
             .await
             .expect("install")
     );
+    Some(db)
+}
+
+/// The capture of orders, publishing their updates.
+fn orders_capture() -> Arc<Capture<sqlx::Postgres>> {
+    Arc::new(Capture::new().model::<Order>().track::<OrderUpdate>())
+}
+
+/// Several capture loops on PostgreSQL: rows another loop is claiming (its claim not yet
+/// committed) are skipped, not waited for and then taken again.
+#[tokio::test]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
+async fn postgres_loops_skip_rows_another_loop_is_claiming() {
+    let Some(db) =
+        postgres_with_orders_captured("postgres_loops_skip_rows_another_loop_is_claiming").await
+    else {
+        return;
+    };
     sqlx::query("UPDATE orders SET status = 'X' WHERE id IN ('A', 'B')")
         .execute(&db.pool)
         .await
@@ -722,7 +687,7 @@ async fn postgres_loops_skip_rows_another_loop_is_claiming() {
     .await
     .expect("claim");
     let recording = RecordingPublisher::new();
-    let capture = Arc::new(Capture::new().model::<Order>().track::<OrderUpdate>());
+    let capture = orders_capture();
     let worker = CaptureLoop::new(
         db.pool.clone(),
         capture,
@@ -754,24 +719,14 @@ async fn postgres_loops_skip_rows_another_loop_is_claiming() {
 )]
 async fn postgres_writer_with_another_search_path_wakes_the_loop() {
     use sqlx::Connection as _;
-    let Some(db) = mercure_track_tests::db::postgres(
-        "postgres_writer_with_another_search_path_wakes_the_loop",
-    )
-    .await
+    let Some(db) =
+        postgres_with_orders_captured("postgres_writer_with_another_search_path_wakes_the_loop")
+            .await
     else {
         return;
     };
-    sqlx::raw_sql(mercure_track_tests::db::SEED)
-        .execute(&db.pool)
-        .await
-        .expect("seed");
-    assert!(
-        capture::install::<sqlx::Postgres, Order>(&db.pool)
-            .await
-            .expect("install")
-    );
     let recording = RecordingPublisher::new();
-    let capture = Arc::new(Capture::new().model::<Order>().track::<OrderUpdate>());
+    let capture = orders_capture();
     // Polls once a minute: only the notification delivers before the deadline.
     let config = CaptureConfig::default().poll_interval(Duration::from_secs(60));
     let worker = CaptureLoop::new(
