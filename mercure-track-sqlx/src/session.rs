@@ -367,6 +367,8 @@ impl<DB: Dialect> TrackedSession<DB> {
                     crate::outbox::committed(&self.pool);
                 }
             }
+            // Plain SQL on captured tables left for the capture loops of this process.
+            crate::capture::committed::<DB>();
             let span = tracing::Span::current();
             span.record("events", summary.events);
             span.record("batch_events", summary.batch_events);

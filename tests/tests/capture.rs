@@ -11,6 +11,7 @@ use mercure_track::{MercureEvent, Model, RecordingPublisher};
 use mercure_track_sqlx::TrackedSession;
 use mercure_track_sqlx::capture::{self, Capture, CaptureConfig, CaptureDelivery, CaptureLoop};
 use mercure_track_tests::domain::*;
+use mercure_track_tests::publishers::GatedPublisher;
 use tokio::sync::oneshot;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -148,26 +149,100 @@ macro_rules! capture_tests {
                 finish(db).await;
             }
 
+            /// 1 000 inserts of orders `W{w}_{n}` from 4 connections at once, each its own commit,
+            /// with two capture loops running.
+            async fn thousand_writes_with_two_loops(pool: &sqlx::Pool<Db>, config: CaptureConfig, recording: &RecordingPublisher) {
+                let loops: Vec<_> = (0..2)
+                    .map(|_| spawn(CaptureLoop::new(pool.clone(), capture(), Arc::new(recording.clone()), config.clone())))
+                    .collect();
+                let writers: Vec<_> = (0..4)
+                    .map(|w| {
+                        let pool = pool.clone();
+                        tokio::spawn(async move {
+                            let mut conn = pool.acquire().await.expect("conn");
+                            for n in 0..250 {
+                                sqlx::query(&format!("INSERT INTO orders (id, status) VALUES ('W{w}_{n}', 'NEW')"))
+                                    .execute(&mut *conn)
+                                    .await
+                                    .expect("insert");
+                            }
+                        })
+                    })
+                    .collect();
+                for writer in writers {
+                    writer.await.expect("writer");
+                }
+                // Every change delivered and forgotten: nothing left to deliver twice.
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                while log_rows(pool).await > 0 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(log_rows(pool).await, 0, "every change delivered");
+                for (stop, task) in loops {
+                    drop(stop);
+                    task.await.expect("loop");
+                }
+            }
+
+            /// Asserts that each of the 1 000 orders' topics is among `topics` exactly once.
+            fn each_order_once(topics: impl IntoIterator<Item = String>) {
+                let mut per_topic: HashMap<String, usize> = HashMap::new();
+                for topic in topics.into_iter().filter(|t| t.starts_with("orders/W")) {
+                    *per_topic.entry(topic).or_default() += 1;
+                }
+                assert_eq!(per_topic.len(), 1_000, "every write delivered");
+                let twice: Vec<_> = per_topic.iter().filter(|(_, n)| **n != 1).collect();
+                assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+            }
+
+            /// The log's `columns` of each row, in log order.
+            async fn logged_columns(pool: &sqlx::Pool<Db>) -> Vec<(String, String)> {
+                sqlx::query_as("SELECT op, columns FROM mercure_capture_log ORDER BY seq")
+                    .fetch_all(pool)
+                    .await
+                    .expect("log")
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn only_real_changes_are_logged() {
                 let db = setup!("only_real_changes_are_logged");
+                assert!(capture::install::<Db, Image>(&db.pool).await.expect("install"));
                 let mut conn = db.pool.acquire().await.expect("conn");
-                // Same value, and a column no event triggers on: nothing is logged.
-                sqlx::query("UPDATE orders SET status = status")
-                    .execute(&mut *conn)
-                    .await
-                    .expect("same value");
-                sqlx::query("UPDATE images SET line_item_id = line_item_id")
-                    .execute(&mut *conn)
-                    .await
-                    .expect("uncaptured table");
+                // Same value, NULL to NULL, and a real change of a column no event triggers on
+                // (with a trigger column written to its own value): nothing is logged.
+                for same in [
+                    "UPDATE orders SET status = status",
+                    "UPDATE images SET selected_coloring_id = NULL WHERE id = 10",
+                    "UPDATE coloring_versions SET image_id = 20, status = status WHERE id = 101",
+                    "UPDATE images SET line_item_id = line_item_id",
+                ] {
+                    sqlx::query(same).execute(&mut *conn).await.expect(same);
+                }
                 assert_eq!(log_rows(&db.pool).await, 0);
+                // NULL to a value and back are changes; only the columns that changed are named.
+                sqlx::query("UPDATE images SET selected_coloring_id = 100, selected_svg = selected_svg WHERE id = 10")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("null to value");
+                sqlx::query("UPDATE images SET selected_coloring_id = NULL, selected_svg = 1000 WHERE id = 10")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("value to null");
                 sqlx::query("UPDATE orders SET status = 'X' WHERE id IN ('A', 'B')")
                     .execute(&mut *conn)
                     .await
                     .expect("change");
-                assert_eq!(log_rows(&db.pool).await, 2);
+                let u = |columns: &str| ("U".to_owned(), columns.to_owned());
+                assert_eq!(
+                    logged_columns(&db.pool).await,
+                    [
+                        u("selected_coloring_id,"),
+                        u("selected_coloring_id,selected_svg,"),
+                        u("status,"),
+                        u("status,"),
+                    ]
+                );
                 drop(conn);
                 finish(db).await;
             }
@@ -244,6 +319,52 @@ macro_rules! capture_tests {
 
             #[tokio::test]
             $(#[$needs])*
+            async fn a_loop_that_dies_mid_round_loses_nothing() {
+                let db = setup!("a_loop_that_dies_mid_round_loses_nothing");
+                sqlx::query("UPDATE orders SET status = 'X'")
+                    .execute(&db.pool)
+                    .await
+                    .expect("update");
+                // The first loop claims the three changes and dies while it publishes.
+                let stuck = GatedPublisher::closed();
+                let publishing = stuck.entered.clone();
+                let first = CaptureLoop::new(
+                    db.pool.clone(),
+                    capture(),
+                    Arc::new(stuck),
+                    fast().lease(Duration::from_millis(1)),
+                );
+                let round = tokio::spawn(async move { first.run_once().await });
+                tokio::time::timeout(DEADLINE, publishing.notified())
+                    .await
+                    .expect("the first loop publishes");
+                round.abort();
+                assert!(round.await.is_err(), "died mid-round");
+                assert_eq!(log_rows(&db.pool).await, 3, "nothing forgotten");
+                // Another loop takes them once the dead loop's lease has run out.
+                let recording = RecordingPublisher::new();
+                let second = CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), fast());
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                let mut claimed = 0;
+                while claimed == 0 && tokio::time::Instant::now() < deadline {
+                    claimed = second.run_once().await.expect("round").claimed;
+                }
+                assert_eq!(claimed, 3);
+                assert_eq!(
+                    published(&recording),
+                    [
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(OrderUpdate { order_id: "B".into() }),
+                        event(OrderUpdate { order_id: "C".into() }),
+                        event(ListUpdate { order_ids: vec!["A".into(), "B".into(), "C".into()] }),
+                    ]
+                );
+                assert_eq!(log_rows(&db.pool).await, 0);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
             async fn rows_claimed_by_a_live_loop_are_left_to_it_expired_ones_are_taken_over() {
                 let db = setup!("rows_claimed_by_a_live_loop_are_left_to_it_expired_ones_are_taken_over");
                 sqlx::query("UPDATE orders SET status = 'X' WHERE id IN ('A', 'B')")
@@ -280,46 +401,8 @@ macro_rules! capture_tests {
             async fn thousand_outside_writes_from_four_connections_each_published_once() {
                 let db = setup!("thousand_outside_writes_from_four_connections_each_published_once");
                 let recording = RecordingPublisher::new();
-                let loops: Vec<_> = (0..2)
-                    .map(|_| spawn(CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), fast().batch(100))))
-                    .collect();
-                let writers: Vec<_> = (0..4)
-                    .map(|w| {
-                        let pool = db.pool.clone();
-                        tokio::spawn(async move {
-                            let mut conn = pool.acquire().await.expect("conn");
-                            for n in 0..250 {
-                                sqlx::query(&format!("INSERT INTO orders (id, status) VALUES ('W{w}_{n}', 'NEW')"))
-                                    .execute(&mut *conn)
-                                    .await
-                                    .expect("insert");
-                            }
-                        })
-                    })
-                    .collect();
-                for writer in writers {
-                    writer.await.expect("writer");
-                }
-                let count = |p: &[(Vec<String>, String)]| {
-                    p.iter().filter(|(t, _)| t.len() == 1 && t[0].starts_with("orders/W")).count()
-                };
-                wait_for(&recording, |p| count(p) >= 1_000).await;
-                // A last round for anything published twice.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                for (stop, task) in loops {
-                    drop(stop);
-                    task.await.expect("loop");
-                }
-                let mut per_topic: HashMap<String, usize> = HashMap::new();
-                for (topics, _) in published(&recording) {
-                    for topic in topics.into_iter().filter(|t| t.starts_with("orders/W")) {
-                        *per_topic.entry(topic).or_default() += 1;
-                    }
-                }
-                assert_eq!(per_topic.len(), 1_000, "every write published");
-                let twice: Vec<_> = per_topic.iter().filter(|(_, n)| **n != 1).collect();
-                assert!(twice.is_empty(), "published more than once: {twice:?}");
-                assert_eq!(log_rows(&db.pool).await, 0);
+                thousand_writes_with_two_loops(&db.pool, fast().batch(100), &recording).await;
+                each_order_once(published(&recording).into_iter().flat_map(|(topics, _)| topics));
                 finish(db).await;
             }
 
@@ -416,6 +499,102 @@ macro_rules! capture_tests {
 
             #[tokio::test]
             $(#[$needs])*
+            async fn changes_are_delivered_in_commit_order() {
+                let db = setup!("changes_are_delivered_in_commit_order");
+                // One commit after the other, on several tables (line item 5 is not logged:
+                // no event triggers on a line item's insert).
+                for sql in [
+                    "INSERT INTO line_items (id, order_id) VALUES (5, 'B')",
+                    "UPDATE orders SET status = 'X' WHERE id = 'C'",
+                    "UPDATE coloring_versions SET status = 'DONE' WHERE id = 200",
+                    "UPDATE orders SET status = 'X' WHERE id = 'A'",
+                    "DELETE FROM line_items WHERE id = 5",
+                    "UPDATE orders SET status = 'X' WHERE id = 'B'",
+                ] {
+                    sqlx::query(sql).execute(&db.pool).await.expect(sql);
+                }
+                let recording = RecordingPublisher::new();
+                // Two rows a round: rounds follow each other in commit order.
+                let worker = CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), fast().batch(2));
+                for _ in 0..3 {
+                    worker.run_once().await.expect("round");
+                }
+                assert_eq!(worker.run_once().await.expect("round").claimed, 0);
+                // A round's changes are delivered together, as one commit's are (events by
+                // model, then the batch events collecting them).
+                assert_eq!(
+                    published(&recording),
+                    [
+                        event(OrderUpdate { order_id: "C".into() }),
+                        event(ImageUpdate { order_id: "B".into(), image_id: 20 }),
+                        event(ListUpdate { order_ids: vec!["C".into()] }),
+                        event(ImageCount { count: 1 }),
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(LineItemRemoved { order_id: "B".into(), line_item_id: 5 }),
+                        event(ListUpdate { order_ids: vec!["A".into()] }),
+                        event(OrderUpdate { order_id: "B".into() }),
+                        event(ListUpdate { order_ids: vec!["B".into()] }),
+                    ]
+                );
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn thousand_outside_writes_through_the_outbox_each_queued_once() {
+                let db = setup!("thousand_outside_writes_through_the_outbox_each_queued_once");
+                let recording = RecordingPublisher::new();
+                let config = fast().batch(100).delivery(CaptureDelivery::Outbox);
+                thousand_writes_with_two_loops(&db.pool, config, &recording).await;
+                assert!(recording.is_empty(), "the relay publishes, not the loops");
+                let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, topics FROM mercure_outbox")
+                    .fetch_all(&db.pool)
+                    .await
+                    .expect("outbox");
+                let ids: std::collections::HashSet<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+                assert_eq!(ids.len(), rows.len(), "one id per outbox row");
+                each_order_once(
+                    rows.iter()
+                        .flat_map(|(_, topics)| serde_json::from_str::<Vec<String>>(topics).expect("topics")),
+                );
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_session_commit_in_this_process_wakes_the_loop() {
+                let db = setup!("a_session_commit_in_this_process_wakes_the_loop");
+                let recording = RecordingPublisher::new();
+                // Polls once a minute: only a wake-up delivers before the test's deadline
+                // (SQLite: the session's commit in this process; PostgreSQL: the trigger's
+                // notification).
+                let slow = CaptureConfig::default().poll_interval(Duration::from_secs(60));
+                sqlx::query("UPDATE orders SET status = 'X' WHERE id = 'A'")
+                    .execute(&db.pool)
+                    .await
+                    .expect("update");
+                let (stop, task) = spawn(CaptureLoop::new(db.pool.clone(), capture(), Arc::new(recording.clone()), slow));
+                // The first round has claimed A: the loop is in its round or waiting.
+                wait_for(&recording, |p| !p.is_empty()).await;
+                assert_eq!(published(&recording)[0], event(OrderUpdate { order_id: "A".into() }));
+                // A session without the capture: its plain SQL is left to the loop.
+                let mut session = TrackedSession::new(db.pool.clone(), RecordingPublisher::new());
+                sqlx::query("UPDATE orders SET status = 'X' WHERE id = 'B'")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("raw");
+                session.commit().await.expect("commit");
+                let b = event(OrderUpdate { order_id: "B".into() });
+                wait_for(&recording, |p| p.contains(&b)).await;
+                assert!(published(&recording).contains(&b), "the commit woke the loop");
+                drop(stop);
+                task.await.expect("loop");
+                drop(session);
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
             async fn ddl_is_a_script_and_uninstall_removes_the_triggers() {
                 let db = setup!("ddl_is_a_script_and_uninstall_removes_the_triggers");
                 let script = capture::ddl::<Db, Order>();
@@ -460,3 +639,140 @@ capture_tests!(
     Duration::from_secs(60),
     #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
 );
+
+/// A seeded PostgreSQL schema whose orders are captured.
+async fn postgres_with_orders_captured(test: &str) -> Option<mercure_track_tests::db::PostgresDb> {
+    let db = mercure_track_tests::db::postgres(test).await?;
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
+    assert!(
+        capture::install::<sqlx::Postgres, Order>(&db.pool)
+            .await
+            .expect("install")
+    );
+    Some(db)
+}
+
+/// The capture of orders, publishing their updates.
+fn orders_capture() -> Arc<Capture<sqlx::Postgres>> {
+    Arc::new(Capture::new().model::<Order>().track::<OrderUpdate>())
+}
+
+/// Several capture loops on PostgreSQL: rows another loop is claiming (its claim not yet
+/// committed) are skipped, not waited for and then taken again.
+#[tokio::test]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
+async fn postgres_loops_skip_rows_another_loop_is_claiming() {
+    let Some(db) =
+        postgres_with_orders_captured("postgres_loops_skip_rows_another_loop_is_claiming").await
+    else {
+        return;
+    };
+    sqlx::query("UPDATE orders SET status = 'X' WHERE id IN ('A', 'B')")
+        .execute(&db.pool)
+        .await
+        .expect("update");
+    // Another loop's claim, in flight.
+    let mut other = db.pool.begin().await.expect("begin");
+    let far = i64::MAX / 2;
+    sqlx::query(&format!(
+        "UPDATE mercure_capture_log SET claimed_by = 'other', claimed_until = {far}"
+    ))
+    .execute(&mut *other)
+    .await
+    .expect("claim");
+    let recording = RecordingPublisher::new();
+    let capture = orders_capture();
+    let worker = CaptureLoop::new(
+        db.pool.clone(),
+        capture,
+        Arc::new(recording.clone()),
+        CaptureConfig::default(),
+    );
+    let round = tokio::time::timeout(DEADLINE, worker.run_once())
+        .await
+        .expect("the claim skips locked rows instead of waiting for them")
+        .expect("round");
+    assert_eq!(round.claimed, 0);
+    other.commit().await.expect("commit");
+    assert_eq!(
+        worker.run_once().await.expect("round").claimed,
+        0,
+        "claimed by the other loop"
+    );
+    assert!(recording.is_empty());
+    finish(db).await;
+}
+
+/// A `psql`-style writer on PostgreSQL whose `search_path` is not the installation's (it names
+/// the schema in its statement): its change goes to the installation's log and the trigger's
+/// notification wakes that schema's loop.
+#[tokio::test]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
+async fn postgres_writer_with_another_search_path_wakes_the_loop() {
+    use sqlx::Connection as _;
+    let Some(db) =
+        postgres_with_orders_captured("postgres_writer_with_another_search_path_wakes_the_loop")
+            .await
+    else {
+        return;
+    };
+    let recording = RecordingPublisher::new();
+    let capture = orders_capture();
+    // Polls once a minute: only the notification delivers before the deadline.
+    let config = CaptureConfig::default().poll_interval(Duration::from_secs(60));
+    let worker = CaptureLoop::new(
+        db.pool.clone(),
+        capture,
+        Arc::new(recording.clone()),
+        config,
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    // A first change, through the pool: once its event is out the loop listens and waits.
+    sqlx::query("UPDATE orders SET status = 'X' WHERE id = 'B'")
+        .execute(&db.pool)
+        .await
+        .expect("update");
+    wait_for(&recording, |p| p.len() >= 2).await;
+    assert_eq!(
+        published(&recording)[0],
+        event(OrderUpdate {
+            order_id: "B".into()
+        })
+    );
+    let (url, schema) = db.location();
+    let mut psql = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query("SET search_path TO public")
+        .execute(&mut psql)
+        .await
+        .expect("path");
+    sqlx::query(&format!(
+        "UPDATE \"{schema}\".orders SET status = 'P' WHERE id = 'A'"
+    ))
+    .execute(&mut psql)
+    .await
+    .expect("a write through another search_path is logged");
+    let a = event(OrderUpdate {
+        order_id: "A".into(),
+    });
+    wait_for(&recording, |p| p.contains(&a)).await;
+    assert!(
+        published(&recording).contains(&a),
+        "the notification woke the loop"
+    );
+    drop(stop);
+    task.await.expect("loop");
+    psql.close().await.expect("close");
+    finish(db).await;
+}

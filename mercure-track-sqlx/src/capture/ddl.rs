@@ -176,6 +176,11 @@ pub(crate) fn sqlite_uninstall(model: &ModelInfo) -> Vec<String> {
 
 /// PostgreSQL: a shadow table, one trigger function, one trigger per captured operation (the
 /// update trigger's `WHEN` skips rows whose trigger columns did not change before any call).
+/// The function names the log and the shadow table in the schema current at installation (a
+/// `DO` block builds it with `format`), and notifies with that schema: a writer whose
+/// `search_path` differs (`psql` writing `schema.table`) still appends to that log and wakes
+/// that schema's loops. (`SET search_path FROM CURRENT` on the function would do the same at
+/// a cost on every call.)
 pub(crate) fn postgres_install(w: &Watched) -> Vec<String> {
     let table = w.model.table;
     let t = quote(table);
@@ -207,30 +212,38 @@ pub(crate) fn postgres_install(w: &Watched) -> Vec<String> {
             )
         })
         .collect();
-    let lit = literal(table);
+    // The function's text is a `format` string: `%1$I` is the schema as an identifier, `%1$L`
+    // as a literal; any other `%` is doubled.
+    let esc = |text: String| text.replace('%', "%%");
+    let (changed, shadow_in) = (esc(changed), esc(shadow.clone()));
+    let (lit, key) = (esc(literal(table)), esc(key));
+    let all = esc(column_list(all_columns(&w.model), ""));
+    let old = esc(column_list(all_columns(&w.model), "OLD."));
+    let log = "%1$I.mercure_capture_log";
     out.push(format!(
-        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $mercure$
+        "DO $mercure_install$ BEGIN EXECUTE format($mercure_function$
+CREATE OR REPLACE FUNCTION %1$I.{function_in}() RETURNS trigger LANGUAGE plpgsql AS $mercure$
 DECLARE
   changed text := '';
   s bigint;
 BEGIN
   IF TG_OP = 'UPDATE' THEN
     {changed}IF changed = '' THEN RETURN NULL; END IF;
-    INSERT INTO mercure_capture_log (table_name, op, columns) VALUES ({lit}, 'U', changed) RETURNING seq INTO s;
-    INSERT INTO {shadow} (mercure_seq, {key}) VALUES (s, NEW.{key});
+    INSERT INTO {log} (table_name, op, columns) VALUES ({lit}, 'U', changed) RETURNING seq INTO s;
+    INSERT INTO %1$I.{shadow_in} (mercure_seq, {key}) VALUES (s, NEW.{key});
   ELSIF TG_OP = 'INSERT' THEN
-    INSERT INTO mercure_capture_log (table_name, op) VALUES ({lit}, 'I') RETURNING seq INTO s;
-    INSERT INTO {shadow} (mercure_seq, {key}) VALUES (s, NEW.{key});
+    INSERT INTO {log} (table_name, op) VALUES ({lit}, 'I') RETURNING seq INTO s;
+    INSERT INTO %1$I.{shadow_in} (mercure_seq, {key}) VALUES (s, NEW.{key});
   ELSE
-    INSERT INTO mercure_capture_log (table_name, op) VALUES ({lit}, 'D') RETURNING seq INTO s;
-    INSERT INTO {shadow} (mercure_seq, {all}) VALUES (s, {old});
+    INSERT INTO {log} (table_name, op) VALUES ({lit}, 'D') RETURNING seq INTO s;
+    INSERT INTO %1$I.{shadow_in} (mercure_seq, {all}) VALUES (s, {old});
   END IF;
-  PERFORM pg_notify('mercure_capture', current_schema()::text);
+  PERFORM pg_notify('mercure_capture', %1$L);
   RETURN NULL;
 END
-$mercure$",
-        all = column_list(all_columns(&w.model), ""),
-        old = column_list(all_columns(&w.model), "OLD."),
+$mercure$
+$mercure_function$, current_schema()); END $mercure_install$",
+        function_in = esc(function.clone()),
     ));
     let mut trigger = |suffix: &str, event: String, when: String| {
         let trigger = name(table, suffix);

@@ -45,15 +45,25 @@
 //! is lost; with direct delivery an event may then be published twice (at least once); with
 //! the outbox, the outbox write and the deletion commit together (exactly once into the
 //! outbox). Several loops on PostgreSQL claim with `FOR UPDATE SKIP LOCKED` and never take the
-//! same row while its lease runs. On PostgreSQL the trigger sends `pg_notify('mercure_capture',
-//! schema)`, delivered at commit, and the loop `LISTEN`s: a commit wakes it at once;
-//! [`CaptureConfig::poll_interval`] is the fallback (and SQLite's only wake-up).
+//! same row while its lease runs (a claim in flight is skipped, not waited for).
 //!
-//! Order: rows are claimed in log order (`seq`). On SQLite (one writer) that is commit order.
-//! On PostgreSQL `seq` is drawn when the row is written: two transactions changing the same row
-//! keep their commit order (the second waits for the first's row lock); rows of unrelated
-//! concurrent transactions go out in the order they were written among those committed when
-//! the loop claims.
+//! Wake-up. On PostgreSQL the trigger sends `pg_notify('mercure_capture', schema)`, delivered
+//! at commit; the loop `LISTEN`s and wakes at once for its own schema (the schema current when
+//! the capture was installed: the function names it, so a writer with another `search_path`
+//! writing `schema.table` logs to the same place). SQLite has no notification between
+//! connections: a [`TrackedSession`](crate::TrackedSession)'s commit wakes the loops of its
+//! process; a write of another process, or a plain statement on the pool outside any session,
+//! waits for [`CaptureConfig::poll_interval`], the fallback everywhere. A SQLite loop looks for
+//! claimable rows with a read before it claims, so a wake-up or a poll that finds nothing does
+//! not take the write lock.
+//!
+//! Order: rows are claimed in log order (`seq`) and a round is delivered before the next one
+//! claims. On SQLite (one writer) log order is commit order. On PostgreSQL `seq` is drawn when
+//! the row is written: two transactions changing the same row keep their commit order (the
+//! second waits for the first's row lock); rows of unrelated concurrent transactions go out in
+//! the order they were written among those committed when the loop claims. Within a round the
+//! changes are delivered as one commit's are: events built per model, equal events once, batch
+//! events after the events they collect.
 //!
 //! # Inside a tracked session
 //!
@@ -69,16 +79,34 @@
 //!
 //! # What is not captured
 //!
-//! - `TRUNCATE` (no row triggers fire); on SQLite, `DELETE FROM t` without `WHERE` still fires
-//!   them.
-//! - Writes with triggers off: PostgreSQL `session_replication_role = replica` (logical
-//!   replication appliers, `pg_restore --disable-triggers`), `ALTER TABLE ... DISABLE
-//!   TRIGGER`; SQLite `PRAGMA recursive_triggers` does not matter, but a connection on a copy of
-//!   the file sees nothing.
-//! - Columns that trigger no event, and writes that change nothing (an `UPDATE` to the same
-//!   value).
+//! - `TRUNCATE` (no row triggers fire). On SQLite `DELETE FROM t` without `WHERE` fires them
+//!   (the truncate optimization is off for tables with triggers).
+//! - Writes with triggers off: on PostgreSQL `session_replication_role = replica` (logical
+//!   replication's apply workers, `pg_restore --disable-triggers`) and `ALTER TABLE ...
+//!   DISABLE TRIGGER`; on SQLite a database file replaced or restored as a whole (a copy,
+//!   `.restore`, `VACUUM INTO` and back).
+//! - Columns no event of the program triggers on, and writes that change nothing (an `UPDATE`
+//!   to the same value, `NULL` to `NULL`).
+//! - Triggers of events added after the installation: the generated SQL follows the events
+//!   linked into the program that generated it; install again (or regenerate the migration)
+//!   when they change.
+//! - Changes still in the log when [`uninstall`] runs (it reports how many).
 //! - Tables whose model is not in the loop's [`Capture`]: their rows stay in the log (logged
 //!   as a warning) for a loop that knows them.
+//!
+//! # Costs
+//!
+//! Each captured change is paid by the writer, in its transaction: the trigger (on PostgreSQL a
+//! PL/pgSQL call, after a `WHEN` that skips rows whose trigger columns did not change) inserts
+//! one log row and one shadow row, each with its index, and on PostgreSQL calls `pg_notify`
+//! (collapsed by the server to one notification per transaction). Measured on a shared 2-core
+//! machine (`BENCHMARKS.md`, "Capture"): a 10 000-row `UPDATE` costs about 25 µs more per row
+//! on PostgreSQL (4–5× the bare statement) and about 2.5 µs more per row on SQLite (the bare
+//! statement being far cheaper there, the ratio is large and noisy). Outside writes reach the
+//! hub in about 10 ms on PostgreSQL (the notification) and in the poll interval on SQLite; a
+//! session's commit in the same SQLite process in about 1 ms. On a captured table a setter's
+//! write pays the trigger too (its log row is taken back by the session's commit: one read
+//! and one delete per commit that wrote captured tables).
 //!
 //! [`TrackedSession::conn`]: crate::TrackedSession::conn
 //! [`TrackedSession::capture`]: crate::TrackedSession::capture
@@ -117,6 +145,9 @@ pub struct CaptureSql<DB: sqlx::Database> {
     own_mark: Option<&'static str>,
     /// Starts listening for commits that wrote the log.
     listen: Option<Listen<DB>>,
+    /// Looks for claimable rows with a read before claiming (where a claim that finds
+    /// nothing still takes the database's write lock).
+    peek: Option<&'static str>,
 }
 
 /// Starts listening for commits that wrote the log.
@@ -139,6 +170,9 @@ pub const SQLITE_CAPTURE: CaptureSql<Sqlite> = CaptureSql {
     own_rows: "SELECT seq, table_name, op, columns FROM mercure_capture_log WHERE seq > $1 ORDER BY seq",
     own_mark: Some("SELECT COALESCE(MAX(seq), 0) FROM mercure_capture_log"),
     listen: None,
+    peek: Some(
+        "SELECT 1 FROM mercure_capture_log WHERE claimed_until IS NULL OR claimed_until < $1 LIMIT 1",
+    ),
 };
 
 /// PostgreSQL: the transaction id tells a transaction's rows; claims skip locked rows;
@@ -151,7 +185,27 @@ pub const POSTGRES_CAPTURE: CaptureSql<Postgres> = CaptureSql {
         WHERE txid = pg_current_xact_id_if_assigned() AND seq > $1 ORDER BY seq",
     own_mark: None,
     listen: Some(worker::listen_postgres),
+    peek: None,
 };
+
+/// Commits of tracked sessions in this process, counted: capture loops without a
+/// notification from the database (SQLite) wait on it as well as on their poll interval.
+static COMMITS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Called by a tracked session after each commit: wakes the capture loops of this process
+/// where the database does not notify them (SQLite). A loop woken for another database, or
+/// for a commit that wrote nothing captured, looks at the log with one read and waits again.
+pub(crate) fn committed<DB: Dialect>() {
+    if DB::CAPTURE.listen.is_none() {
+        COMMITS.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// The commits of this process's tracked sessions, for a loop to wait on.
+fn commits() -> tokio::sync::watch::Receiver<u64> {
+    COMMITS.subscribe()
+}
 
 /// The statements that install the capture of `M` on `DB`, as one script to copy into a
 /// migration (statements separated by a blank line and `;`). The script is idempotent. It

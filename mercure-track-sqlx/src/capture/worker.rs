@@ -8,7 +8,7 @@ use mercure_track::Publisher;
 use sqlx::{Pool, Postgres};
 use tracing::Instrument as _;
 
-use super::{Capture, LOG_COLUMNS, LogRow, forget, resolve_rows};
+use super::{Capture, LOG_COLUMNS, LogRow, commits, forget, resolve_rows};
 use crate::dialect::{Dialect, SqlQuery};
 use crate::dispatch;
 use crate::error::Error;
@@ -126,16 +126,35 @@ impl<DB: Dialect> std::fmt::Debug for CaptureLoop<DB> {
     }
 }
 
-/// A `LISTEN`ing connection (PostgreSQL).
-pub(crate) struct Listener(sqlx::postgres::PgListener);
+/// A `LISTEN`ing connection (PostgreSQL), and the schema whose commits it waits for.
+pub(crate) struct Listener {
+    listener: sqlx::postgres::PgListener,
+    schema: String,
+}
+
+impl Listener {
+    /// Waits for a commit that wrote the log of this loop's schema (the triggers of other
+    /// schemas of the database notify the same channel). `Err` when the connection is lost.
+    async fn commit(&mut self) -> Result<(), sqlx::Error> {
+        loop {
+            if self.listener.recv().await?.payload() == self.schema {
+                return Ok(());
+            }
+        }
+    }
+}
 
 pub(crate) fn listen_postgres(
     pool: &Pool<Postgres>,
 ) -> BoxFuture<'_, Result<Listener, sqlx::Error>> {
     Box::pin(async move {
+        // The schema the pool's connections write to, as the trigger names it.
+        let (schema,): (String,) = sqlx::query_as("SELECT current_schema()::text")
+            .fetch_one(pool)
+            .await?;
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen("mercure_capture").await?;
-        Ok(Listener(listener))
+        Ok(Listener { listener, schema })
     })
 }
 
@@ -226,6 +245,8 @@ impl<DB: Dialect> CaptureLoop<DB> {
                     }
                     crate::outbox::write::<DB>(&mut tx, updates).await?;
                     tx.commit().await?;
+                    // The relays of this process start at once, as after a session's commit.
+                    crate::outbox::committed(&self.pool);
                 }
             }
             let span = tracing::Span::current();
@@ -242,6 +263,13 @@ impl<DB: Dialect> CaptureLoop<DB> {
         let now = now_ms();
         let until =
             now.saturating_add(i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX));
+        let mut conn = self.pool.acquire().await?;
+        if let Some(peek) = DB::CAPTURE.peek {
+            let query = DB::bind_i64(sqlx::query(peek), now);
+            if DB::fetch_optional(&mut conn, query).await?.is_none() {
+                return Ok(Vec::new());
+            }
+        }
         let sql = format!(
             "UPDATE mercure_capture_log SET claimed_by = $1, claimed_until = $2 WHERE seq IN (\
              SELECT seq FROM mercure_capture_log \
@@ -254,7 +282,6 @@ impl<DB: Dialect> CaptureLoop<DB> {
         query = DB::bind_i64(query, until);
         query = DB::bind_i64(query, now);
         query = DB::bind_i64(query, i64::try_from(self.config.batch).unwrap_or(i64::MAX));
-        let mut conn = self.pool.acquire().await?;
         let rows = DB::fetch_all(&mut conn, query).await?;
         let mut rows: Vec<LogRow> = rows
             .iter()
@@ -265,11 +292,13 @@ impl<DB: Dialect> CaptureLoop<DB> {
     }
 
     /// Runs rounds until `shutdown` completes: at once while rows keep coming, otherwise on a
-    /// commit's notification (PostgreSQL) or every [`CaptureConfig::poll_interval`]. Errors are
-    /// logged and the loop goes on after the poll interval.
+    /// commit's notification (PostgreSQL), a tracked session's commit in this process (SQLite),
+    /// or every [`CaptureConfig::poll_interval`]. Errors are logged and the loop goes on after
+    /// the poll interval.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut listener = None;
+        let mut commits = commits();
         loop {
             if listener.is_none()
                 && let Some(listen) = DB::CAPTURE.listen
@@ -279,6 +308,8 @@ impl<DB: Dialect> CaptureLoop<DB> {
                     Err(error) => tracing::warn!(%error, "capture loop cannot LISTEN: polling"),
                 }
             }
+            // Commits from now on wake the next wait; the round below sees the earlier ones.
+            commits.mark_unchanged();
             let full = match self.run_once().await {
                 Ok(round) => round.claimed >= self.config.batch,
                 Err(error) => {
@@ -290,20 +321,28 @@ impl<DB: Dialect> CaptureLoop<DB> {
                 continue;
             }
             let wait = async {
-                match listener.as_mut() {
-                    Some(Listener(l)) => {
-                        match tokio::time::timeout(self.config.poll_interval, l.recv()).await {
-                            Ok(Err(error)) => {
+                let notified = async {
+                    match listener.as_mut() {
+                        Some(listener) => match listener.commit().await {
+                            Ok(()) => false,
+                            Err(error) => {
                                 tracing::warn!(%error, "capture LISTEN connection lost");
                                 true
                             }
-                            _ => false,
-                        }
+                        },
+                        None => std::future::pending().await,
                     }
-                    None => {
-                        tokio::time::sleep(self.config.poll_interval).await;
-                        false
+                };
+                let committed = async {
+                    if DB::CAPTURE.listen.is_none() && commits.changed().await.is_ok() {
+                        return;
                     }
+                    std::future::pending::<()>().await;
+                };
+                tokio::select! {
+                    lost = notified => lost,
+                    () = committed => false,
+                    () = tokio::time::sleep(self.config.poll_interval) => false,
                 }
             };
             tokio::select! {
