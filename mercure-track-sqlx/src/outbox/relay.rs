@@ -381,8 +381,9 @@ impl<DB: Dialect> Relay<DB> {
         Ok(())
     }
 
-    /// Runs until `shutdown` completes: claims as lanes free up, keeps up to
-    /// [`RelayConfig::concurrency`] updates in flight, records each answer as it comes, and
+    /// Runs until `shutdown` completes: keeps up to [`RelayConfig::concurrency`] lanes' runs
+    /// in flight (one update each), records each run's answers as the run ends, claims again
+    /// when nothing is in flight or a quarter of the slots is free, and
     /// sleeps until a commit wakes it (or the next retry is due, or the poll interval passes).
     /// On shutdown it claims nothing more and records what is in flight. A failing database
     /// is logged and tried again after the poll interval.
@@ -415,11 +416,17 @@ impl<DB: Dialect> Relay<DB> {
                 _ if stopping || refused => 0,
                 Some(pause) if pause.next_probe <= now && in_flight.is_empty() => 1,
                 Some(_) => 0,
-                None => relay
-                    .config
-                    .concurrency
-                    .max(1)
-                    .saturating_sub(in_flight.len()),
+                None => {
+                    let limit = relay.config.concurrency.max(1);
+                    let free = limit.saturating_sub(in_flight.len());
+                    // With lanes in flight, claim once a quarter of the slots is free: fewer,
+                    // larger claims (each one looks at every lane's head).
+                    if in_flight.is_empty() || free >= (limit / 4).max(1) {
+                        free
+                    } else {
+                        0
+                    }
+                }
             };
             let mut wait = relay.config.poll_interval;
             if let Some(pause) = &pause {
