@@ -105,14 +105,21 @@ pub(crate) async fn claim<DB: Dialect>(
             DB::decode_bool(&row, 2)?,
         ));
     }
-    let mut runs = Vec::with_capacity(lanes.len());
+    let mut runs: Vec<Vec<Forming>> = Vec::with_capacity(lanes.len());
     for (head, lane, batch) in lanes {
-        let run = claim_run::<DB>(conn, lease, now, head, &lane, batch, limits).await?;
-        if !run.groups.is_empty() {
-            runs.push(run);
+        let groups = form_run::<DB>(conn, now, head, &lane, batch, limits).await?;
+        if !groups.is_empty() {
+            runs.push(groups);
         }
     }
-    Ok(runs)
+    lease_rows::<DB>(conn, lease, runs.iter().flatten()).await?;
+    Ok(runs
+        .into_iter()
+        .map(|groups| Run {
+            groups: groups.into_iter().map(|forming| forming.claimed).collect(),
+            until: lease.until,
+        })
+        .collect())
 }
 
 /// A group being formed from the rows of a run.
@@ -126,17 +133,15 @@ struct Forming {
     new: bool,
 }
 
-/// Reads the rows of `lane` from its held head on, forms up to `limits.run` groups, and
-/// leases them (one statement).
-async fn claim_run<DB: Dialect>(
+/// Reads the rows of `lane` from its held head on and forms up to `limits.run` groups.
+async fn form_run<DB: Dialect>(
     conn: &mut DB::Connection,
-    lease: Lease<'_>,
     now: i64,
     head: i64,
     lane: &str,
     batch: bool,
     limits: ClaimLimits,
-) -> Result<Run, Error> {
+) -> Result<Vec<Forming>, Error> {
     let sql = format!(
         "SELECT {RECORD_COLUMNS}, created_at, batch, COALESCE(group_seq, -1), \
              COALESCE(claimed_until, -1) FROM mercure_outbox \
@@ -228,11 +233,7 @@ async fn claim_run<DB: Dialect>(
             forming.claimed.head.update.data = merger.finish();
         }
     }
-    lease_rows::<DB>(conn, lease, &groups).await?;
-    Ok(Run {
-        groups: groups.into_iter().map(|forming| forming.claimed).collect(),
-        until: lease.until,
-    })
+    Ok(groups)
 }
 
 /// The other rows of a group formed before, in order: seq and data.
@@ -251,34 +252,32 @@ async fn group_members<DB: Dialect>(
     Ok(rows)
 }
 
-/// Leases the rows of a run's groups and names the new groups (`group_seq` = the seq of the
-/// group's first row), in one statement.
-async fn lease_rows<DB: Dialect>(
+/// Leases the rows of the claimed groups and names the new groups (`group_seq` = the seq of
+/// the group's first row), in one statement.
+async fn lease_rows<'a, DB: Dialect>(
     conn: &mut DB::Connection,
     lease: Lease<'_>,
-    groups: &[Forming],
+    groups: impl Iterator<Item = &'a Forming> + Clone,
 ) -> Result<(), Error> {
-    let seqs: Vec<i64> = groups.iter().flat_map(|g| g.seqs.iter().copied()).collect();
+    let seqs: Vec<i64> = groups
+        .clone()
+        .flat_map(|g| g.seqs.iter().copied())
+        .collect();
     if seqs.is_empty() {
         return Ok(());
     }
-    // New groups are runs of consecutive claimed rows: a range names them exactly among the
-    // rows listed.
-    let merged: Vec<(i64, i64)> = groups
-        .iter()
-        .filter(|g| g.new && g.seqs.len() > 1)
-        .map(|g| (g.seqs[0], g.seqs[g.seqs.len() - 1]))
-        .collect();
-    let mut next = 3;
+    // The rows are bound in group order ($3 on): a new group's rows are a stretch of those
+    // parameters, and its first one names it.
     let mut cases = String::new();
-    for _ in &merged {
-        cases.push_str(&format!(
-            " WHEN seq BETWEEN ${} AND ${} THEN ${}",
-            next,
-            next + 1,
-            next
-        ));
-        next += 2;
+    let mut position = 3;
+    for group in groups {
+        if group.new && group.seqs.len() > 1 {
+            cases.push_str(&format!(
+                " WHEN seq IN ({}) THEN ${position}",
+                placeholders(position, group.seqs.len())
+            ));
+        }
+        position += group.seqs.len();
     }
     let group_seq = if cases.is_empty() {
         "COALESCE(group_seq, seq)".to_owned()
@@ -288,12 +287,9 @@ async fn lease_rows<DB: Dialect>(
     let sql = format!(
         "UPDATE mercure_outbox SET claimed_by = $1, claimed_until = $2, group_seq = {group_seq} \
          WHERE seq IN ({}) AND {PENDING}",
-        placeholders(next, seqs.len())
+        placeholders(3, seqs.len())
     );
     let mut query = DB::bind_i64(DB::bind_text(sqlx::query(&sql), lease.owner), lease.until);
-    for (first, last) in &merged {
-        query = DB::bind_i64(DB::bind_i64(query, *first), *last);
-    }
     for seq in &seqs {
         query = DB::bind_i64(query, *seq);
     }
