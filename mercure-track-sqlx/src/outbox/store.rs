@@ -64,8 +64,13 @@ fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// Full merged groups read at most for one run of a lane of batch events.
+const BATCH_GROUPS_PER_RUN: usize = 4;
+
 /// Claims runs of up to `limits.lanes` lanes whose first pending row (the lane head) is due
-/// and held by no live lease, oldest head first: each run is the head and the rows that follow
+/// and held by no live lease, lanes of batch events first (few lanes, each carrying many events
+/// per update: a hot topic's lag stays near one cycle whatever the backlog), then oldest head
+/// first: each run is the head and the rows that follow
 /// it in its lane (up to `limits.run` groups, batch events merged), all leased to `lease`.
 ///
 /// The lanes are found by a loose scan of the pending index on (lane, seq): one index probe per
@@ -93,7 +98,7 @@ pub(crate) async fn claim<DB: Dialect>(
          SELECT o.seq, o.lane, o.batch FROM heads h JOIN mercure_outbox o ON o.seq = h.seq \
          WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= $1 \
              AND (o.claimed_until IS NULL OR o.claimed_until <= $1) \
-         ORDER BY o.seq LIMIT $2{}",
+         ORDER BY o.batch DESC, o.seq LIMIT $2{}",
         DB::OUTBOX.skip_locked
     );
     let query = DB::bind_i64(DB::bind_i64(sqlx::query(&heads), now), to_i64(limits.lanes));
@@ -147,9 +152,13 @@ async fn form_run<DB: Dialect>(
              COALESCE(claimed_until, -1) FROM mercure_outbox \
          WHERE lane = $1 AND seq >= $2 AND {PENDING} ORDER BY seq LIMIT $3"
     );
-    // A lane of batch events may merge up to `merge` rows into one group.
+    // A lane of batch events merges up to `merge` rows into one group: it reads enough rows
+    // for a few full groups (a hot topic gets several hundred events a second).
     let rows_wanted = if batch {
-        limits.run.max(limits.merge)
+        limits
+            .merge
+            .saturating_mul(BATCH_GROUPS_PER_RUN.min(limits.run))
+            .max(limits.run)
     } else {
         limits.run
     };
