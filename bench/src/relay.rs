@@ -7,8 +7,11 @@
 //!
 //! - **throughput**: an outbox filled by commits (each changes one of many orders: one
 //!   `order_update` to the order's topic, one `list_update` to `orders`) is drained by 1 relay,
-//!   then by 3 relays in this process; delivered events/s, updates sent/s, and the ratio of
-//!   updates/s to what `concurrency` updates per round trip allow (N ÷ RTT).
+//!   then by 3 relays in this process (on PostgreSQL each with a pool of its own), then (on
+//!   PostgreSQL) by 3 relay processes (this program started again with
+//!   `MERCURE_TRACK_BENCH_RELAY_CHILD` set); delivered events/s, updates sent/s (counted at the
+//!   hub), and the ratio of updates/s to what `concurrency` updates per round trip allow
+//!   (N ÷ RTT).
 //! - **hot topic**: 10 writers commit continuously while one relay runs; the lag of each
 //!   event, from its write to the hub's receipt of the update carrying it (merged or not),
 //!   for the `orders` topic and for all.
