@@ -492,11 +492,17 @@ where
     }))
 }
 
+/// The database of one run: its pool, the pools of the 3 relays of one process, and the URL
+/// for relay processes (PostgreSQL).
+struct Database<'a, DB: Dialect> {
+    pool: &'a Pool<DB>,
+    three: &'a [Pool<DB>],
+    processes: Option<&'a str>,
+}
+
 async fn run_on<DB: Dialect>(
     name: &str,
-    pool: &Pool<DB>,
-    three: &[Pool<DB>],
-    processes: Option<&str>,
+    database: Database<'_, DB>,
     hub: &RecordingHub,
     publisher: &Arc<dyn Publisher>,
     quick: bool,
@@ -510,6 +516,11 @@ where
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     (String, i64, i64, String): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
+    let Database {
+        pool,
+        three,
+        processes,
+    } = database;
     outbox::create_table(pool).await?;
     let (commits, orders) = if quick { (1_000, 500) } else { (3_000, 1_000) };
     let one_pool = std::slice::from_ref(pool);
@@ -620,17 +631,12 @@ pub async fn main(quick: bool, json_only: bool) -> Result<(), Box<dyn std::error
     report.insert("hub_delay_ms".into(), json!(HUB_DELAY.as_millis() as u64));
     let sqlite = runner::sqlite_pool(1_000).await?;
     let three = vec![sqlite.pool.clone(); 3];
-    let result = run_on(
-        "sqlite",
-        &sqlite.pool,
-        &three,
-        None,
-        &hub,
-        &publisher,
-        quick,
-        verbose,
-    )
-    .await?;
+    let database = Database {
+        pool: &sqlite.pool,
+        three: &three,
+        processes: None,
+    };
+    let result = run_on("sqlite", database, &hub, &publisher, quick, verbose).await?;
     report.insert("sqlite".into(), result);
     drop(sqlite);
     match std::env::var("MERCURE_TRACK_PG_URL") {
@@ -641,17 +647,12 @@ pub async fn main(quick: bool, json_only: bool) -> Result<(), Box<dyn std::error
             for _ in 0..2 {
                 three.push(schema_pool(&url, &format!("bench_{}", std::process::id())).await?);
             }
-            let result = run_on(
-                "postgres",
-                &postgres.pool,
-                &three,
-                Some(&url),
-                &hub,
-                &publisher,
-                quick,
-                verbose,
-            )
-            .await?;
+            let database = Database {
+                pool: &postgres.pool,
+                three: &three,
+                processes: Some(&url),
+            };
+            let result = run_on("postgres", database, &hub, &publisher, quick, verbose).await?;
             for pool in &three[1..] {
                 pool.close().await;
             }
