@@ -582,18 +582,13 @@ const CHILD: &str = "MERCURE_TRACK_BENCH_RELAY_CHILD";
 
 /// A pool of 4 connections on `schema`.
 async fn schema_pool(url: &str, schema: &str) -> Result<Pool<sqlx::Postgres>, sqlx::Error> {
-    use sqlx::Executor as _;
-    let search_path = format!("SET search_path TO \"{schema}\"");
+    // The schema is the connections' search path from their start-up on.
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .options([("search_path", schema)]);
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
-        .after_connect(move |conn, _| {
-            let search_path = search_path.clone();
-            Box::pin(async move {
-                conn.execute(search_path.as_str()).await?;
-                Ok(())
-            })
-        })
-        .connect(url)
+        .connect_with(options)
         .await
 }
 
