@@ -236,6 +236,33 @@ macro_rules! outbox_tests {
                 mercure_track_tests::db::TestDb::finish(db).await;
             }
 
+            /// A run longer than its lease stops once half the lease has passed, so that its
+            /// rows are never taken over (and sent again) while it is still sending.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
+            async fn a_run_never_outlives_its_lease() {
+                let db = setup!("outbox_run_lease");
+                let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
+                hub.faults.delay_ms.store(300, Ordering::SeqCst);
+                // Lanes orders/A, orders/B, orders/C with 6 updates each: 1.8 s per run at
+                // 300 ms an update, against a lease of 1 s.
+                commit_changes(&db.pool, 18, Duration::ZERO).await;
+                let (stop, relay) = spawn_relay(Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY, Duration::from_secs(5)),
+                    RelayConfig {
+                        lease: Duration::from_secs(1),
+                        ..fast_relay()
+                    },
+                ));
+                wait_until_delivered(&db.pool).await;
+                let delivery = check(&outbox_rows(&db.pool).await, &hub);
+                assert_eq!(delivery.duplicates, 0, "{delivery:?}");
+                drop(stop);
+                relay.await.expect("relay");
+                mercure_track_tests::db::TestDb::finish(db).await;
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn a_commit_writes_its_events_and_a_rollback_nothing() {
