@@ -67,6 +67,10 @@ fn to_i64(value: usize) -> i64 {
 /// Full merged groups read at most for one run of a lane of batch events.
 const BATCH_GROUPS_PER_RUN: usize = 4;
 
+/// Rows leased by one claim at most, before its last run: far below the bound parameters a
+/// statement may have (SQLite 32 766, PostgreSQL 65 535), whatever `batch_size` says.
+const MAX_ROWS_PER_CLAIM: usize = 8_192;
+
 /// Claims runs of up to `limits.lanes` lanes whose first pending row (the lane head) is due
 /// and held by no live lease, lanes of batch events first (few lanes, each carrying many events
 /// per update: a hot topic's lag stays near one cycle whatever the backlog), then oldest head
@@ -111,8 +115,14 @@ pub(crate) async fn claim<DB: Dialect>(
         ));
     }
     let mut runs: Vec<Vec<Forming>> = Vec::with_capacity(lanes.len());
+    let mut rows = 0;
     for (head, lane, batch) in lanes {
+        // Every leased row is one parameter of the lease statement (and of the recording).
+        if rows >= MAX_ROWS_PER_CLAIM {
+            break;
+        }
         let groups = form_run::<DB>(conn, now, head, &lane, batch, limits).await?;
+        rows += groups.iter().map(|g| g.seqs.len()).sum::<usize>();
         if !groups.is_empty() {
             runs.push(groups);
         }
@@ -164,7 +174,7 @@ async fn form_run<DB: Dialect>(
     };
     let query = DB::bind_i64(
         DB::bind_i64(DB::bind_text(sqlx::query(&sql), lane), head),
-        to_i64(rows_wanted.max(1)),
+        to_i64(rows_wanted.clamp(1, MAX_ROWS_PER_CLAIM)),
     );
     let rows = DB::fetch_all(conn, query).await?;
     let mut groups: Vec<Forming> = Vec::new();
