@@ -223,9 +223,9 @@ async fn form_run<DB: Dialect>(
                 created_at,
             },
         };
-        if group.is_some() {
+        if group.is_some() && row_batch {
             // A group formed before (a retry, a takeover): the same rows, so the same update
-            // goes out under the same id.
+            // goes out under the same id. (An individual event is a group of its own.)
             let members = group_members::<DB>(conn, forming.claimed.head.seq).await?;
             if !members.is_empty() {
                 if let Some(mut merger) = Merger::new(&forming.claimed.head.update.data) {
