@@ -7,8 +7,11 @@
 //!
 //! - **throughput**: an outbox filled by commits (each changes one of many orders: one
 //!   `order_update` to the order's topic, one `list_update` to `orders`) is drained by 1 relay,
-//!   then by 3 relays in this process; delivered events/s, updates sent/s, and the ratio of
-//!   updates/s to what `concurrency` updates per round trip allow (N ÷ RTT).
+//!   then by 3 relays in this process (on PostgreSQL each with a pool of its own), then (on
+//!   PostgreSQL) by 3 relay processes (this program started again with
+//!   `MERCURE_TRACK_BENCH_RELAY_CHILD` set); delivered events/s, updates sent/s (counted at the
+//!   hub), and the ratio of updates/s to what `concurrency` updates per round trip allow
+//!   (N ÷ RTT).
 //! - **hot topic**: 10 writers commit continuously while one relay runs; the lag of each
 //!   event, from its write to the hub's receipt of the update carrying it (merged or not),
 //!   for the `orders` topic and for all.
@@ -211,18 +214,18 @@ async fn wait_drained<DB: Dialect>(pool: &Pool<DB>, deadline: Duration) -> bool 
     false
 }
 
-/// Runs `relays` relays until `stop` is dropped.
+/// Runs one relay per pool until `stop` is dropped.
 fn spawn_relays<DB: Dialect>(
-    pool: &Pool<DB>,
+    pools: &[Pool<DB>],
     publisher: &Arc<dyn Publisher>,
-    relays: usize,
 ) -> (
     tokio::sync::watch::Sender<bool>,
     Vec<tokio::task::JoinHandle<()>>,
 ) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let tasks = (0..relays)
-        .map(|_| {
+    let tasks = pools
+        .iter()
+        .map(|pool| {
             let mut stopped = stopped.clone();
             let relay = Relay::new(pool.clone(), publisher.clone(), RelayConfig::default());
             tokio::spawn(relay.run(async move {
@@ -243,12 +246,21 @@ async fn stop_relays(
     }
 }
 
-/// Drains a filled outbox with `relays` relays; delivered/s, sent/s and the ratio.
+/// Where the relays of a throughput run live.
+enum Relays<'a, DB: Dialect> {
+    /// In this process, one per pool.
+    Tasks(&'a [Pool<DB>]),
+    /// In that many child processes (PostgreSQL: the child connects to `url`, this process's
+    /// schema).
+    Processes(usize, &'a str),
+}
+
+/// Drains a filled outbox with the given relays; delivered/s, sent/s and the ratio.
 async fn throughput<DB: Dialect>(
     pool: &Pool<DB>,
     hub: &RecordingHub,
     publisher: &Arc<dyn Publisher>,
-    relays: usize,
+    relays: Relays<'_, DB>,
     commits: usize,
     orders: usize,
 ) -> Result<Value, Box<dyn std::error::Error>>
@@ -263,17 +275,57 @@ where
     commit_changes(pool, publisher, 0, commits, orders).await?;
     let events = outbox::pending(pool).await?;
     let started = Instant::now();
-    let (stop, tasks) = spawn_relays(pool, publisher, relays);
-    let drained = wait_drained(pool, Duration::from_secs(600)).await;
-    let seconds = started.elapsed().as_secs_f64();
-    stop_relays(stop, tasks).await;
+    let (count, processes) = match relays {
+        Relays::Tasks(pools) => (pools.len(), false),
+        Relays::Processes(count, _) => (count, true),
+    };
+    let drained;
+    let seconds;
+    match relays {
+        Relays::Tasks(pools) => {
+            let (stop, tasks) = spawn_relays(pools, publisher);
+            drained = wait_drained(pool, Duration::from_secs(600)).await;
+            seconds = started.elapsed().as_secs_f64();
+            stop_relays(stop, tasks).await;
+        }
+        Relays::Processes(count, url) => {
+            let mut children = Vec::new();
+            for _ in 0..count {
+                children.push(
+                    std::process::Command::new(std::env::current_exe()?)
+                        .arg("--relay")
+                        .env(
+                            CHILD,
+                            format!(
+                                "{url}\n{}\n{}",
+                                format_args!("bench_{}", std::process::id()),
+                                hub.url
+                            ),
+                        )
+                        .spawn()?,
+                );
+            }
+            drained = wait_drained(pool, Duration::from_secs(600)).await;
+            seconds = started.elapsed().as_secs_f64();
+            for mut child in children {
+                // The children stop once the outbox is empty; a stuck one is killed.
+                let until = Instant::now() + Duration::from_secs(30);
+                while child.try_wait()?.is_none() && Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
     let sent = hub.received().len();
     let ids: std::collections::HashSet<_> = hub.received().into_iter().map(|r| r.id).collect();
-    let concurrency = RelayConfig::default().concurrency * relays;
+    let concurrency = RelayConfig::default().concurrency * count;
     let bound = concurrency as f64 / HUB_DELAY.as_secs_f64();
     let sent_per_s = sent as f64 / seconds;
     Ok(json!({
-        "relays": relays,
+        "relays": count,
+        "processes": processes,
         "events": events,
         "drained": drained,
         "seconds": seconds,
@@ -306,7 +358,7 @@ where
 {
     clear_outbox(pool).await?;
     hub.reset(HUB_DELAY);
-    let (stop, tasks) = spawn_relays(pool, publisher, 1);
+    let (stop, tasks) = spawn_relays(std::slice::from_ref(pool), publisher);
     let until = Instant::now() + duration;
     let mut handles = Vec::new();
     for w in 0..writers {
@@ -401,7 +453,7 @@ where
 {
     clear_outbox(pool).await?;
     hub.reset(Duration::ZERO);
-    let (stop, tasks) = spawn_relays(pool, publisher, 1);
+    let (stop, tasks) = spawn_relays(std::slice::from_ref(pool), publisher);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut latencies = Vec::with_capacity(commits);
     for n in 0..commits {
@@ -440,9 +492,17 @@ where
     }))
 }
 
+/// The database of one run: its pool, the pools of the 3 relays of one process, and the URL
+/// for relay processes (PostgreSQL).
+struct Database<'a, DB: Dialect> {
+    pool: &'a Pool<DB>,
+    three: &'a [Pool<DB>],
+    processes: Option<&'a str>,
+}
+
 async fn run_on<DB: Dialect>(
     name: &str,
-    pool: &Pool<DB>,
+    database: Database<'_, DB>,
     hub: &RecordingHub,
     publisher: &Arc<dyn Publisher>,
     quick: bool,
@@ -456,10 +516,39 @@ where
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     (String, i64, i64, String): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
+    let Database {
+        pool,
+        three,
+        processes,
+    } = database;
     outbox::create_table(pool).await?;
     let (commits, orders) = if quick { (1_000, 500) } else { (3_000, 1_000) };
-    let one = throughput(pool, hub, publisher, 1, commits, orders).await?;
-    let three = throughput(pool, hub, publisher, 3, commits, orders).await?;
+    let one_pool = std::slice::from_ref(pool);
+    let one = throughput(
+        pool,
+        hub,
+        publisher,
+        Relays::Tasks(one_pool),
+        commits,
+        orders,
+    )
+    .await?;
+    let three_tasks =
+        throughput(pool, hub, publisher, Relays::Tasks(three), commits, orders).await?;
+    let three_processes = match processes {
+        Some(url) => Some(
+            throughput(
+                pool,
+                hub,
+                publisher,
+                Relays::Processes(3, url),
+                commits,
+                orders,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let seconds = Duration::from_secs(if quick { 3 } else { 10 });
     let paced = hot_topic(
         pool,
@@ -475,7 +564,8 @@ where
     let idle = idle_latency(pool, hub, publisher, if quick { 30 } else { 200 }).await?;
     let result = json!({
         "throughput_1": one,
-        "throughput_3": three,
+        "throughput_3": three_tasks,
+        "throughput_3_processes": three_processes,
         "hot_topic_paced": paced,
         "hot_topic_flat_out": flat_out,
         "idle": idle,
@@ -486,8 +576,47 @@ where
     Ok(result)
 }
 
+/// The variable that makes this program a relay process of the throughput run: the
+/// PostgreSQL URL, the schema and the hub URL, one per line.
+const CHILD: &str = "MERCURE_TRACK_BENCH_RELAY_CHILD";
+
+/// A pool of 4 connections on `schema`.
+async fn schema_pool(url: &str, schema: &str) -> Result<Pool<sqlx::Postgres>, sqlx::Error> {
+    // The schema is the connections' search path from their start-up on.
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .options([("search_path", schema)]);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+}
+
+/// A relay process: relays the outbox until it is empty, then stops.
+async fn child(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut parts = spec.lines();
+    let (Some(url), Some(schema), Some(hub)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("relay child: bad specification".into());
+    };
+    let pool = schema_pool(url, schema).await?;
+    let publisher: Arc<dyn Publisher> = Arc::new(HubPublisher::new(
+        HubConfig::new(hub)?.key(JwtKey::new(crate::KEY)),
+    )?);
+    let (stop, tasks) = spawn_relays(std::slice::from_ref(&pool), &publisher);
+    let until = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < until && outbox::pending(&pool).await.unwrap_or(1) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_relays(stop, tasks).await;
+    pool.close().await;
+    Ok(())
+}
+
 /// Runs the relay bench and prints its JSON on the last line.
 pub async fn main(quick: bool, json_only: bool) -> Result<(), Box<dyn std::error::Error>> {
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec).await;
+    }
     let verbose = !json_only;
     let hub = RecordingHub::start().await?;
     let publisher: Arc<dyn Publisher> = Arc::new(HubPublisher::new(
@@ -496,14 +625,32 @@ pub async fn main(quick: bool, json_only: bool) -> Result<(), Box<dyn std::error
     let mut report = serde_json::Map::new();
     report.insert("hub_delay_ms".into(), json!(HUB_DELAY.as_millis() as u64));
     let sqlite = runner::sqlite_pool(1_000).await?;
-    let result = run_on("sqlite", &sqlite.pool, &hub, &publisher, quick, verbose).await?;
+    let three = vec![sqlite.pool.clone(); 3];
+    let database = Database {
+        pool: &sqlite.pool,
+        three: &three,
+        processes: None,
+    };
+    let result = run_on("sqlite", database, &hub, &publisher, quick, verbose).await?;
     report.insert("sqlite".into(), result);
     drop(sqlite);
     match std::env::var("MERCURE_TRACK_PG_URL") {
         Ok(url) if !url.is_empty() => {
             let postgres = runner::postgres_pool(&url, 1_000).await?;
-            let result =
-                run_on("postgres", &postgres.pool, &hub, &publisher, quick, verbose).await?;
+            // Three relays of one process, each with a pool of its own (as three instances).
+            let mut three = vec![postgres.pool.clone()];
+            for _ in 0..2 {
+                three.push(schema_pool(&url, &format!("bench_{}", std::process::id())).await?);
+            }
+            let database = Database {
+                pool: &postgres.pool,
+                three: &three,
+                processes: Some(&url),
+            };
+            let result = run_on("postgres", database, &hub, &publisher, quick, verbose).await?;
+            for pool in &three[1..] {
+                pool.close().await;
+            }
             report.insert("postgres".into(), result);
             postgres.drop_schema().await;
         }

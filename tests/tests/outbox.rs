@@ -192,6 +192,77 @@ macro_rules! outbox_tests {
                 mercure_track_tests::db::TestDb::finish(db).await;
             }
 
+            /// A lane's waiting updates leave as one run: in one round, in order, one after
+            /// another. A failure stops the run; the updates behind it go back in line with no
+            /// attempt counted and no lease kept.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
+            async fn a_run_stops_at_a_failure_and_gives_back_the_rest_unattempted() {
+                let db = setup!("outbox_runs");
+                let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
+                hub.faults.status.store(503, Ordering::SeqCst);
+                // Lanes orders/A (3 events), orders/B (2), orders/C (2), orders (7, merged).
+                commit_changes(&db.pool, 7, Duration::ZERO).await;
+                let relay = Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY, Duration::from_secs(2)),
+                    RelayConfig {
+                        backoff_base: Duration::from_millis(1),
+                        backoff_max: Duration::from_millis(1),
+                        ..fast_relay()
+                    },
+                );
+                let round = relay.run_once().await.expect("round");
+                assert_eq!((round.sent, round.retried), (0, 10), "{round:?}");
+                assert_eq!(hub.received().len(), 4, "one request per lane: the run stopped");
+                let attempts: Vec<(String, i64, bool)> = sqlx::query_as(
+                    "SELECT lane, attempts, claimed_until IS NULL FROM mercure_outbox ORDER BY seq",
+                )
+                .fetch_all(&db.pool)
+                .await
+                .expect("rows");
+                let mut seen = std::collections::HashSet::new();
+                for (lane, attempts, free) in &attempts {
+                    assert!(free, "nothing stays leased: {attempts:?}");
+                    let head = seen.insert(lane.clone());
+                    let expected = i64::from(head || lane == "[\"orders\"]");
+                    assert_eq!(*attempts, expected, "only the sent update counts: {lane}");
+                }
+                hub.faults.status.store(0, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let round = relay.run_once().await.expect("round");
+                assert_eq!((round.sent, round.delivered), (8, 14), "{round:?}");
+                check(&outbox_rows(&db.pool).await, &hub);
+                mercure_track_tests::db::TestDb::finish(db).await;
+            }
+
+            /// A run longer than its lease stops once half the lease has passed, so that its
+            /// rows are never taken over (and sent again) while it is still sending.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$needs])*
+            async fn a_run_never_outlives_its_lease() {
+                let db = setup!("outbox_run_lease");
+                let hub = FlakyHub::start("127.0.0.1:0".parse().expect("addr")).await;
+                hub.faults.delay_ms.store(300, Ordering::SeqCst);
+                // Lanes orders/A, orders/B, orders/C with 6 updates each: 1.8 s per run at
+                // 300 ms an update, against a lease of 1 s.
+                commit_changes(&db.pool, 18, Duration::ZERO).await;
+                let (stop, relay) = spawn_relay(Relay::new(
+                    db.pool.clone(),
+                    publisher(&hub.url(), KEY, Duration::from_secs(5)),
+                    RelayConfig {
+                        lease: Duration::from_secs(1),
+                        ..fast_relay()
+                    },
+                ));
+                wait_until_delivered(&db.pool).await;
+                let delivery = check(&outbox_rows(&db.pool).await, &hub);
+                assert_eq!(delivery.duplicates, 0, "{delivery:?}");
+                drop(stop);
+                relay.await.expect("relay");
+                mercure_track_tests::db::TestDb::finish(db).await;
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn a_commit_writes_its_events_and_a_rollback_nothing() {

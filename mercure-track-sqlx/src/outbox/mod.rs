@@ -10,18 +10,28 @@
 //! # No transaction across the network
 //!
 //! A relay works in three steps, none of which holds a transaction or a lock while the hub is
-//! called: it **claims** work in one short statement (each claimed row gets the relay's owner id
-//! and a lease expiry, [`RelayConfig::lease`]), **publishes** with nothing open, then
-//! **records** the outcomes in one short transaction. A relay that dies leaves leases that
-//! expire; any relay then takes the rows over. Application writes never wait on the hub.
+//! called: it **claims** work in one short transaction (each claimed row gets the relay's owner
+//! id and a lease expiry, [`RelayConfig::lease`]), **publishes** with nothing open, then
+//! **records** the outcomes in one short transaction (the answers gathered since the last one,
+//! together with the next claim). A relay that dies leaves leases that expire; any relay then
+//! takes the rows over. Application writes never wait on the hub.
 //!
 //! # Order: lanes
 //!
 //! The events of one topic set (for most events, one topic) form a *lane*. Lanes are published
-//! concurrently, up to [`RelayConfig::concurrency`] updates in flight; within a lane one update
-//! is in flight at a time and the next leaves only after the hub answered the previous one,
-//! in outbox order. A lane whose first event waits for a retry holds the lane's later events
-//! back; other lanes go on.
+//! concurrently, up to [`RelayConfig::concurrency`] lanes (so updates) in flight; within a lane
+//! one update is in flight at a time and the next leaves only after the hub answered the
+//! previous one, in outbox order. A lane whose first event waits for a retry holds the lane's
+//! later events back; other lanes go on.
+//!
+//! A claim takes a *run* per lane: the lane's first pending row (its head) and the rows that
+//! follow it, up to [`RelayConfig::run_length`] updates (batch events merged, below). The
+//! lane's task sends them one after another; at the first failure it stops, and the rest of
+//! the run goes back in line untouched (no attempt counted, the lease cleared) when the
+//! failure is recorded. A run also stops once half of its lease has passed, so that a lease
+//! never expires under a run still sending. A busy lane thus costs one claim per run, not one
+//! per update. The claim finds the lanes by a loose scan of the pending index on
+//! `(lane, seq)`: one index probe per lane that has pending rows, however long the backlog.
 //!
 //! Outbox order is the order of the rows' sequence numbers. On SQLite (one writer at a time)
 //! that is commit order. On PostgreSQL the sequence is drawn when the row is written, so two
@@ -63,11 +73,14 @@
 //! # Several relays
 //!
 //! On PostgreSQL any number of relays, in any number of processes, share the work: the claim
-//! takes lane heads with `FOR UPDATE SKIP LOCKED` and a lease, so relays work concurrently on
-//! different lanes, and a lane claimed by one is skipped by the others until its lease is
-//! released. In normal operation no event is published twice; after a crash (or a publish
-//! slower than the lease) an event may be sent again, with the same update id. On SQLite the
-//! same rules hold (the claim is one atomic statement); one relay is usually enough.
+//! locks lane heads with `FOR UPDATE SKIP LOCKED` and leases them with their runs, so relays
+//! work concurrently on different lanes, and a lane claimed by one is skipped by the others
+//! until its lease is released (a lane is only ever claimed through its head). In normal
+//! operation no event is published twice; after a crash (or a publish slower than the lease)
+//! an event may be sent again, with the same update id: the answers of a run are recorded when
+//! the run ends, so the relay that takes over a killed relay's leases re-sends what the hub had
+//! accepted of the runs in flight. On SQLite the same rules hold (the claim transaction takes
+//! the write lock when it begins); one relay is usually enough.
 //!
 //! # Wake-ups
 //!

@@ -11,7 +11,7 @@ use sqlx::Pool;
 use tracing::Instrument as _;
 
 use super::now_ms;
-use super::store::{self, Claimed, Lease, Record};
+use super::store::{self, ClaimLimits, Claimed, Lease, Record, Run};
 use super::wake::{self, RelayState};
 use crate::dialect::Dialect;
 use crate::error::Error;
@@ -21,8 +21,13 @@ use crate::error::Error;
 pub struct RelayConfig {
     /// Updates in flight at once, across lanes (default 64). Within a lane, one at a time.
     pub concurrency: usize,
-    /// Lane heads claimed by one [`Relay::run_once`] (default 100).
+    /// Lanes claimed by one [`Relay::run_once`] (default 100).
     pub batch_size: i64,
+    /// Updates of one lane claimed together as a *run* (default 32): the lane's task sends
+    /// them one after another, each after the previous one's answer, and stops at the first
+    /// failure (the rest go back in line with no attempt counted). Longer runs mean fewer
+    /// claims per update on a busy lane; a run ends early once half the lease has passed.
+    pub run_length: usize,
     /// Fallback pause between looks at the outbox when no wake-up comes (default 1 s). Commits
     /// wake the relay directly; see the module documentation.
     pub poll_interval: Duration,
@@ -53,6 +58,7 @@ impl Default for RelayConfig {
         Self {
             concurrency: 64,
             batch_size: 100,
+            run_length: 32,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             max_age: Duration::from_secs(24 * 3600),
@@ -92,6 +98,8 @@ enum Verdict {
     Retry(String),
     Pause(String),
     Dead(String),
+    /// Not sent: an earlier update of its run failed, or the run's lease was half spent.
+    Released,
 }
 
 fn verdict(result: Result<PublishOutcome, PublishError>) -> Verdict {
@@ -172,7 +180,7 @@ impl<DB: Dialect> Relay<DB> {
         full.mul_f64(fraction)
     }
 
-    /// Records the outcomes of `done` and claims up to `limit` more groups, in one short
+    /// Records the outcomes of `done` and claims up to `limit` more lanes' runs, in one short
     /// transaction (one write lock on SQLite), with nothing of the network inside. The
     /// outcomes are tallied into `round` once committed.
     async fn record_and_claim(
@@ -180,7 +188,7 @@ impl<DB: Dialect> Relay<DB> {
         done: &[(Claimed, Verdict)],
         limit: usize,
         round: &mut RelayRound,
-    ) -> Result<Vec<Claimed>, Error> {
+    ) -> Result<Vec<Run>, Error> {
         if done.is_empty() && limit == 0 {
             return Ok(Vec::new());
         }
@@ -199,7 +207,12 @@ impl<DB: Dialect> Relay<DB> {
             store::record_outcomes::<DB>(&mut tx, &self.owner, now, &outcomes).await?
         };
         let claimed = if limit > 0 {
-            store::claim::<DB>(&mut tx, lease, now, limit, self.config.max_merge.max(1)).await?
+            let limits = ClaimLimits {
+                lanes: limit,
+                run: self.config.run_length.max(1),
+                merge: self.config.max_merge.max(1),
+            };
+            store::claim::<DB>(&mut tx, lease, now, limits).await?
         } else {
             Vec::new()
         };
@@ -217,6 +230,26 @@ impl<DB: Dialect> Relay<DB> {
         tracing::debug!(id = %claimed.head.id, topics = ?claimed.head.update.topics,
             merged = claimed.rows, ok = result.is_ok(), "outbox update sent");
         (claimed, verdict(result))
+    }
+
+    /// Publishes the groups of a run in order, each after the previous one's answer; stops at
+    /// the first failure, or once half the lease has passed (so that the lease never expires
+    /// under a run still sending), and gives back what it did not send.
+    async fn publish_run(&self, run: Run) -> Vec<(Claimed, Verdict)> {
+        let margin = duration_ms(self.config.lease) / 2;
+        let mut done = Vec::with_capacity(run.groups.len());
+        let mut stopped = false;
+        for claimed in run.groups {
+            if stopped || (!done.is_empty() && now_ms() > run.until - margin) {
+                stopped = true;
+                done.push((claimed, Verdict::Released));
+                continue;
+            }
+            let answer = self.publish(claimed).await;
+            stopped = !matches!(answer.1, Verdict::Delivered);
+            done.push(answer);
+        }
+        done
     }
 
     /// What to write for each answer (see the table in the module documentation).
@@ -257,6 +290,7 @@ impl<DB: Dialect> Relay<DB> {
                     due: now,
                     error: error.clone(),
                 },
+                Verdict::Released => Record::Release,
             };
             outcomes.push((head.seq, record));
         }
@@ -276,6 +310,9 @@ impl<DB: Dialect> Relay<DB> {
             if let Verdict::Pause(reason) = verdict {
                 round.paused = Some(reason.clone());
             }
+            if matches!(record, Record::Release) {
+                continue;
+            }
             if *rows == 0 {
                 tracing::warn!(id = %claimed.head.id,
                     "outbox relay: the lease was taken over before the outcome was recorded");
@@ -288,6 +325,7 @@ impl<DB: Dialect> Relay<DB> {
                     round.sent += 1;
                 }
                 Record::Dead { .. } => round.dead_lettered += rows,
+                Record::Release => {}
                 Record::Retry { due, .. } => {
                     round.retried += rows;
                     if *due > now {
@@ -298,10 +336,10 @@ impl<DB: Dialect> Relay<DB> {
         }
     }
 
-    /// One round: claims up to [`RelayConfig::batch_size`] lane heads (each with the batch
-    /// events merged into it), publishes them concurrently (at most
-    /// [`RelayConfig::concurrency`] at once), and records the outcomes. One update per lane,
-    /// so a lane's next update waits for the next round.
+    /// One round: claims the runs of up to [`RelayConfig::batch_size`] lanes (each up to
+    /// [`RelayConfig::run_length`] updates, batch events merged), publishes them (up to
+    /// [`RelayConfig::concurrency`] lanes at once, each lane's updates one after another), and
+    /// records the outcomes.
     pub async fn run_once(&self) -> Result<RelayRound, Error> {
         let span = tracing::info_span!(
             "mercure_track.relay_round",
@@ -315,10 +353,13 @@ impl<DB: Dialect> Relay<DB> {
             round.full = claimed.len() == limit;
             tracing::Span::current().record("claimed", claimed.len());
             let done: Vec<(Claimed, Verdict)> = futures_util::stream::iter(claimed)
-                .map(|claimed| self.publish(claimed))
+                .map(|run| self.publish_run(run))
                 .buffer_unordered(self.config.concurrency.max(1))
-                .collect()
-                .await;
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
             self.record_and_claim(&done, 0, &mut round).await?;
             if round.next_due_ms.is_none() && !round.full {
                 let mut conn = self.pool.acquire().await?;
@@ -340,8 +381,9 @@ impl<DB: Dialect> Relay<DB> {
         Ok(())
     }
 
-    /// Runs until `shutdown` completes: claims as lanes free up, keeps up to
-    /// [`RelayConfig::concurrency`] updates in flight, records each answer as it comes, and
+    /// Runs until `shutdown` completes: keeps up to [`RelayConfig::concurrency`] lanes' runs
+    /// in flight (one update each), records each run's answers as the run ends, claims again
+    /// when nothing is in flight or a quarter of the slots is free, and
     /// sleeps until a commit wakes it (or the next retry is due, or the poll interval passes).
     /// On shutdown it claims nothing more and records what is in flight. A failing database
     /// is logged and tried again after the poll interval.
@@ -374,11 +416,17 @@ impl<DB: Dialect> Relay<DB> {
                 _ if stopping || refused => 0,
                 Some(pause) if pause.next_probe <= now && in_flight.is_empty() => 1,
                 Some(_) => 0,
-                None => relay
-                    .config
-                    .concurrency
-                    .max(1)
-                    .saturating_sub(in_flight.len()),
+                None => {
+                    let limit = relay.config.concurrency.max(1);
+                    let free = limit.saturating_sub(in_flight.len());
+                    // With lanes in flight, claim once a quarter of the slots is free: fewer,
+                    // larger claims (each one looks at every lane's head).
+                    if in_flight.is_empty() || free >= (limit / 4).max(1) {
+                        free
+                    } else {
+                        0
+                    }
+                }
             };
             let mut wait = relay.config.poll_interval;
             if let Some(pause) = &pause {
@@ -406,9 +454,9 @@ impl<DB: Dialect> Relay<DB> {
                             pause.next_probe = now + relay.config.pause_probe;
                         }
                         let idle = claimed.is_empty() && in_flight.is_empty();
-                        for group in claimed {
+                        for run in claimed {
                             let relay = relay.clone();
-                            in_flight.push(async move { relay.publish(group).await });
+                            in_flight.push(async move { relay.publish_run(run).await });
                         }
                         if idle {
                             match relay.next_due().await {
@@ -436,9 +484,9 @@ impl<DB: Dialect> Relay<DB> {
                 biased;
                 () = &mut shutdown, if !stopping => stopping = true,
                 Some(first) = in_flight.next(), if !in_flight.is_empty() => {
-                    answered.push(first);
+                    answered.extend(first);
                     while let Some(Some(more)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
-                        answered.push(more);
+                        answered.extend(more);
                     }
                 }
                 () = relay.state.wake.notified() => {}

@@ -20,11 +20,31 @@ pub(crate) struct Claimed {
     pub(crate) created_at: i64,
 }
 
+/// A run: consecutive groups of one lane, claimed together, sent one after another in order.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    /// The groups, in outbox order.
+    pub(crate) groups: Vec<Claimed>,
+    /// When the lease of the run's rows expires (milliseconds since the epoch).
+    pub(crate) until: i64,
+}
+
 /// A lease: who holds the claim and until when.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Lease<'a> {
     pub(crate) owner: &'a str,
     pub(crate) until: i64,
+}
+
+/// How much one claim takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimLimits {
+    /// Lanes (runs) at most.
+    pub(crate) lanes: usize,
+    /// Groups per run at most.
+    pub(crate) run: usize,
+    /// Batch events merged into one group at most.
+    pub(crate) merge: usize,
 }
 
 /// `None` for the -1 that stands for NULL in the queries below (times and sequences are
@@ -40,150 +60,260 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// Claims up to `limit` lane heads that are due and held by no live lease, oldest first, and
-/// the batch events merged with them. One statement takes the heads (atomically: on
-/// PostgreSQL, rows another relay is claiming are skipped); the merge partners of a head are
-/// then taken by statements that nobody else can race, since they sit behind a held head.
+fn to_i64(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Full merged groups read at most for one run of a lane of batch events.
+const BATCH_GROUPS_PER_RUN: usize = 4;
+
+/// Rows leased by one claim at most, before its last run: far below the bound parameters a
+/// statement may have (SQLite 32 766, PostgreSQL 65 535), whatever `batch_size` says.
+const MAX_ROWS_PER_CLAIM: usize = 8_192;
+
+/// Claims runs of up to `limits.lanes` lanes whose first pending row (the lane head) is due
+/// and held by no live lease, lanes of batch events first (few lanes, each carrying many events
+/// per update: a hot topic's lag stays near one cycle whatever the backlog), then oldest head
+/// first: each run is the head and the rows that follow
+/// it in its lane (up to `limits.run` groups, batch events merged), all leased to `lease`.
+///
+/// The lanes are found by a loose scan of the pending index on (lane, seq): one index probe per
+/// lane holding pending rows, whatever the backlog. The heads are locked by the statement that
+/// chooses them (on PostgreSQL, heads another relay is claiming are skipped, and with them
+/// their lanes); the rows behind a held head are then read and leased by statements that
+/// nobody else can race, since every relay claims a lane only through its head.
 pub(crate) async fn claim<DB: Dialect>(
     conn: &mut DB::Connection,
     lease: Lease<'_>,
     now: i64,
-    limit: usize,
-    max_merge: usize,
-) -> Result<Vec<Claimed>, Error> {
-    // The heads are computed once (materialized): a correlated "no earlier pending row in the
-    // lane" check made PostgreSQL rescan the lane for every candidate (seconds for 2 000 rows).
-    let sql = format!(
-        "WITH heads AS MATERIALIZED (SELECT MIN(seq) AS seq FROM mercure_outbox \
-             WHERE delivered_at IS NULL AND dead_at IS NULL GROUP BY lane) \
-         UPDATE mercure_outbox SET claimed_by = $1, claimed_until = $2, \
-             group_seq = CASE WHEN batch THEN group_seq ELSE seq END \
-         WHERE seq IN (SELECT o.seq FROM heads h JOIN mercure_outbox o ON o.seq = h.seq \
-             WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= $3 \
-             AND (o.claimed_until IS NULL OR o.claimed_until <= $3) \
-             ORDER BY o.seq LIMIT $4{}) \
-         RETURNING {RECORD_COLUMNS}, created_at, lane, batch, COALESCE(group_seq, -1)",
+    limits: ClaimLimits,
+) -> Result<Vec<Run>, Error> {
+    let heads = format!(
+        "WITH RECURSIVE lanes(lane) AS ( \
+             SELECT * FROM (SELECT o.lane FROM mercure_outbox o WHERE o.delivered_at IS NULL \
+                 AND o.dead_at IS NULL ORDER BY o.lane LIMIT 1) AS first_lane \
+             UNION ALL \
+             SELECT (SELECT o.lane FROM mercure_outbox o WHERE o.delivered_at IS NULL \
+                 AND o.dead_at IS NULL AND o.lane > l.lane ORDER BY o.lane LIMIT 1) \
+             FROM lanes l WHERE l.lane IS NOT NULL), \
+         heads AS (SELECT (SELECT o.seq FROM mercure_outbox o WHERE o.lane = l.lane \
+                 AND o.delivered_at IS NULL AND o.dead_at IS NULL ORDER BY o.seq LIMIT 1) AS seq \
+             FROM lanes l WHERE l.lane IS NOT NULL) \
+         SELECT o.seq, o.lane, o.batch FROM heads h JOIN mercure_outbox o ON o.seq = h.seq \
+         WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= $1 \
+             AND (o.claimed_until IS NULL OR o.claimed_until <= $1) \
+         ORDER BY o.batch DESC, o.seq LIMIT $2{}",
         DB::OUTBOX.skip_locked
     );
-    let query = sqlx::query(&sql);
-    let query = DB::bind_i64(DB::bind_text(query, lease.owner), lease.until);
+    let query = DB::bind_i64(DB::bind_i64(sqlx::query(&heads), now), to_i64(limits.lanes));
+    let mut lanes = Vec::new();
+    for row in DB::fetch_all(conn, query).await? {
+        lanes.push((
+            DB::decode_i64(&row, 0)?,
+            DB::decode_text(&row, 1)?,
+            DB::decode_bool(&row, 2)?,
+        ));
+    }
+    let mut runs: Vec<Vec<Forming>> = Vec::with_capacity(lanes.len());
+    let mut rows = 0;
+    for (head, lane, batch) in lanes {
+        // Every leased row is one parameter of the lease statement (and of the recording).
+        if rows >= MAX_ROWS_PER_CLAIM {
+            break;
+        }
+        let groups = form_run::<DB>(conn, now, head, &lane, batch, limits).await?;
+        rows += groups.iter().map(|g| g.seqs.len()).sum::<usize>();
+        if !groups.is_empty() {
+            runs.push(groups);
+        }
+    }
+    lease_rows::<DB>(conn, lease, runs.iter().flatten()).await?;
+    Ok(runs
+        .into_iter()
+        .map(|groups| Run {
+            groups: groups.into_iter().map(|forming| forming.claimed).collect(),
+            until: lease.until,
+        })
+        .collect())
+}
+
+/// A group being formed from the rows of a run.
+struct Forming {
+    claimed: Claimed,
+    /// The rows' seqs, in order.
+    seqs: Vec<i64>,
+    /// Batch events may still join (a group formed by this claim).
+    open: Option<Merger>,
+    /// Whether the group is formed by this claim (its rows get `group_seq` now).
+    new: bool,
+}
+
+/// Reads the rows of `lane` from its held head on and forms up to `limits.run` groups.
+async fn form_run<DB: Dialect>(
+    conn: &mut DB::Connection,
+    now: i64,
+    head: i64,
+    lane: &str,
+    batch: bool,
+    limits: ClaimLimits,
+) -> Result<Vec<Forming>, Error> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS}, created_at, batch, COALESCE(group_seq, -1), \
+             COALESCE(claimed_until, -1) FROM mercure_outbox \
+         WHERE lane = $1 AND seq >= $2 AND {PENDING} ORDER BY seq LIMIT $3"
+    );
+    // A lane of batch events merges up to `merge` rows into one group: it reads enough rows
+    // for a few full groups (a hot topic gets several hundred events a second).
+    let rows_wanted = if batch {
+        limits
+            .merge
+            .saturating_mul(BATCH_GROUPS_PER_RUN.min(limits.run))
+            .max(limits.run)
+    } else {
+        limits.run
+    };
     let query = DB::bind_i64(
-        DB::bind_i64(query, now),
-        i64::try_from(limit).unwrap_or(i64::MAX),
+        DB::bind_i64(DB::bind_text(sqlx::query(&sql), lane), head),
+        to_i64(rows_wanted.clamp(1, MAX_ROWS_PER_CLAIM)),
     );
     let rows = DB::fetch_all(conn, query).await?;
-    let mut heads = Vec::with_capacity(rows.len());
+    let mut groups: Vec<Forming> = Vec::new();
+    // Rows already counted in a group formed before (their group's head is in this run).
+    let mut taken: std::collections::HashSet<i64> = std::collections::HashSet::new();
     for row in &rows {
-        let (head, _) = record::<DB>(row)?;
+        let (record, due) = record::<DB>(row)?;
+        if taken.contains(&record.seq) {
+            continue;
+        }
         let created_at = DB::decode_i64(row, 9)?;
-        let lane = DB::decode_text(row, 10)?;
-        let batch = DB::decode_bool(row, 11)?;
-        let group = absent_if_negative(DB::decode_i64(row, 12)?);
-        heads.push((head, created_at, lane, batch, group));
-    }
-    heads.sort_by_key(|(head, ..)| head.seq);
-    let mut claimed = Vec::with_capacity(heads.len());
-    for (mut head, created_at, lane, batch, group) in heads {
-        let mut rows = 1;
-        if batch {
-            let datas = match group {
-                Some(group) => claim_group::<DB>(conn, lease, group).await?,
-                None => form_group::<DB>(conn, lease, &head, &lane, max_merge).await?,
-            };
-            if !datas.is_empty() {
-                if let Some(mut merger) = Merger::new(&head.update.data) {
-                    for data in &datas {
+        let row_batch = DB::decode_bool(row, 10)?;
+        let group = absent_if_negative(DB::decode_i64(row, 11)?);
+        let claimed_until = absent_if_negative(DB::decode_i64(row, 12)?);
+        // The run ends at a row not due yet or leased by another relay (on PostgreSQL a row
+        // that became visible late), or at a member of a group whose head is not here.
+        let available = due <= now && claimed_until.is_none_or(|until| until <= now);
+        if !available || group.is_some_and(|group| group != record.seq) {
+            break;
+        }
+        if let Some(current) = groups.last_mut()
+            && group.is_none()
+            && row_batch
+            && current.claimed.rows < limits.merge
+            && current.claimed.head.event_type == record.event_type
+            && current.claimed.head.update.private == record.update.private
+            && current
+                .open
+                .as_mut()
+                .is_some_and(|merger| merger.add(&record.update.data))
+        {
+            current.claimed.rows += 1;
+            current.seqs.push(record.seq);
+            continue;
+        }
+        if groups.len() >= limits.run {
+            break;
+        }
+        let mut forming = Forming {
+            open: None,
+            seqs: vec![record.seq],
+            new: group.is_none(),
+            claimed: Claimed {
+                head: record,
+                rows: 1,
+                created_at,
+            },
+        };
+        if group.is_some() && row_batch {
+            // A group formed before (a retry, a takeover): the same rows, so the same update
+            // goes out under the same id. (An individual event is a group of its own.)
+            let members = group_members::<DB>(conn, forming.claimed.head.seq).await?;
+            if !members.is_empty() {
+                if let Some(mut merger) = Merger::new(&forming.claimed.head.update.data) {
+                    for (_, data) in &members {
                         merger.add(data);
                     }
-                    head.update.data = merger.finish();
+                    forming.claimed.head.update.data = merger.finish();
                 }
-                rows += datas.len();
+                forming.claimed.rows += members.len();
+                for (seq, _) in members {
+                    taken.insert(seq);
+                    forming.seqs.push(seq);
+                }
             }
+        } else if row_batch {
+            forming.open = Merger::new(&forming.claimed.head.update.data);
         }
-        claimed.push(Claimed {
-            head,
-            rows,
-            created_at,
-        });
+        groups.push(forming);
     }
-    Ok(claimed)
+    for forming in &mut groups {
+        if let Some(merger) = forming.open.take()
+            && forming.claimed.rows > 1
+        {
+            forming.claimed.head.update.data = merger.finish();
+        }
+    }
+    Ok(groups)
 }
 
-/// Re-claims the other rows of a group formed before (a retry, a takeover): the same rows, so
-/// the same update goes out under the same id.
-async fn claim_group<DB: Dialect>(
+/// The other rows of a group formed before, in order: seq and data.
+async fn group_members<DB: Dialect>(
     conn: &mut DB::Connection,
-    lease: Lease<'_>,
     group: i64,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<(i64, String)>, Error> {
     let sql = format!(
-        "UPDATE mercure_outbox SET claimed_by = $1, claimed_until = $2 \
-         WHERE group_seq = $3 AND seq <> $3 AND {PENDING} RETURNING seq, data"
-    );
-    let query = DB::bind_i64(
-        DB::bind_i64(DB::bind_text(sqlx::query(&sql), lease.owner), lease.until),
-        group,
+        "SELECT seq, data FROM mercure_outbox WHERE group_seq = $1 AND seq <> $1 AND {PENDING} \
+         ORDER BY seq"
     );
     let mut rows = Vec::new();
-    for row in DB::fetch_all(conn, query).await? {
+    for row in DB::fetch_all(conn, DB::bind_i64(sqlx::query(&sql), group)).await? {
         rows.push((DB::decode_i64(&row, 0)?, DB::decode_text(&row, 1)?));
     }
-    rows.sort_by_key(|(seq, _)| *seq);
-    Ok(rows.into_iter().map(|(_, data)| data).collect())
+    Ok(rows)
 }
 
-/// Forms a new group behind the batch event `head`: the consecutive batch events of the same
-/// type and privacy that follow it in its lane and merge with it, at most `max_merge` in all.
-async fn form_group<DB: Dialect>(
+/// Leases the rows of the claimed groups and names the new groups (`group_seq` = the seq of
+/// the group's first row), in one statement.
+async fn lease_rows<'a, DB: Dialect>(
     conn: &mut DB::Connection,
     lease: Lease<'_>,
-    head: &OutboxRecord,
-    lane: &str,
-    max_merge: usize,
-) -> Result<Vec<String>, Error> {
-    let sql = format!(
-        "SELECT seq, event_type, private, batch, COALESCE(group_seq, -1), data FROM mercure_outbox \
-         WHERE lane = $1 AND seq > $2 AND {PENDING} ORDER BY seq LIMIT $3"
-    );
-    let more = i64::try_from(max_merge.saturating_sub(1)).unwrap_or(i64::MAX);
-    let mut members = Vec::new();
-    let mut datas = Vec::new();
-    if more > 0 {
-        let query = DB::bind_i64(
-            DB::bind_i64(DB::bind_text(sqlx::query(&sql), lane), head.seq),
-            more,
-        );
-        let rows = DB::fetch_all(conn, query).await?;
-        let mut merger = Merger::new(&head.update.data);
-        for row in &rows {
-            let mergeable = DB::decode_text(row, 1)? == head.event_type
-                && DB::decode_bool(row, 2)? == head.update.private
-                && DB::decode_bool(row, 3)?
-                && DB::decode_i64(row, 4)? < 0;
-            let data = DB::decode_text(row, 5)?;
-            let merged = mergeable && merger.as_mut().is_some_and(|merger| merger.add(&data));
-            if !merged {
-                break;
-            }
-            members.push(DB::decode_i64(row, 0)?);
-            datas.push(data);
-        }
+    groups: impl Iterator<Item = &'a Forming> + Clone,
+) -> Result<(), Error> {
+    let seqs: Vec<i64> = groups
+        .clone()
+        .flat_map(|g| g.seqs.iter().copied())
+        .collect();
+    if seqs.is_empty() {
+        return Ok(());
     }
-    members.push(head.seq);
+    // The rows are bound in group order ($3 on): a new group's rows are a stretch of those
+    // parameters, and its first one names it.
+    let mut cases = String::new();
+    let mut position = 3;
+    for group in groups {
+        if group.new && group.seqs.len() > 1 {
+            cases.push_str(&format!(
+                " WHEN seq IN ({}) THEN ${position}",
+                placeholders(position, group.seqs.len())
+            ));
+        }
+        position += group.seqs.len();
+    }
+    let group_seq = if cases.is_empty() {
+        "COALESCE(group_seq, seq)".to_owned()
+    } else {
+        format!("COALESCE(group_seq, CASE{cases} ELSE seq END)")
+    };
     let sql = format!(
-        "UPDATE mercure_outbox SET group_seq = $1, claimed_by = $2, claimed_until = $3 \
-         WHERE {PENDING} AND seq IN ({})",
-        placeholders(4, members.len())
+        "UPDATE mercure_outbox SET claimed_by = $1, claimed_until = $2, group_seq = {group_seq} \
+         WHERE seq IN ({}) AND {PENDING}",
+        placeholders(3, seqs.len())
     );
-    let mut query = DB::bind_i64(
-        DB::bind_text(DB::bind_i64(sqlx::query(&sql), head.seq), lease.owner),
-        lease.until,
-    );
-    for seq in &members {
+    let mut query = DB::bind_i64(DB::bind_text(sqlx::query(&sql), lease.owner), lease.until);
+    for seq in &seqs {
         query = DB::bind_i64(query, *seq);
     }
     DB::execute(conn, query).await?;
-    Ok(datas)
+    Ok(())
 }
 
 /// What to write for one group after the hub answered.
@@ -195,6 +325,9 @@ pub(crate) enum Record {
     Retry { due: i64, error: String },
     /// Dead-lettered.
     Dead { error: String },
+    /// Not sent (an earlier group of its run failed, or the run ran out of lease): back in
+    /// line as it is, no attempt counted.
+    Release,
 }
 
 /// Records outcomes, inside the caller's short transaction. Only rows still claimed by
@@ -210,33 +343,49 @@ pub(crate) async fn record_outcomes<DB: Dialect>(
     const DELIVERED: &str = "attempts = attempts + 1, claimed_until = NULL";
     let tx = conn;
     let mut changed = vec![0; outcomes.len()];
-    // The delivered groups together, in one statement.
-    let delivered: Vec<(usize, i64)> = outcomes
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, record))| matches!(record, Record::Delivered))
-        .map(|(n, (group, _))| (n, *group))
-        .collect();
-    if !delivered.is_empty() {
+    // The delivered groups together, in one statement; the released ones in another.
+    for delivered in [true, false] {
+        let groups: Vec<(usize, i64)> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, record))| match record {
+                Record::Delivered => delivered,
+                Record::Release => !delivered,
+                _ => false,
+            })
+            .map(|(n, (group, _))| (n, *group))
+            .collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let (set, first) = if delivered {
+            (format!("delivered_at = $2, {DELIVERED}"), 3)
+        } else {
+            ("claimed_by = NULL, claimed_until = NULL".to_owned(), 2)
+        };
         let sql = format!(
-            "UPDATE mercure_outbox SET delivered_at = $1, {DELIVERED} \
-             WHERE claimed_by = $2 AND {PENDING} AND group_seq IN ({}) RETURNING group_seq",
-            placeholders(3, delivered.len())
+            "UPDATE mercure_outbox SET {set} WHERE claimed_by = $1 AND {PENDING} \
+             AND group_seq IN ({}) RETURNING group_seq",
+            placeholders(first, groups.len())
         );
-        let mut query = DB::bind_text(DB::bind_i64(sqlx::query(&sql), now), owner);
-        for (_, group) in &delivered {
+        let mut query = DB::bind_text(sqlx::query(&sql), owner);
+        if delivered {
+            query = DB::bind_i64(query, now);
+        }
+        for (_, group) in &groups {
             query = DB::bind_i64(query, *group);
         }
+        let position: std::collections::HashMap<i64, usize> =
+            groups.iter().map(|(n, group)| (*group, *n)).collect();
         for row in DB::fetch_all(tx, query).await? {
-            let group = DB::decode_i64(&row, 0)?;
-            if let Some((n, _)) = delivered.iter().find(|(_, g)| *g == group) {
+            if let Some(n) = position.get(&DB::decode_i64(&row, 0)?) {
                 changed[*n] += 1;
             }
         }
     }
     for (n, (group, record)) in outcomes.iter().enumerate() {
         let query: SqlQuery<'_, DB> = match record {
-            Record::Delivered => continue,
+            Record::Delivered | Record::Release => continue,
             Record::Retry { due, error } => DB::bind_text(
                 DB::bind_i64(
                     sqlx::query(
