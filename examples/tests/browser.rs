@@ -21,6 +21,8 @@ use mercure_track_examples::app;
 use mercure_track_examples::config::AppConfig;
 use mercure_track_examples::load::Scratch;
 
+mod support;
+
 fn missing_prerequisite(script_dir: &Path) -> Option<String> {
     let chromium =
         std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
@@ -163,10 +165,7 @@ async fn pages_follow_orders_and_colorings_live_in_chromium() {
     ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
 )]
 async fn pages_follow_orders_live_in_chromium_on_postgres() {
-    let server = std::env::var("MERCURE_TRACK_PG_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect("missing service: PostgreSQL: set MERCURE_TRACK_PG_URL");
+    let server = support::pg_server();
     drive(
         Some(&server),
         &[

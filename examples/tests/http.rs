@@ -14,6 +14,9 @@ use mercure_track_examples::app::{self, RunningApp};
 use mercure_track_examples::config::{AppConfig, DEVELOPMENT_KEY};
 use mercure_track_examples::load::Scratch;
 use serde_json::Value;
+use support::pg_scratch as postgres_database;
+
+mod support;
 
 /// The application on a fresh database.
 struct App {
@@ -134,17 +137,6 @@ impl App {
         assert_eq!(self.running.shutdown(Duration::from_secs(30)).await, 0);
         self.database.finish().await;
     }
-}
-
-/// A new PostgreSQL schema on `MERCURE_TRACK_PG_URL`.
-async fn postgres_database() -> Scratch {
-    let server = std::env::var("MERCURE_TRACK_PG_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect("missing service: PostgreSQL: set MERCURE_TRACK_PG_URL");
-    Scratch::postgres(&server)
-        .await
-        .expect("missing service: PostgreSQL schema")
 }
 
 /// A hub subscription, read event by event.

@@ -5,23 +5,13 @@
 
 use std::time::Duration;
 
+mod support;
+
 use mercure_track_examples::load::{self, LoadConfig, Scratch};
+use support::pg_scratch as postgres;
 
 const CLIENTS: usize = 8;
 const SECONDS: u64 = 5;
-
-/// A new schema on the PostgreSQL server of the tests. These tests are ignored without
-/// `MERCURE_TRACK_PG_URL` (`cfg(mercure_track_pg)`, set by the build script); when they run, a
-/// server that is missing fails them.
-async fn postgres() -> Scratch {
-    let server = std::env::var("MERCURE_TRACK_PG_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect("missing service: PostgreSQL: set MERCURE_TRACK_PG_URL");
-    Scratch::postgres(&server)
-        .await
-        .expect("missing service: PostgreSQL schema")
-}
 
 async fn check(database: Scratch, outbox: bool) {
     let mut config = LoadConfig::new(CLIENTS, Duration::from_secs(SECONDS));
