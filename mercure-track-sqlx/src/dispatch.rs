@@ -1,6 +1,9 @@
 //! After the commit: deduplicate, build batch events, publish (awaited or in the background).
 
-use std::collections::HashSet;
+use std::any::TypeId;
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
@@ -132,16 +135,39 @@ pub(crate) struct Prepared {
 
 /// Deduplicates `events` (same type, same JSON: one publish) and builds the batch events that
 /// collect them.
+///
+/// The bodies are not copied: each is known by a hash of it, and compared in full only with
+/// the bodies of the same hash.
 pub(crate) fn prepare(events: Vec<Box<dyn AnyEvent>>) -> Prepared {
-    let mut seen = HashSet::new();
-    let mut unique = Vec::with_capacity(events.len());
-    let mut individual = Vec::with_capacity(events.len());
+    let hasher = RandomState::new();
+    // (type, hash of the body) -> the first update with them, in `individual`.
+    let mut seen: HashMap<(TypeId, u64), usize> = HashMap::new();
+    let mut unique: Vec<Box<dyn AnyEvent>> = Vec::with_capacity(events.len());
+    let mut individual: Vec<Outgoing> = Vec::with_capacity(events.len());
+    let single = events.len() == 1;
     for event in events {
         let descriptor = event.event_descriptor();
         let Some(update) = to_update(event.as_ref()) else {
             continue;
         };
-        if seen.insert(((descriptor.type_id)(), update.data.clone())) {
+        let type_id = (descriptor.type_id)();
+        let duplicate = !single && {
+            let same = |index: usize| {
+                (unique[index].event_descriptor().type_id)() == type_id
+                    && individual[index].update.data == update.data
+            };
+            match seen.entry((type_id, hasher.hash_one(update.data.as_str()))) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(individual.len());
+                    false
+                }
+                // Another body with the same hash (rare): compare with every body kept.
+                Entry::Occupied(first) => {
+                    same(*first.get()) || (0..individual.len()).any(same)
+                }
+            }
+        };
+        if !duplicate {
             individual.push(Outgoing {
                 event_type: descriptor.type_name,
                 update,

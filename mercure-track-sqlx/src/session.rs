@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::resolve::{
     Change, ContextRow, ErasedKey, ResolveScope, Resolved, Resolver, resolve_all, resolver,
 };
+use crate::sql::session as sql;
 use crate::tracked::TrackedEvents;
 
 /// One entry of the change log of the open transaction.
@@ -346,7 +347,7 @@ impl<DB: Dialect> TrackedSession<DB> {
                         // commit. PostgreSQL answers COMMIT with a silent rollback after a
                         // failed statement, and the events of the changes it undid must not
                         // go out.
-                        DB::execute(&mut tx, sqlx::query("SELECT 1")).await?;
+                        DB::execute(&mut tx, sqlx::query(sql::STILL_OPEN)).await?;
                     }
                     tx.commit().await?;
                     let delivered = dispatch::publish(
@@ -395,7 +396,7 @@ impl<DB: Dialect> TrackedSession<DB> {
     /// Begins a nested transaction (a savepoint).
     pub async fn begin_nested(&mut self) -> Result<(), Error> {
         let depth = self.nested.len();
-        let sql = format!("SAVEPOINT mercure_track_{depth}");
+        let sql = sql::savepoint(depth);
         DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
         self.nested.push(Savepoint {
             log: self.log.len(),
@@ -411,7 +412,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             .len()
             .checked_sub(1)
             .ok_or(Error::NoNestedTransaction)?;
-        let sql = format!("RELEASE SAVEPOINT mercure_track_{depth}");
+        let sql = sql::release(depth);
         DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
         self.nested.pop();
         Ok(())
@@ -425,8 +426,8 @@ impl<DB: Dialect> TrackedSession<DB> {
             .len()
             .checked_sub(1)
             .ok_or(Error::NoNestedTransaction)?;
-        let rollback = format!("ROLLBACK TO SAVEPOINT mercure_track_{depth}");
-        let release = format!("RELEASE SAVEPOINT mercure_track_{depth}");
+        let rollback = sql::rollback_to(depth);
+        let release = sql::release(depth);
         let conn = self.conn().await?;
         DB::execute(conn, sqlx::query(&rollback)).await?;
         DB::execute(conn, sqlx::query(&release)).await?;

@@ -4,6 +4,8 @@
 //! A statement whose text depends only on the model (and the dialect) is built once for the
 //! program, by [`cached`], and shared afterwards.
 
+pub(crate) mod resolve;
+pub(crate) mod session;
 pub(crate) mod set_based;
 pub(crate) mod write;
 
