@@ -3,7 +3,7 @@
 use std::any::TypeId;
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher as _;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
@@ -139,7 +139,11 @@ pub(crate) struct Prepared {
 /// The bodies are not copied: each is known by a hash of it, and compared in full only with
 /// the bodies of the same hash.
 pub(crate) fn prepare(events: Vec<Box<dyn AnyEvent>>) -> Prepared {
-    let hasher = RandomState::new();
+    prepare_with(events, &RandomState::new())
+}
+
+/// [`prepare`], hashing the bodies with `hasher`.
+fn prepare_with(events: Vec<Box<dyn AnyEvent>>, hasher: &impl BuildHasher) -> Prepared {
     // (type, hash of the body) -> the first update with them, in `individual`.
     let mut seen: HashMap<(TypeId, u64), usize> = HashMap::new();
     let mut unique: Vec<Box<dyn AnyEvent>> = Vec::with_capacity(events.len());
@@ -315,5 +319,73 @@ pub async fn drain(tracker: &TaskTracker, deadline: std::time::Duration) -> usiz
             );
             unfinished
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, Hasher};
+
+    use mercure_track::AnyEvent;
+    use mercure_track::prelude::*;
+
+    use super::prepare_with;
+
+    #[derive(Debug, Clone, Tracked)]
+    #[tracked(table = "notes")]
+    struct Note {
+        #[tracked(primary_key)]
+        id: i64,
+        status: String,
+    }
+
+    #[derive(Debug, MercureEvent)]
+    #[mercure(type = "note_update", topic = "notes/{id}")]
+    #[trigger(Note::status)]
+    struct NoteUpdate {
+        #[context(Note::id)]
+        id: i64,
+    }
+
+    /// Every body gets the same hash: each comparison is a collision.
+    struct Colliding;
+
+    struct Constant;
+
+    impl Hasher for Constant {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    impl BuildHasher for Colliding {
+        type Hasher = Constant;
+        fn build_hasher(&self) -> Constant {
+            Constant
+        }
+    }
+
+    fn events(ids: &[i64]) -> Vec<Box<dyn AnyEvent>> {
+        ids.iter()
+            .map(|id| Box::new(NoteUpdate { id: *id }) as Box<dyn AnyEvent>)
+            .collect()
+    }
+
+    fn topics(ids: &[i64], hasher: &impl BuildHasher) -> Vec<String> {
+        prepare_with(events(ids), hasher)
+            .individual
+            .into_iter()
+            .map(|outgoing| outgoing.update.topics[0].clone())
+            .collect()
+    }
+
+    #[test]
+    fn equal_bodies_publish_once_and_different_ones_each_even_when_their_hashes_collide() {
+        let ids = [1, 2, 1, 3, 2, 1];
+        let want = ["notes/1", "notes/2", "notes/3"];
+        assert_eq!(topics(&ids, &std::hash::RandomState::new()), want);
+        assert_eq!(topics(&ids, &Colliding), want);
+        assert_eq!(topics(&[4], &Colliding), ["notes/4"]);
     }
 }
