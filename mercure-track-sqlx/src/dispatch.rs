@@ -251,7 +251,7 @@ pub(crate) async fn publish(
     publisher: &Arc<dyn Publisher>,
     background: Option<&Background>,
     concurrency: usize,
-    updates: Vec<Outgoing>,
+    mut updates: Vec<Outgoing>,
 ) -> Delivered {
     if updates.is_empty() {
         return Delivered::default();
@@ -262,6 +262,17 @@ pub(crate) async fn publish(
             background.spawn_all(publisher, updates).await;
             Delivered {
                 queued,
+                ..Delivered::default()
+            }
+        }
+        None if updates.len() == 1 => {
+            let published = match updates.pop() {
+                Some(outgoing) => publish_one(publisher.clone(), outgoing).await,
+                None => false,
+            };
+            Delivered {
+                published: usize::from(published),
+                failed: usize::from(!published),
                 ..Delivered::default()
             }
         }
