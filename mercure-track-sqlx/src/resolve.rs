@@ -11,6 +11,8 @@ use mercure_track::{
 };
 use sqlx::{Database, Decode, Type};
 
+use mercure_track::registry::ProgramKeyMap;
+
 use crate::dialect::{Dialect, TrackedKey};
 use crate::sql::resolve::{ContextQuery, ContextSelect};
 use crate::error::Error;
@@ -248,14 +250,14 @@ where
                 shape::<DB, M>(event, spec, from.as_deref()),
                 scope.predicates,
             ));
-            let mut rows: HashMap<M::Key, DB::Row> = HashMap::new();
+            let mut rows = Rows::<DB, M::Key>::default();
             if let Some(query) = &plan.shape.query {
                 for chunk in keys.chunks(<M::Key as TrackedKey<DB>>::MAX_KEYS_PER_STATEMENT) {
                     let sql = query.sql::<DB, M>(chunk.len());
                     let query = <M::Key as TrackedKey<DB>>::bind_keys(sqlx::query(&sql), chunk);
                     for row in DB::fetch_all(conn, query).await? {
                         let key: M::Key = DB::decode(&row, 0)?;
-                        rows.insert(key, row);
+                        rows.found.push((key, row));
                     }
                     resolved.queries += 1;
                 }
@@ -268,7 +270,7 @@ where
                 reason,
             };
             for key in keys {
-                let row = match (needs_query, rows.remove(&key)) {
+                let row = match (needs_query, rows.take(&key)) {
                     (false, _) => None,
                     (true, Some(row)) => Some(row),
                     (true, None) => {
@@ -310,6 +312,36 @@ where
         }
         Ok(resolved)
     })
+}
+
+/// The rows of a context query, taken by key: searched while they are few, indexed once they
+/// are many.
+struct Rows<DB: Dialect, K> {
+    found: Vec<(K, DB::Row)>,
+    by_key: HashMap<K, DB::Row>,
+}
+
+impl<DB: Dialect, K> Default for Rows<DB, K> {
+    fn default() -> Self {
+        Self {
+            found: Vec::new(),
+            by_key: HashMap::new(),
+        }
+    }
+}
+
+impl<DB: Dialect, K: Eq + std::hash::Hash> Rows<DB, K> {
+    fn take(&mut self, key: &K) -> Option<DB::Row> {
+        if self.found.len() > SEARCHED_KEYS {
+            self.by_key.extend(self.found.drain(..));
+        }
+        if self.by_key.is_empty() {
+            let index = self.found.iter().position(|(k, _)| k == key)?;
+            Some(self.found.swap_remove(index).1)
+        } else {
+            self.by_key.remove(key)
+        }
+    }
 }
 
 /// What one context value contradicted.
@@ -395,7 +427,7 @@ impl Shape {
     }
 }
 
-type ShapeCache = RwLock<HashMap<(TypeId, TypeId, TypeId), Arc<Shape>>>;
+type ShapeCache = RwLock<ProgramKeyMap<(TypeId, TypeId, TypeId), Arc<Shape>>>;
 
 /// The shape of `event` for rows of `M`: planned the first time, then shared for the rest of
 /// the program. Reading from another relation (`from`) plans it for this call only.
