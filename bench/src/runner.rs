@@ -103,7 +103,10 @@ impl PostgresBench {
     }
 }
 
-async fn schema_pool(options: PgConnectOptions, schema: &str) -> Result<Pool<Postgres>, sqlx::Error> {
+async fn schema_pool(
+    options: PgConnectOptions,
+    schema: &str,
+) -> Result<Pool<Postgres>, sqlx::Error> {
     let search_path = format!("SET search_path TO \"{schema}\"");
     PgPoolOptions::new()
         .max_connections(4)
@@ -119,7 +122,10 @@ async fn schema_pool(options: PgConnectOptions, schema: &str) -> Result<Pool<Pos
 }
 
 /// A seeded PostgreSQL schema, and a pool on it through the counting proxy.
-pub async fn postgres_pool(url: &str, rows: usize) -> Result<PostgresBench, Box<dyn std::error::Error>> {
+pub async fn postgres_pool(
+    url: &str,
+    rows: usize,
+) -> Result<PostgresBench, Box<dyn std::error::Error>> {
     let schema = format!("bench_{}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(url).await?;
     admin
@@ -159,8 +165,7 @@ pub trait HandSql: Database {
     /// Binds the ids as the statements above expect.
     fn bind_ids<'q>(query: HandQuery<'q, Self>, ids: &'q [i64]) -> HandQuery<'q, Self>;
     /// As [`HandSql::bind_ids`], for the context query.
-    fn bind_ids_as<'q>(query: ContextsQuery<'q, Self>, ids: &'q [i64])
-    -> ContextsQuery<'q, Self>;
+    fn bind_ids_as<'q>(query: ContextsQuery<'q, Self>, ids: &'q [i64]) -> ContextsQuery<'q, Self>;
 }
 
 /// A hand-written statement with its arguments.
@@ -243,10 +248,7 @@ impl HandSql for Postgres {
     fn bind_ids<'q>(query: HandQuery<'q, Self>, ids: &'q [i64]) -> HandQuery<'q, Self> {
         query.bind(ids)
     }
-    fn bind_ids_as<'q>(
-        query: ContextsQuery<'q, Self>,
-        ids: &'q [i64],
-    ) -> ContextsQuery<'q, Self> {
+    fn bind_ids_as<'q>(query: ContextsQuery<'q, Self>, ids: &'q [i64]) -> ContextsQuery<'q, Self> {
         query.bind(ids)
     }
 }
@@ -522,16 +524,19 @@ macro_rules! measurements {
                 Ok(())
             }
 
-            /// The statements and publishes of one run of `run`, on the counting pool.
+            /// The statements and publishes of one run of `run`, on the counting pool, after
+            /// one uncounted run (connections opened, statements prepared). `run` takes the
+            /// status to write, new for each run so that every write changes its rows.
             async fn count<F, Fut>(run: F) -> Result<Counted, Box<dyn std::error::Error>>
             where
-                F: FnOnce() -> Fut,
+                F: Fn(String) -> Fut,
                 Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
             {
+                run("warm-up".to_owned()).await?;
                 crate::count::listen_to_sqlite(true);
                 let before = Counts::now();
                 // The hub counts a publish before it answers: every publish awaited is counted.
-                let result = run().await;
+                let result = run("counted".to_owned()).await;
                 let counted = Counts::now().since(before);
                 crate::count::listen_to_sqlite(false);
                 result?;
@@ -571,9 +576,10 @@ macro_rules! measurements {
                 let medians: Vec<Duration> = samples.into_iter().map(median).collect();
                 let mut one_row_counts = serde_json::Map::new();
                 for (side, name) in ONE_ROW_SIDES.iter().enumerate() {
-                    let status = format!("counted-{side}");
-                    let counted = count(|| one_row_side(side, counting, publisher, hand, &status))
-                        .await?;
+                    let counted = count(|status| async move {
+                        one_row_side(side, counting, publisher, hand, &status).await
+                    })
+                    .await?;
                     one_row_counts.insert((*name).to_owned(), counted.json());
                 }
                 let one_row = json!({
@@ -664,15 +670,17 @@ macro_rules! measurements {
                             }
                         }
                     }
-                    let status = format!("S{rows}-counted");
-                    let tracked_counted = count(|| async {
-                        tracked_set_based(counting, publisher, &tracked_ids, &status, concurrency)
+                    let (tracked_ids, hand_ids) = (&tracked_ids, &hand_ids);
+                    let tracked_counted = count(|status| async move {
+                        let status = format!("S{rows}-{status}");
+                        tracked_set_based(counting, publisher, tracked_ids, &status, concurrency)
                             .await?;
                         Ok(())
                     })
                     .await?;
-                    let hand_counted = count(|| async {
-                        hand_set_based(counting, hand, &hand_ids, &status, concurrency).await?;
+                    let hand_counted = count(|status| async move {
+                        let status = format!("S{rows}-{status}");
+                        hand_set_based(counting, hand, hand_ids, &status, concurrency).await?;
                         Ok(())
                     })
                     .await?;

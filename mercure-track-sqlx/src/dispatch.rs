@@ -166,9 +166,7 @@ fn prepare_with(events: Vec<Box<dyn AnyEvent>>, hasher: &impl BuildHasher) -> Pr
                     false
                 }
                 // Another body with the same hash (rare): compare with every body kept.
-                Entry::Occupied(first) => {
-                    same(*first.get()) || (0..individual.len()).any(same)
-                }
+                Entry::Occupied(first) => same(*first.get()) || (0..individual.len()).any(same),
             }
         };
         if !duplicate {

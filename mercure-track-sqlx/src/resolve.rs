@@ -14,8 +14,8 @@ use sqlx::{Database, Decode, Type};
 use mercure_track::registry::ProgramKeyMap;
 
 use crate::dialect::{Dialect, TrackedKey};
-use crate::sql::resolve::{ContextQuery, ContextSelect};
 use crate::error::Error;
+use crate::sql::resolve::{ContextQuery, ContextSelect};
 use crate::tracked::{TrackedEvent, TrackedEvents};
 
 /// A changed row's primary key, type-erased (its model's resolver knows the type).
