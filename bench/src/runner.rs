@@ -266,6 +266,16 @@ fn ratio(tracked: Duration, hand: Duration) -> f64 {
     tracked.as_secs_f64() / hand.as_secs_f64()
 }
 
+/// Two medians and their ratio, as JSON.
+fn compared(tracked: Duration, hand: Duration, samples: usize) -> Value {
+    json!({
+        "tracked_ms": millis(tracked),
+        "hand_ms": millis(hand),
+        "ratio": ratio(tracked, hand),
+        "samples": samples,
+    })
+}
+
 /// Resets the kernel's peak-RSS counter of this process (Linux).
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -336,29 +346,22 @@ macro_rules! measurements {
                 session
             }
 
-            /// Tracked, one row: the setter by key, commit, publish (awaited).
+            /// Tracked, one row: the setter by key, commit, publish (awaited); with `find`,
+            /// seed-shaped: `find`, then the setter on the row.
             async fn tracked_one_row(
                 pool: &Pool<Db>,
                 publisher: &Arc<dyn Publisher>,
                 id: i64,
                 status: &str,
+                find: bool,
             ) -> Result<(), Error> {
                 let mut session = session(pool, publisher, 1);
-                ColoringVersion::set_status_by_key(&mut session, id, status).await?;
-                session.commit().await?;
-                Ok(())
-            }
-
-            /// Tracked, seed-shaped: `find`, then the setter on the row, commit, publish.
-            async fn tracked_find_then_set(
-                pool: &Pool<Db>,
-                publisher: &Arc<dyn Publisher>,
-                id: i64,
-                status: &str,
-            ) -> Result<(), Error> {
-                let mut session = session(pool, publisher, 1);
-                let mut version = ColoringVersion::find(&mut session, id).await?;
-                version.set_status(&mut session, status).await?;
+                if find {
+                    let mut version = ColoringVersion::find(&mut session, id).await?;
+                    version.set_status(&mut session, status).await?;
+                } else {
+                    ColoringVersion::set_status_by_key(&mut session, id, status).await?;
+                }
                 session.commit().await?;
                 Ok(())
             }
@@ -515,10 +518,10 @@ macro_rules! measurements {
                 status: &str,
             ) -> Result<(), Box<dyn std::error::Error>> {
                 match side {
-                    0 => tracked_one_row(pool, publisher, 0, status).await?,
+                    0 => tracked_one_row(pool, publisher, 0, status, false).await?,
                     1 => hand_one_row(pool, hand, 10_000, status, false).await?,
                     2 => hand_one_row(pool, hand, 10_001, status, true).await?,
-                    3 => tracked_find_then_set(pool, publisher, 19_000, status).await?,
+                    3 => tracked_one_row(pool, publisher, 19_000, status, true).await?,
                     _ => hand_find_then_set(pool, hand, 19_001, status).await?,
                 }
                 Ok(())
@@ -582,28 +585,18 @@ macro_rules! measurements {
                     .await?;
                     one_row_counts.insert((*name).to_owned(), counted.json());
                 }
-                let one_row = json!({
-                    "tracked_ms": millis(medians[0]),
-                    "hand_ms": millis(medians[1]),
-                    "ratio": ratio(medians[0], medians[1]),
-                    "hand_same_statements_ms": millis(medians[2]),
-                    "same_statements_ratio": ratio(medians[0], medians[2]),
-                    "rounds": options.overhead_rounds,
-                    "counted": {
-                        "tracked": one_row_counts["tracked"],
-                        "hand": one_row_counts["hand"],
-                        "hand_same_statements": one_row_counts["hand_same_statements"],
-                    },
+                let mut one_row = compared(medians[0], medians[1], options.overhead_rounds);
+                one_row["hand_same_statements_ms"] = json!(millis(medians[2]));
+                one_row["same_statements_ratio"] = json!(ratio(medians[0], medians[2]));
+                one_row["counted"] = json!({
+                    "tracked": one_row_counts["tracked"],
+                    "hand": one_row_counts["hand"],
+                    "hand_same_statements": one_row_counts["hand_same_statements"],
                 });
-                let find_then_set = json!({
-                    "tracked_ms": millis(medians[3]),
-                    "hand_ms": millis(medians[4]),
-                    "ratio": ratio(medians[3], medians[4]),
-                    "rounds": options.overhead_rounds,
-                    "counted": {
-                        "tracked": one_row_counts["find_then_set_tracked"],
-                        "hand": one_row_counts["find_then_set_hand"],
-                    },
+                let mut find_then_set = compared(medians[3], medians[4], options.overhead_rounds);
+                find_then_set["counted"] = json!({
+                    "tracked": one_row_counts["find_then_set_tracked"],
+                    "hand": one_row_counts["find_then_set_hand"],
                 });
                 if options.verbose {
                     println!(
