@@ -158,6 +158,27 @@ macro_rules! session_tests {
 
             #[tokio::test]
             $(#[$needs])*
+            async fn rows_changed_in_any_order_each_get_their_own_context() {
+                let db = setup!("rows_changed_in_any_order_each_get_their_own_context");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<ImageUpdate>();
+                for id in [300, 100, 200] {
+                    ColoringVersion::set_status_by_key(&mut session, id, "ORDERED")
+                        .await
+                        .expect("set");
+                }
+                let summary = session.commit().await.expect("commit");
+                assert_eq!((summary.events, summary.context_queries), (3, 1));
+                let got = published(&recording);
+                for (order, image) in [("C", 30), ("A", 10), ("B", 20)] {
+                    assert!(got.contains(&image_update(order, image)), "{got:?}");
+                }
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
             async fn rollback_and_drop_publish_nothing_and_forget_their_changes() {
                 let db = setup!("rollback_and_drop_publish_nothing_and_forget_their_changes");
                 let recording = RecordingPublisher::new();
