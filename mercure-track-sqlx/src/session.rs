@@ -310,7 +310,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             failed = tracing::field::Empty,
             queued = tracing::field::Empty,
         );
-        async move {
+        let work = async move {
             let mut changes = log.len();
             let scope = ResolveScope {
                 tracked: &self.tracked,
@@ -377,9 +377,13 @@ impl<DB: Dialect> TrackedSession<DB> {
             span.record("failed", summary.failed);
             span.record("queued", summary.queued);
             Ok(summary)
+        };
+        // Without a subscriber for it, the span is not entered at every poll of the commit.
+        if span.is_disabled() {
+            work.await
+        } else {
+            work.instrument(span).await
         }
-        .instrument(span)
-        .await
     }
 
     /// Rolls the transaction back: its changes are forgotten and nothing is published.
