@@ -7,6 +7,8 @@
 //! ```
 //!
 //! `--capture` runs only the capture bench (`capture.rs`).
+//! `--instructions <tracked|hand> <commits> [postgres]` runs only one-row commits of one side
+//! (on SQLite, or PostgreSQL), for an instruction count under `valgrind --tool=callgrind` (see BENCHMARKS.md).
 //! `--load` runs only the load test of the example application (`load.rs`).
 //! `--relay` runs only the outbox relay bench (`relay.rs`).
 //!
@@ -17,6 +19,7 @@
 #![allow(unreachable_pub)]
 
 mod capture;
+mod count;
 mod domain;
 mod hand;
 mod load;
@@ -56,13 +59,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         verbose: !json_only,
     };
 
-    // The hub keeps a short history: its memory is not what is measured.
+    // The hub keeps a short history: its memory is not what is measured. The publishes it
+    // accepts are counted in front of its routes.
     let key = JwtKey::new(KEY);
-    let hub = DevHub::new(DevHubConfig::new(key.clone(), key.clone()).history_size(100))?
-        .bind("127.0.0.1:0".parse()?)
-        .await?;
+    let dev_hub = DevHub::new(DevHubConfig::new(key.clone(), key.clone()).history_size(100))?;
+    let router: axum::Router = dev_hub
+        .router()
+        .layer(axum::middleware::from_fn(count::hub_counter));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hub_url = format!("http://{}/.well-known/mercure", listener.local_addr()?);
+    let hub = tokio::spawn(async move { axum::serve(listener, router).await });
     let publisher: Arc<dyn Publisher> = Arc::new(HubPublisher::new(
-        HubConfig::new(&hub.url())?.key(key.clone()),
+        HubConfig::new(&hub_url)?.key(key.clone()),
     )?);
     if args.iter().any(|a| a == "--capture") {
         let report = capture::run(&publisher, quick).await?;
@@ -70,7 +78,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let token = JwtSigner::publisher(&key, Algorithm::Hs256, vec!["*".into()], None)?.token()?;
-    let hand = hand::HandPublisher::new(&hub.url(), token);
+    let hand = hand::HandPublisher::new(&hub_url, token);
+    if let Some(at) = args.iter().position(|a| a == "--instructions") {
+        let side = match args.get(at + 1).map(String::as_str) {
+            Some("tracked") => 0,
+            Some("hand") => 2,
+            _ => return Err("--instructions takes `tracked` or `hand`, then a count".into()),
+        };
+        let commits: usize = args.get(at + 2).map_or(Ok(100), |n| n.parse())?;
+        // Warm up (statements prepared, connections open), then the commits under count.
+        if args.get(at + 3).map(String::as_str) == Some("postgres") {
+            let url = std::env::var("MERCURE_TRACK_PG_URL")?;
+            let postgres = runner::postgres_pool(&url, 20_000).await?;
+            runner::postgres::repeat_one_row(side, 20, &postgres.pool, &publisher, &hand).await?;
+            runner::postgres::repeat_one_row(side, commits, &postgres.pool, &publisher, &hand)
+                .await?;
+            postgres.drop_schema().await;
+        } else {
+            let sqlite = runner::sqlite_pool(20_000).await?;
+            runner::sqlite::repeat_one_row(side, 20, &sqlite.pool, &publisher, &hand).await?;
+            runner::sqlite::repeat_one_row(side, commits, &sqlite.pool, &publisher, &hand).await?;
+        }
+        hub.abort();
+        return Ok(());
+    }
+    count::install_statement_log();
 
     let mut report = serde_json::Map::new();
     report.insert(
@@ -79,15 +111,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let sqlite = runner::sqlite_pool(20_000).await?;
-    let result = runner::run("sqlite", &sqlite.pool, &publisher, &hand, &options).await?;
+    let result = runner::sqlite::run(
+        "sqlite",
+        &sqlite.pool,
+        &sqlite.counting,
+        &publisher,
+        &hand,
+        &options,
+    )
+    .await?;
     report.insert("sqlite".into(), result);
     drop(sqlite);
 
     match std::env::var("MERCURE_TRACK_PG_URL") {
         Ok(url) if !url.is_empty() => {
             let postgres = runner::postgres_pool(&url, 20_000).await?;
-            let result =
-                runner::run("postgres", &postgres.pool, &publisher, &hand, &options).await?;
+            let result = runner::postgres::run(
+                "postgres",
+                &postgres.pool,
+                &postgres.counting,
+                &publisher,
+                &hand,
+                &options,
+            )
+            .await?;
             report.insert("postgres".into(), result);
             postgres.drop_schema().await;
         }
@@ -108,7 +155,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     report.insert("throughput".into(), throughput);
     report.insert("load".into(), load::run(quick, options.verbose).await);
-    drop(hub);
+    // The targets of issue 13, each under a name of its own (tracked ÷ hand-written).
+    for database in ["sqlite", "postgres"] {
+        let figures = report.get(database).cloned().unwrap_or_default();
+        let set_based_10000 = figures["set_based"]
+            .as_array()
+            .and_then(|points| points.iter().find(|p| p["rows"] == 10_000))
+            .map(|p| p["ratio"].clone())
+            .unwrap_or_default();
+        report.insert(format!("set_based_10000_{database}_ratio"), set_based_10000);
+        report.insert(
+            format!("one_row_same_statements_{database}_ratio"),
+            figures["one_row"]["same_statements_ratio"].clone(),
+        );
+        report.insert(
+            format!("find_then_set_{database}_ratio"),
+            figures["find_then_set"]["ratio"].clone(),
+        );
+    }
+    hub.abort();
     tokio::time::sleep(Duration::from_millis(10)).await;
     println!("{}", serde_json::Value::Object(report));
     Ok(())

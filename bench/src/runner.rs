@@ -1,17 +1,19 @@
 //! The measurements. Each compares the tracked session with the hand-written code in the same
-//! run, interleaved, and reports medians and their ratio.
+//! run, interleaved, and reports medians and their ratio; statements are counted at the
+//! database and publishes at the hub (`count.rs`), on one extra run of each side.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use mercure_track::{Publisher, Update};
-use mercure_track_sqlx::{ContextRow, Dialect, Error, TrackedSession};
+use mercure_track_sqlx::{Error, TrackedSession};
 use serde_json::{Value, json};
-use sqlx::postgres::{PgPoolOptions, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Connection, Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::{Connection, Database, Executor, Pool};
 
+use crate::count::Counts;
 use crate::domain::{ColoringVersion, ImageUpdate, SCHEMA, seed};
 use crate::hand::HandPublisher;
 
@@ -19,7 +21,7 @@ use crate::hand::HandPublisher;
 pub struct Options {
     /// Single-row commits measured for the overhead, per side.
     pub overhead_rounds: usize,
-    /// Rows per commit for the scaling runs.
+    /// Rows per commit for the set-based runs.
     pub scaling_rows: Vec<usize>,
     /// Publishes in flight, for both sides.
     pub concurrency: usize,
@@ -31,6 +33,8 @@ pub struct Options {
 pub struct SqliteBench {
     /// The pool.
     pub pool: Pool<Sqlite>,
+    /// A pool on the same database whose statements and commits are counted.
+    pub counting: Pool<Sqlite>,
     path: std::path::PathBuf,
 }
 
@@ -53,17 +57,35 @@ pub async fn sqlite_pool(rows: usize) -> Result<SqliteBench, sqlx::Error> {
         .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
-        .connect_with(options)
+        .connect_with(options.clone())
         .await?;
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
     sqlx::raw_sql(&seed(rows)).execute(&pool).await?;
-    Ok(SqliteBench { pool, path })
+    let counting = SqlitePoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.lock_handle()
+                    .await?
+                    .set_commit_hook(crate::count::sqlite_commit);
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok(SqliteBench {
+        pool,
+        counting,
+        path,
+    })
 }
 
 /// A seeded PostgreSQL schema of its own.
 pub struct PostgresBench {
     /// The pool.
     pub pool: Pool<Postgres>,
+    /// A pool on the same schema through the counting proxy.
+    pub counting: Pool<Postgres>,
     url: String,
     schema: String,
 }
@@ -72,6 +94,7 @@ impl PostgresBench {
     /// Drops the schema.
     pub async fn drop_schema(self) {
         self.pool.close().await;
+        self.counting.close().await;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await {
             let _ = conn
                 .execute(format!("DROP SCHEMA \"{}\" CASCADE", self.schema).as_str())
@@ -80,18 +103,12 @@ impl PostgresBench {
     }
 }
 
-/// A seeded PostgreSQL schema.
-pub async fn postgres_pool(url: &str, rows: usize) -> Result<PostgresBench, sqlx::Error> {
-    let schema = format!("bench_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(url).await?;
-    admin
-        .execute(
-            format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\"")
-                .as_str(),
-        )
-        .await?;
+async fn schema_pool(
+    options: PgConnectOptions,
+    schema: &str,
+) -> Result<Pool<Postgres>, sqlx::Error> {
     let search_path = format!("SET search_path TO \"{schema}\"");
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(4)
         .after_connect(move |conn, _| {
             let search_path = search_path.clone();
@@ -100,37 +117,120 @@ pub async fn postgres_pool(url: &str, rows: usize) -> Result<PostgresBench, sqlx
                 Ok(())
             })
         })
-        .connect(url)
+        .connect_with(options)
+        .await
+}
+
+/// A seeded PostgreSQL schema, and a pool on it through the counting proxy.
+pub async fn postgres_pool(
+    url: &str,
+    rows: usize,
+) -> Result<PostgresBench, Box<dyn std::error::Error>> {
+    let schema = format!("bench_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(url).await?;
+    admin
+        .execute(
+            format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\"")
+                .as_str(),
+        )
         .await?;
+    let options: PgConnectOptions = url.parse()?;
+    let pool = schema_pool(options.clone(), &schema).await?;
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
     sqlx::raw_sql(&seed(rows)).execute(&pool).await?;
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = crate::count::pg_proxy(upstream).await?;
+    let counting = schema_pool(
+        options
+            .host(&proxy.ip().to_string())
+            .port(proxy.port())
+            .ssl_mode(sqlx::postgres::PgSslMode::Disable),
+        &schema,
+    )
+    .await?;
     Ok(PostgresBench {
         pool,
+        counting,
         url: url.to_owned(),
         schema,
     })
 }
 
-/// How the hand-written code selects the contexts of many rows on each database.
+/// The hand-written SQL that differs between the databases: how many ids are bound.
 pub trait HandSql: Database {
-    /// `WHERE` condition on `cv.id` for `count` ids.
-    fn ids_condition(count: usize) -> String;
-    /// Binds the ids as the condition expects.
-    fn bind_ids<'q>(
-        query: sqlx::query::QueryAs<'q, Self, (String, i64), Self::Arguments<'q>>,
-        ids: &'q [i64],
-    ) -> sqlx::query::QueryAs<'q, Self, (String, i64), Self::Arguments<'q>>;
+    /// `UPDATE coloring_versions SET status = <first argument> WHERE id <is one of count ids>`.
+    fn set_based_update(count: usize) -> String;
+    /// The contexts of `count` coloring versions (the ids the only arguments).
+    fn set_based_contexts(count: usize) -> String;
+    /// Binds the ids as the statements above expect.
+    fn bind_ids<'q>(query: HandQuery<'q, Self>, ids: &'q [i64]) -> HandQuery<'q, Self>;
+    /// As [`HandSql::bind_ids`], for the context query.
+    fn bind_ids_as<'q>(query: ContextsQuery<'q, Self>, ids: &'q [i64]) -> ContextsQuery<'q, Self>;
+}
+
+/// A hand-written statement with its arguments.
+pub type HandQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+/// A hand-written context query with its arguments.
+pub type ContextsQuery<'q, DB> =
+    sqlx::query::QueryAs<'q, DB, (String, i64), <DB as Database>::Arguments<'q>>;
+
+/// The contexts of coloring versions, as the issue's hand-written program reads them.
+const CONTEXTS: &str = "SELECT li.order_id, i.id FROM coloring_versions cv \
+     JOIN images i ON i.id = cv.image_id JOIN line_items li ON li.id = i.line_item_id WHERE ";
+
+/// The contexts of one coloring version, also joining `orders` as the session does (a
+/// dangling foreign key is an unresolvable context, not an event).
+const CONTEXT_CHECKED: &str = "SELECT o.id, i.id FROM coloring_versions cv \
+     JOIN images i ON i.id = cv.image_id JOIN line_items li ON li.id = i.line_item_id \
+     JOIN orders o ON o.id = li.order_id WHERE cv.id = $1";
+
+/// The same without the join of `orders`.
+const CONTEXT_PLAIN: &str = "SELECT li.order_id, i.id FROM coloring_versions cv \
+     JOIN images i ON i.id = cv.image_id JOIN line_items li ON li.id = i.line_item_id \
+     WHERE cv.id = $1";
+
+/// The hand-written UPDATE of one row: it does not check that the value changes.
+const PLAIN_UPDATE: &str = "UPDATE coloring_versions SET status = $1 WHERE id = $2";
+
+/// The hand-written UPDATE doing what a setter does: no change, no write.
+const CHECKED_UPDATE: &str =
+    "UPDATE coloring_versions SET status = $1 WHERE id = $2 AND status IS DISTINCT FROM $1";
+
+/// The hand-written read of one row, as `find` reads it.
+const FIND: &str = "SELECT id, image_id, status FROM coloring_versions WHERE id = $1";
+
+/// `?, ?, ...`: SQLite's anonymous parameters, which it prepares faster than numbered ones.
+fn question_marks(count: usize) -> String {
+    let mut marks = String::with_capacity(count * 3);
+    for n in 0..count {
+        if n > 0 {
+            marks.push_str(", ");
+        }
+        marks.push('?');
+    }
+    marks
 }
 
 impl HandSql for Sqlite {
-    fn ids_condition(count: usize) -> String {
-        let params: Vec<String> = (1..=count).map(|n| format!("${n}")).collect();
-        format!("cv.id IN ({})", params.join(", "))
+    fn set_based_update(count: usize) -> String {
+        format!(
+            "UPDATE coloring_versions SET status = ? WHERE id IN ({})",
+            question_marks(count)
+        )
     }
-    fn bind_ids<'q>(
-        mut query: sqlx::query::QueryAs<'q, Self, (String, i64), Self::Arguments<'q>>,
+    fn set_based_contexts(count: usize) -> String {
+        format!("{CONTEXTS}cv.id IN ({})", question_marks(count))
+    }
+    fn bind_ids<'q>(mut query: HandQuery<'q, Self>, ids: &'q [i64]) -> HandQuery<'q, Self> {
+        for id in ids {
+            query = query.bind(id);
+        }
+        query
+    }
+    fn bind_ids_as<'q>(
+        mut query: ContextsQuery<'q, Self>,
         ids: &'q [i64],
-    ) -> sqlx::query::QueryAs<'q, Self, (String, i64), Self::Arguments<'q>> {
+    ) -> ContextsQuery<'q, Self> {
         for id in ids {
             query = query.bind(id);
         }
@@ -139,98 +239,18 @@ impl HandSql for Sqlite {
 }
 
 impl HandSql for Postgres {
-    fn ids_condition(_count: usize) -> String {
-        "cv.id = ANY($1)".to_owned()
+    fn set_based_update(_count: usize) -> String {
+        "UPDATE coloring_versions SET status = $1 WHERE id = ANY($2)".to_owned()
     }
-    fn bind_ids<'q>(
-        query: sqlx::query::QueryAs<'q, Self, (String, i64), Self::Arguments<'q>>,
-        ids: &'q [i64],
-    ) -> sqlx::query::QueryAs<'q, Self, (String, i64), Self::Arguments<'q>> {
+    fn set_based_contexts(_count: usize) -> String {
+        format!("{CONTEXTS}cv.id = ANY($1)")
+    }
+    fn bind_ids<'q>(query: HandQuery<'q, Self>, ids: &'q [i64]) -> HandQuery<'q, Self> {
         query.bind(ids)
     }
-}
-
-/// One commit through a tracked session: set the status of `ids`, commit, publish (awaited).
-async fn tracked_commit<DB>(
-    pool: &Pool<DB>,
-    publisher: &Arc<dyn Publisher>,
-    ids: &[i64],
-    status: &str,
-    concurrency: usize,
-) -> Result<(usize, usize), Error>
-where
-    DB: Dialect,
-    TrackedSession<DB>: mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
-    ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
-{
-    let mut session = TrackedSession::with_publisher(pool.clone(), publisher.clone())
-        .publish_concurrency(concurrency);
-    session.track_changes::<ImageUpdate>();
-    for id in ids {
-        ColoringVersion::set_status_by_key(&mut session, *id, status).await?;
+    fn bind_ids_as<'q>(query: ContextsQuery<'q, Self>, ids: &'q [i64]) -> ContextsQuery<'q, Self> {
+        query.bind(ids)
     }
-    let summary = session.commit().await?;
-    Ok((
-        summary.context_queries,
-        summary.events + summary.batch_events,
-    ))
-}
-
-/// The hand-written UPDATE: it does not check that the value changes.
-const PLAIN_UPDATE: &str = "UPDATE coloring_versions SET status = $1 WHERE id = $2";
-
-/// The hand-written UPDATE doing what a setter does: no change, no write. With it the
-/// hand-written side also joins `orders` when reading contexts, as the session does.
-const CHECKED_UPDATE: &str =
-    "UPDATE coloring_versions SET status = $1 WHERE id = $2 AND status IS DISTINCT FROM $1";
-
-/// The same work by hand: UPDATE each row, SELECT the contexts in one query, COMMIT, POST.
-async fn hand_commit<DB>(
-    pool: &Pool<DB>,
-    hand: &HandPublisher,
-    ids: &[i64],
-    status: &str,
-    concurrency: usize,
-    update_sql: &str,
-) -> Result<(usize, usize), sqlx::Error>
-where
-    DB: HandSql,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    i64: for<'q> Encode<'q, DB> + Type<DB>,
-    (String, i64): for<'r> FromRow<'r, DB::Row>,
-{
-    let mut tx = pool.begin().await?;
-    for id in ids {
-        sqlx::query::<DB>(update_sql)
-            .bind(status)
-            .bind(*id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    // The checked variant also joins `orders`, as the session does to make sure the order
-    // exists (a dangling foreign key is an unresolvable context, not an event).
-    let sql = if update_sql == CHECKED_UPDATE {
-        format!(
-            "SELECT o.id, i.id FROM coloring_versions cv \
-             JOIN images i ON i.id = cv.image_id JOIN line_items li ON li.id = i.line_item_id \
-             JOIN orders o ON o.id = li.order_id WHERE {}",
-            DB::ids_condition(ids.len())
-        )
-    } else {
-        format!(
-            "SELECT li.order_id, i.id FROM coloring_versions cv \
-             JOIN images i ON i.id = cv.image_id JOIN line_items li ON li.id = i.line_item_id WHERE {}",
-            DB::ids_condition(ids.len())
-        )
-    };
-    let contexts: Vec<(String, i64)> = DB::bind_ids(sqlx::query_as(&sql), ids)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    let requests = hand.post_all(contexts, concurrency).await;
-    Ok((1, requests))
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -240,6 +260,20 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
+}
+
+fn ratio(tracked: Duration, hand: Duration) -> f64 {
+    tracked.as_secs_f64() / hand.as_secs_f64()
+}
+
+/// Two medians and their ratio, as JSON.
+fn compared(tracked: Duration, hand: Duration, samples: usize) -> Value {
+    json!({
+        "tracked_ms": millis(tracked),
+        "hand_ms": millis(hand),
+        "ratio": ratio(tracked, hand),
+        "samples": samples,
+    })
 }
 
 /// Resets the kernel's peak-RSS counter of this process (Linux).
@@ -260,139 +294,443 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the overhead and scaling measurements on one database.
-pub async fn run<DB>(
-    name: &str,
-    pool: &Pool<DB>,
-    publisher: &Arc<dyn Publisher>,
-    hand: &HandPublisher,
-    options: &Options,
-) -> Result<Value, Box<dyn std::error::Error>>
-where
-    DB: Dialect + HandSql,
-    TrackedSession<DB>: mercure_track::WriteColumn<ColoringVersion, String, Error = Error>,
-    ImageUpdate: mercure_track::FromContext<ContextRow<DB>>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    i64: for<'q> Encode<'q, DB> + Type<DB>,
-    (String, i64): for<'r> FromRow<'r, DB::Row>,
-{
-    let concurrency = options.concurrency;
-    // Overhead: one row per commit. The two sides write disjoint rows (tracked: 0, hand:
-    // 10 000), alternate which goes first, and flip the status so that every write changes.
-    let warmup = options.overhead_rounds / 10 + 1;
-    let (mut tracked, mut handwritten, mut checked) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..options.overhead_rounds + warmup {
-        let status = if round % 2 == 0 { "B" } else { "A" };
-        // Rotate the order of the three sides from round to round.
-        for turn in 0..3 {
-            let side = (turn + round) % 3;
-            let start = Instant::now();
-            match side {
-                0 => {
-                    tracked_commit(pool, publisher, &[0], status, concurrency).await?;
-                }
-                1 => {
-                    hand_commit(pool, hand, &[10_000], status, concurrency, PLAIN_UPDATE).await?;
-                }
-                _ => {
-                    hand_commit(pool, hand, &[10_001], status, concurrency, CHECKED_UPDATE).await?;
-                }
-            }
-            let elapsed = start.elapsed();
-            if round >= warmup {
-                [&mut tracked, &mut handwritten, &mut checked][side].push(elapsed);
-            }
-        }
-    }
-    let (tracked, handwritten, checked) = (median(tracked), median(handwritten), median(checked));
-    let overhead_ratio = tracked.as_secs_f64() / handwritten.as_secs_f64();
-    let same_sql_ratio = tracked.as_secs_f64() / checked.as_secs_f64();
-    if options.verbose {
-        println!(
-            "{name}: one-row commit  tracked {:.3} ms  hand-written {:.3} ms  ratio {overhead_ratio:.3}  \
-             (hand-written with the session's statements {:.3} ms, ratio {same_sql_ratio:.3})",
-            millis(tracked),
-            millis(handwritten),
-            millis(checked)
-        );
-    }
-
-    // Scaling: n distinct rows per commit.
-    let mut points = Vec::new();
-    for &rows in &options.scaling_rows {
-        let repetitions = match rows {
-            0..=100 => 31,
-            101..=1_000 => 9,
-            _ => 5,
-        };
-        let tracked_ids: Vec<i64> = (0..rows as i64).collect();
-        let hand_ids: Vec<i64> = (10_000..10_000 + rows as i64).collect();
-        let (mut tracked, mut handwritten) = (Vec::new(), Vec::new());
-        let (mut tracked_queries, mut tracked_requests, mut hand_queries, mut hand_requests) =
-            (0, 0, 0, 0);
-        let (mut tracked_rss, mut hand_rss) = (0, 0);
-        for repetition in 0..repetitions {
-            let status = if repetition % 2 == 0 { "C" } else { "D" };
-            // Alternate which side goes first: a WAL checkpoint or a vacuum of the previous
-            // side's writes then falls on both alike.
-            let mut sides = [false, true];
-            if repetition % 2 == 1 {
-                sides.reverse();
-            }
-            for side_is_hand in sides {
-                reset_peak_rss();
-                let start = Instant::now();
-                if side_is_hand {
-                    (hand_queries, hand_requests) =
-                        hand_commit(pool, hand, &hand_ids, status, concurrency, PLAIN_UPDATE)
-                            .await?;
-                    handwritten.push(start.elapsed());
-                    hand_rss = hand_rss.max(peak_rss_kib());
-                } else {
-                    (tracked_queries, tracked_requests) =
-                        tracked_commit(pool, publisher, &tracked_ids, status, concurrency).await?;
-                    tracked.push(start.elapsed());
-                    tracked_rss = tracked_rss.max(peak_rss_kib());
-                }
-            }
-        }
-        let (tracked, handwritten) = (median(tracked), median(handwritten));
-        let ratio = tracked.as_secs_f64() / handwritten.as_secs_f64();
-        if options.verbose {
-            println!(
-                "{name}: {rows:>6} rows  tracked {:>9.2} ms ({tracked_queries} context queries, {tracked_requests} requests, peak RSS {tracked_rss} KiB)  \
-                 hand-written {:>9.2} ms ({hand_queries} context query, {hand_requests} requests, peak RSS {hand_rss} KiB)  ratio {ratio:.3}",
-                millis(tracked),
-                millis(handwritten)
-            );
-        }
-        points.push(json!({
-            "rows": rows,
-            "tracked_ms": millis(tracked),
-            "hand_ms": millis(handwritten),
-            "ratio": ratio,
-            "tracked_context_queries": tracked_queries,
-            "hand_context_queries": hand_queries,
-            "tracked_http_requests": tracked_requests,
-            "hand_http_requests": hand_requests,
-            "tracked_peak_rss_kib": tracked_rss,
-            "hand_peak_rss_kib": hand_rss,
-        }));
-    }
-    Ok(json!({
-        "overhead": {
-            "tracked_ms": millis(tracked),
-            "hand_ms": millis(handwritten),
-            "ratio": overhead_ratio,
-            "hand_checked_ms": millis(checked),
-            "ratio_same_sql": same_sql_ratio,
-            "rounds": options.overhead_rounds,
-        },
-        "scaling": points,
-    }))
+/// Statements (at the database) and publishes (at the hub) of one run of each side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counted {
+    /// Statements the database ran.
+    pub statements: u64,
+    /// PostgreSQL `Parse` messages (0 on SQLite).
+    pub parses: u64,
+    /// Publishes the hub accepted.
+    pub publishes: u64,
 }
+
+impl Counted {
+    fn json(self) -> Value {
+        json!({
+            "statements": self.statements,
+            "parses": self.parses,
+            "hub_publishes": self.publishes,
+        })
+    }
+}
+
+/// The sides of the one-row measurements, in the order of the samples.
+const ONE_ROW_SIDES: [&str; 5] = [
+    "tracked",
+    "hand",
+    "hand_same_statements",
+    "find_then_set_tracked",
+    "find_then_set_hand",
+];
+
+/// The measurements on one database, written once for both: `$db` is the sqlx database,
+/// `$statements` the counter of its statements in [`Counts`].
+macro_rules! measurements {
+    ($module:ident, $db:ty, $statements:ident) => {
+        /// The measurements on this database.
+        pub mod $module {
+            use super::*;
+            use mercure_track::Model as _;
+
+            type Db = $db;
+
+            fn session(
+                pool: &Pool<Db>,
+                publisher: &Arc<dyn Publisher>,
+                concurrency: usize,
+            ) -> TrackedSession<Db> {
+                let mut session = TrackedSession::with_publisher(pool.clone(), publisher.clone())
+                    .publish_concurrency(concurrency);
+                session.track_changes::<ImageUpdate>();
+                session
+            }
+
+            /// Tracked, one row: the setter by key, commit, publish (awaited); with `find`,
+            /// seed-shaped: `find`, then the setter on the row.
+            async fn tracked_one_row(
+                pool: &Pool<Db>,
+                publisher: &Arc<dyn Publisher>,
+                id: i64,
+                status: &str,
+                find: bool,
+            ) -> Result<(), Error> {
+                let mut session = session(pool, publisher, 1);
+                if find {
+                    let mut version = ColoringVersion::find(&mut session, id).await?;
+                    version.set_status(&mut session, status).await?;
+                } else {
+                    ColoringVersion::set_status_by_key(&mut session, id, status).await?;
+                }
+                session.commit().await?;
+                Ok(())
+            }
+
+            /// By hand, one row: `UPDATE`, one context `SELECT`, `COMMIT`, one `POST`;
+            /// `checked`: the session's statements (no change, no write; `orders` joined).
+            async fn hand_one_row(
+                pool: &Pool<Db>,
+                hand: &HandPublisher,
+                id: i64,
+                status: &str,
+                checked: bool,
+            ) -> Result<(), sqlx::Error> {
+                let mut tx = pool.begin().await?;
+                let (update, contexts) = if checked {
+                    (CHECKED_UPDATE, CONTEXT_CHECKED)
+                } else {
+                    (PLAIN_UPDATE, CONTEXT_PLAIN)
+                };
+                sqlx::query(update)
+                    .bind(status)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let context: Option<(String, i64)> = sqlx::query_as(contexts)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                hand.post_all(context.into_iter().collect(), 1).await;
+                Ok(())
+            }
+
+            /// By hand, seed-shaped: read the row, then the session's statements.
+            async fn hand_find_then_set(
+                pool: &Pool<Db>,
+                hand: &HandPublisher,
+                id: i64,
+                status: &str,
+            ) -> Result<(), sqlx::Error> {
+                let mut tx = pool.begin().await?;
+                let (id, _image, _status): (i64, i64, String) =
+                    sqlx::query_as(FIND).bind(id).fetch_one(&mut *tx).await?;
+                let changed = sqlx::query(CHECKED_UPDATE)
+                    .bind(status)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let mut contexts = Vec::new();
+                if changed > 0 {
+                    contexts.extend(
+                        sqlx::query_as::<Db, (String, i64)>(CONTEXT_CHECKED)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?,
+                    );
+                }
+                tx.commit().await?;
+                hand.post_all(contexts, 1).await;
+                Ok(())
+            }
+
+            /// Tracked, many rows: one set-based write, commit, publish.
+            async fn tracked_set_based(
+                pool: &Pool<Db>,
+                publisher: &Arc<dyn Publisher>,
+                ids: &[i64],
+                status: &str,
+                concurrency: usize,
+            ) -> Result<(), Error> {
+                let mut session = session(pool, publisher, concurrency);
+                ColoringVersion::update()
+                    .set(ColoringVersion::status, status)
+                    .filter(ColoringVersion::id.in_keys(ids.iter().copied()))
+                    .execute(&mut session)
+                    .await?;
+                session.commit().await?;
+                Ok(())
+            }
+
+            /// By hand, many rows: one `UPDATE`, one context `SELECT`, `COMMIT`, the same
+            /// publishes.
+            async fn hand_set_based(
+                pool: &Pool<Db>,
+                hand: &HandPublisher,
+                ids: &[i64],
+                status: &str,
+                concurrency: usize,
+            ) -> Result<(), sqlx::Error> {
+                let mut tx = pool.begin().await?;
+                let update = <Db as HandSql>::set_based_update(ids.len());
+                <Db as HandSql>::bind_ids(sqlx::query(&update).bind(status), ids)
+                    .execute(&mut *tx)
+                    .await?;
+                let select = <Db as HandSql>::set_based_contexts(ids.len());
+                let contexts: Vec<(String, i64)> =
+                    <Db as HandSql>::bind_ids_as(sqlx::query_as(&select), ids)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                hand.post_all(contexts, concurrency).await;
+                Ok(())
+            }
+
+            /// Microseconds per setter call that writes the value the row already holds,
+            /// tracked and by hand (the checked `UPDATE` alone), `calls` of each in one
+            /// transaction each, interleaved over `rounds`. On SQLite the setter then runs a
+            /// second statement (does the row exist?); this measures what that costs.
+            async fn unchanged_setter(
+                pool: &Pool<Db>,
+                publisher: &Arc<dyn Publisher>,
+                calls: usize,
+                rounds: usize,
+            ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+                let (id, value) = (19_002_i64, "UNCHANGED");
+                sqlx::query(PLAIN_UPDATE).bind(value).bind(id).execute(pool).await?;
+                let (mut tracked, mut handwritten) = (Vec::new(), Vec::new());
+                for round in 0..rounds {
+                    for side_is_hand in [round % 2 == 0, round % 2 == 1] {
+                        let start = Instant::now();
+                        if side_is_hand {
+                            let mut tx = pool.begin().await?;
+                            for _ in 0..calls {
+                                sqlx::query(CHECKED_UPDATE)
+                                    .bind(value)
+                                    .bind(id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                            tx.rollback().await?;
+                            handwritten.push(start.elapsed());
+                        } else {
+                            let mut session = session(pool, publisher, 1);
+                            for _ in 0..calls {
+                                ColoringVersion::set_status_by_key(&mut session, id, value).await?;
+                            }
+                            session.rollback().await?;
+                            tracked.push(start.elapsed());
+                        }
+                    }
+                }
+                let per_call = |samples| median(samples).as_secs_f64() * 1e6 / calls as f64;
+                Ok((per_call(tracked), per_call(handwritten)))
+            }
+
+            /// One sample of one-row side `side` (see [`ONE_ROW_SIDES`]); each side writes
+            /// its own row.
+            async fn one_row_side(
+                side: usize,
+                pool: &Pool<Db>,
+                publisher: &Arc<dyn Publisher>,
+                hand: &HandPublisher,
+                status: &str,
+            ) -> Result<(), Box<dyn std::error::Error>> {
+                match side {
+                    0 => tracked_one_row(pool, publisher, 0, status, false).await?,
+                    1 => hand_one_row(pool, hand, 10_000, status, false).await?,
+                    2 => hand_one_row(pool, hand, 10_001, status, true).await?,
+                    3 => tracked_one_row(pool, publisher, 19_000, status, true).await?,
+                    _ => hand_find_then_set(pool, hand, 19_001, status).await?,
+                }
+                Ok(())
+            }
+
+            /// The statements and publishes of one run of `run`, on the counting pool, after
+            /// one uncounted run (connections opened, statements prepared). `run` takes the
+            /// status to write, new for each run so that every write changes its rows.
+            async fn count<F, Fut>(run: F) -> Result<Counted, Box<dyn std::error::Error>>
+            where
+                F: Fn(String) -> Fut,
+                Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
+            {
+                run("warm-up".to_owned()).await?;
+                crate::count::listen_to_sqlite(true);
+                let before = Counts::now();
+                // The hub counts a publish before it answers: every publish awaited is counted.
+                let result = run("counted".to_owned()).await;
+                let counted = Counts::now().since(before);
+                crate::count::listen_to_sqlite(false);
+                result?;
+                Ok(Counted {
+                    statements: counted.$statements,
+                    parses: counted.pg_parses,
+                    publishes: counted.hub_publishes,
+                })
+            }
+
+            /// Runs every measurement: `pool` is timed, `counting` (the same database, seen
+            /// through the counters) is used for one counted run of each side.
+            pub async fn run(
+                name: &str,
+                pool: &Pool<Db>,
+                counting: &Pool<Db>,
+                publisher: &Arc<dyn Publisher>,
+                hand: &HandPublisher,
+                options: &Options,
+            ) -> Result<Value, Box<dyn std::error::Error>> {
+                let concurrency = options.concurrency;
+                // One row per commit, five sides interleaved, their order rotating; a new
+                // status each round, so that every write changes its row.
+                let warmup = options.overhead_rounds / 10 + 1;
+                let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); ONE_ROW_SIDES.len()];
+                for round in 0..options.overhead_rounds + warmup {
+                    let status = format!("R{round}");
+                    for turn in 0..ONE_ROW_SIDES.len() {
+                        let side = (turn + round) % ONE_ROW_SIDES.len();
+                        let start = Instant::now();
+                        one_row_side(side, pool, publisher, hand, &status).await?;
+                        if round >= warmup {
+                            samples[side].push(start.elapsed());
+                        }
+                    }
+                }
+                let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+                let mut one_row_counts = serde_json::Map::new();
+                for (side, name) in ONE_ROW_SIDES.iter().enumerate() {
+                    let counted = count(|status| async move {
+                        one_row_side(side, counting, publisher, hand, &status).await
+                    })
+                    .await?;
+                    one_row_counts.insert((*name).to_owned(), counted.json());
+                }
+                let mut one_row = compared(medians[0], medians[1], options.overhead_rounds);
+                one_row["hand_same_statements_ms"] = json!(millis(medians[2]));
+                one_row["same_statements_ratio"] = json!(ratio(medians[0], medians[2]));
+                one_row["counted"] = json!({
+                    "tracked": one_row_counts["tracked"],
+                    "hand": one_row_counts["hand"],
+                    "hand_same_statements": one_row_counts["hand_same_statements"],
+                });
+                let mut find_then_set = compared(medians[3], medians[4], options.overhead_rounds);
+                find_then_set["counted"] = json!({
+                    "tracked": one_row_counts["find_then_set_tracked"],
+                    "hand": one_row_counts["find_then_set_hand"],
+                });
+                if options.verbose {
+                    println!(
+                        "{name}: one-row commit  tracked {:.3} ms  hand-written {:.3} ms  ratio {:.3}  \
+                         hand-written with the session's statements {:.3} ms  ratio {:.3}",
+                        millis(medians[0]),
+                        millis(medians[1]),
+                        ratio(medians[0], medians[1]),
+                        millis(medians[2]),
+                        ratio(medians[0], medians[2]),
+                    );
+                    println!(
+                        "{name}: find then set   tracked {:.3} ms  hand-written {:.3} ms  ratio {:.3}",
+                        millis(medians[3]),
+                        millis(medians[4]),
+                        ratio(medians[3], medians[4]),
+                    );
+                    println!("{name}: counted (statements at the database, publishes at the hub): {}",
+                        Value::Object(one_row_counts.clone()));
+                }
+
+                let (unchanged_tracked, unchanged_hand) =
+                    unchanged_setter(pool, publisher, 200, 15).await?;
+                let unchanged = json!({
+                    "tracked_us": unchanged_tracked,
+                    "hand_us": unchanged_hand,
+                    "ratio": unchanged_tracked / unchanged_hand,
+                });
+                if options.verbose {
+                    println!(
+                        "{name}: setter of an unchanged value  tracked {unchanged_tracked:.1} µs  \
+                         hand-written checked UPDATE {unchanged_hand:.1} µs per call"
+                    );
+                }
+
+                // Set-based writes of n rows: tracked rows 0.., hand-written rows 10 000...
+                let mut points = Vec::new();
+                for &rows in &options.scaling_rows {
+                    let repetitions = if rows <= 100 { 31 } else { 15 };
+                    let tracked_ids: Vec<i64> = (0..rows as i64).collect();
+                    let hand_ids: Vec<i64> = (10_000..10_000 + rows as i64).collect();
+                    let (mut tracked, mut handwritten) = (Vec::new(), Vec::new());
+                    let (mut tracked_rss, mut hand_rss) = (0, 0);
+                    for repetition in 0..repetitions {
+                        let status = format!("S{rows}-{repetition}");
+                        // Alternate which side goes first: a WAL checkpoint or a vacuum of the
+                        // previous side's writes then falls on both alike.
+                        let mut sides = [false, true];
+                        if repetition % 2 == 1 {
+                            sides.reverse();
+                        }
+                        for side_is_hand in sides {
+                            reset_peak_rss();
+                            let start = Instant::now();
+                            if side_is_hand {
+                                hand_set_based(pool, hand, &hand_ids, &status, concurrency).await?;
+                                handwritten.push(start.elapsed());
+                                hand_rss = hand_rss.max(peak_rss_kib());
+                            } else {
+                                tracked_set_based(pool, publisher, &tracked_ids, &status, concurrency)
+                                    .await?;
+                                tracked.push(start.elapsed());
+                                tracked_rss = tracked_rss.max(peak_rss_kib());
+                            }
+                        }
+                    }
+                    let (tracked_ids, hand_ids) = (&tracked_ids, &hand_ids);
+                    let tracked_counted = count(|status| async move {
+                        let status = format!("S{rows}-{status}");
+                        tracked_set_based(counting, publisher, tracked_ids, &status, concurrency)
+                            .await?;
+                        Ok(())
+                    })
+                    .await?;
+                    let hand_counted = count(|status| async move {
+                        let status = format!("S{rows}-{status}");
+                        hand_set_based(counting, hand, hand_ids, &status, concurrency).await?;
+                        Ok(())
+                    })
+                    .await?;
+                    let (tracked, handwritten) = (median(tracked), median(handwritten));
+                    let set_ratio = ratio(tracked, handwritten);
+                    if options.verbose {
+                        println!(
+                            "{name}: {rows:>6} rows set-based  tracked {:>9.2} ms ({} statements, {} publishes, peak RSS {tracked_rss} KiB)  \
+                             hand-written {:>9.2} ms ({} statements, {} publishes, peak RSS {hand_rss} KiB)  ratio {set_ratio:.3}  ({repetitions} samples each)",
+                            millis(tracked),
+                            tracked_counted.statements,
+                            tracked_counted.publishes,
+                            millis(handwritten),
+                            hand_counted.statements,
+                            hand_counted.publishes,
+                        );
+                    }
+                    points.push(json!({
+                        "rows": rows,
+                        "samples": repetitions,
+                        "tracked_ms": millis(tracked),
+                        "hand_ms": millis(handwritten),
+                        "ratio": set_ratio,
+                        "tracked_counted": tracked_counted.json(),
+                        "hand_counted": hand_counted.json(),
+                        "tracked_peak_rss_kib": tracked_rss,
+                        "hand_peak_rss_kib": hand_rss,
+                    }));
+                }
+                Ok(json!({
+                    "one_row": one_row,
+                    "find_then_set": find_then_set,
+                    "unchanged_setter": unchanged,
+                    "set_based": points,
+                }))
+            }
+
+            /// One-row commits of one side, for an instruction count (`--instructions`):
+            /// `side` 0 tracked, 2 hand-written with the session's statements.
+            pub async fn repeat_one_row(
+                side: usize,
+                commits: usize,
+                pool: &Pool<Db>,
+                publisher: &Arc<dyn Publisher>,
+                hand: &HandPublisher,
+            ) -> Result<(), Box<dyn std::error::Error>> {
+                for round in 0..commits {
+                    one_row_side(side, pool, publisher, hand, &format!("I{round}")).await?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+measurements!(sqlite, Sqlite, sqlite_statements);
+measurements!(postgres, Postgres, pg_statements);
 
 /// Updates per second through the publisher against a raw reqwest loop, same concurrency,
 /// same hub; two interleaved rounds each, the better of each side kept.

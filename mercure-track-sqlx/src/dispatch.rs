@@ -1,6 +1,9 @@
 //! After the commit: deduplicate, build batch events, publish (awaited or in the background).
 
-use std::collections::HashSet;
+use std::any::TypeId;
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
@@ -132,16 +135,41 @@ pub(crate) struct Prepared {
 
 /// Deduplicates `events` (same type, same JSON: one publish) and builds the batch events that
 /// collect them.
+///
+/// The bodies are not copied: each is known by a hash of it, and compared in full only with
+/// the bodies of the same hash.
 pub(crate) fn prepare(events: Vec<Box<dyn AnyEvent>>) -> Prepared {
-    let mut seen = HashSet::new();
-    let mut unique = Vec::with_capacity(events.len());
-    let mut individual = Vec::with_capacity(events.len());
+    prepare_with(events, &RandomState::new())
+}
+
+/// [`prepare`], hashing the bodies with `hasher`.
+fn prepare_with(events: Vec<Box<dyn AnyEvent>>, hasher: &impl BuildHasher) -> Prepared {
+    // (type, hash of the body) -> the first update with them, in `individual`.
+    let mut seen: HashMap<(TypeId, u64), usize> = HashMap::new();
+    let mut unique: Vec<Box<dyn AnyEvent>> = Vec::with_capacity(events.len());
+    let mut individual: Vec<Outgoing> = Vec::with_capacity(events.len());
+    let single = events.len() == 1;
     for event in events {
         let descriptor = event.event_descriptor();
         let Some(update) = to_update(event.as_ref()) else {
             continue;
         };
-        if seen.insert(((descriptor.type_id)(), update.data.clone())) {
+        let type_id = (descriptor.type_id)();
+        let duplicate = !single && {
+            let same = |index: usize| {
+                (unique[index].event_descriptor().type_id)() == type_id
+                    && individual[index].update.data == update.data
+            };
+            match seen.entry((type_id, hasher.hash_one(update.data.as_str()))) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(individual.len());
+                    false
+                }
+                // Another body with the same hash (rare): compare with every body kept.
+                Entry::Occupied(first) => same(*first.get()) || (0..individual.len()).any(same),
+            }
+        };
+        if !duplicate {
             individual.push(Outgoing {
                 event_type: descriptor.type_name,
                 update,
@@ -221,7 +249,7 @@ pub(crate) async fn publish(
     publisher: &Arc<dyn Publisher>,
     background: Option<&Background>,
     concurrency: usize,
-    updates: Vec<Outgoing>,
+    mut updates: Vec<Outgoing>,
 ) -> Delivered {
     if updates.is_empty() {
         return Delivered::default();
@@ -232,6 +260,17 @@ pub(crate) async fn publish(
             background.spawn_all(publisher, updates).await;
             Delivered {
                 queued,
+                ..Delivered::default()
+            }
+        }
+        None if updates.len() == 1 => {
+            let published = match updates.pop() {
+                Some(outgoing) => publish_one(publisher.clone(), outgoing).await,
+                None => false,
+            };
+            Delivered {
+                published: usize::from(published),
+                failed: usize::from(!published),
                 ..Delivered::default()
             }
         }
@@ -289,5 +328,73 @@ pub async fn drain(tracker: &TaskTracker, deadline: std::time::Duration) -> usiz
             );
             unfinished
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, Hasher};
+
+    use mercure_track::AnyEvent;
+    use mercure_track::prelude::*;
+
+    use super::prepare_with;
+
+    #[derive(Debug, Clone, Tracked)]
+    #[tracked(table = "notes")]
+    struct Note {
+        #[tracked(primary_key)]
+        id: i64,
+        status: String,
+    }
+
+    #[derive(Debug, MercureEvent)]
+    #[mercure(type = "note_update", topic = "notes/{id}")]
+    #[trigger(Note::status)]
+    struct NoteUpdate {
+        #[context(Note::id)]
+        id: i64,
+    }
+
+    /// Every body gets the same hash: each comparison is a collision.
+    struct Colliding;
+
+    struct Constant;
+
+    impl Hasher for Constant {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    impl BuildHasher for Colliding {
+        type Hasher = Constant;
+        fn build_hasher(&self) -> Constant {
+            Constant
+        }
+    }
+
+    fn events(ids: &[i64]) -> Vec<Box<dyn AnyEvent>> {
+        ids.iter()
+            .map(|id| Box::new(NoteUpdate { id: *id }) as Box<dyn AnyEvent>)
+            .collect()
+    }
+
+    fn topics(ids: &[i64], hasher: &impl BuildHasher) -> Vec<String> {
+        prepare_with(events(ids), hasher)
+            .individual
+            .into_iter()
+            .map(|outgoing| outgoing.update.topics[0].clone())
+            .collect()
+    }
+
+    #[test]
+    fn equal_bodies_publish_once_and_different_ones_each_even_when_their_hashes_collide() {
+        let ids = [1, 2, 1, 3, 2, 1];
+        let want = ["notes/1", "notes/2", "notes/3"];
+        assert_eq!(topics(&ids, &std::hash::RandomState::new()), want);
+        assert_eq!(topics(&ids, &Colliding), want);
+        assert_eq!(topics(&[4], &Colliding), ["notes/4"]);
     }
 }

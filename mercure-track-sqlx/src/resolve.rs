@@ -1,19 +1,21 @@
 //! Context resolution: from changed rows to events, per row, with one query per event and
 //! changed model for all the rows of a commit.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use futures_util::future::BoxFuture;
 use mercure_track::{
-    AnyEvent, ColumnKey, ContextError, ContextPath, ContextSource, Model, Predicate, TriggerKey,
-    TriggerSpec,
+    AnyEvent, ColumnKey, ContextError, ContextSource, Model, Predicate, TriggerKey, TriggerSpec,
 };
 use sqlx::{Database, Decode, Type};
 
-use crate::dialect::{Dialect, TrackedKey, quote};
+use mercure_track::registry::ProgramKeyMap;
+
+use crate::dialect::{Dialect, TrackedKey};
 use crate::error::Error;
+use crate::sql::resolve::{ContextQuery, ContextSelect};
 use crate::tracked::{TrackedEvent, TrackedEvents};
 
 /// A changed row's primary key, type-erased (its model's resolver knows the type).
@@ -138,6 +140,9 @@ pub(crate) type Resolver<DB> = for<'a> fn(
 /// A tracked event, the keys it needs in first-changed order, and the same keys as a set.
 type EventKeys<'e, DB, K> = (&'e TrackedEvent<DB>, Vec<K>, HashSet<K>);
 
+/// Up to this many keys per event, a new key is searched in the list instead of a set.
+const SEARCHED_KEYS: usize = 8;
+
 /// The resolver of model `M`.
 pub(crate) fn resolver<DB, M>() -> Resolver<DB>
 where
@@ -210,7 +215,16 @@ where
                     }
                 };
                 let (_, keys, seen) = &mut per_event[index];
-                if seen.insert(key.clone()) {
+                // A short list is searched; a longer one gets a set, filled once.
+                let new = if keys.len() < SEARCHED_KEYS {
+                    !keys.contains(key)
+                } else {
+                    if seen.is_empty() {
+                        seen.extend(keys.iter().cloned());
+                    }
+                    seen.insert(key.clone())
+                };
+                if new {
                     keys.push(key.clone());
                 }
             }
@@ -232,19 +246,23 @@ where
                 );
                 continue;
             };
-            let plan = Plan::new::<M>(spec, scope.predicates, from.as_deref());
-            let mut rows: HashMap<M::Key, DB::Row> = HashMap::new();
-            if plan.needs_query {
+            let plan = Arc::new(Plan::new::<M>(
+                shape::<DB, M>(event, spec, from.as_deref()),
+                scope.predicates,
+            ));
+            let mut rows = Rows::<DB, M::Key>::default();
+            if let Some(query) = &plan.shape.query {
                 for chunk in keys.chunks(<M::Key as TrackedKey<DB>>::MAX_KEYS_PER_STATEMENT) {
-                    let sql = plan.sql::<DB, M>(chunk.len());
+                    let sql = query.sql::<DB, M>(chunk.len());
                     let query = <M::Key as TrackedKey<DB>>::bind_keys(sqlx::query(&sql), chunk);
                     for row in DB::fetch_all(conn, query).await? {
                         let key: M::Key = DB::decode(&row, 0)?;
-                        rows.insert(key, row);
+                        rows.found.push((key, row));
                     }
                     resolved.queries += 1;
                 }
             }
+            let needs_query = plan.shape.query.is_some();
             let unresolved = |key: &M::Key, reason| Unresolved {
                 event: event.descriptor.type_name,
                 table: M::TABLE,
@@ -252,7 +270,7 @@ where
                 reason,
             };
             for key in keys {
-                let row = match (plan.needs_query, rows.remove(&key)) {
+                let row = match (needs_query, rows.take(&key)) {
                     (false, _) => None,
                     (true, Some(row)) => Some(row),
                     (true, None) => {
@@ -262,7 +280,7 @@ where
                 };
                 let mut source = ContextRow {
                     row,
-                    slots: plan.slots.clone(),
+                    plan: plan.clone(),
                     key: Arc::new(key.clone()),
                     contradictions: Vec::new(),
                 };
@@ -294,6 +312,36 @@ where
         }
         Ok(resolved)
     })
+}
+
+/// The rows of a context query, taken by key: searched while they are few, indexed once they
+/// are many.
+struct Rows<DB: Dialect, K> {
+    found: Vec<(K, DB::Row)>,
+    by_key: HashMap<K, DB::Row>,
+}
+
+impl<DB: Dialect, K> Default for Rows<DB, K> {
+    fn default() -> Self {
+        Self {
+            found: Vec::new(),
+            by_key: HashMap::new(),
+        }
+    }
+}
+
+impl<DB: Dialect, K: Eq + std::hash::Hash> Rows<DB, K> {
+    fn take(&mut self, key: &K) -> Option<DB::Row> {
+        if self.found.len() > SEARCHED_KEYS {
+            self.by_key.extend(self.found.drain(..));
+        }
+        if self.by_key.is_empty() {
+            let index = self.found.iter().position(|(k, _)| k == key)?;
+            Some(self.found.swap_remove(index).1)
+        } else {
+            self.by_key.remove(key)
+        }
+    }
 }
 
 /// What one context value contradicted.
@@ -331,7 +379,7 @@ fn check<T: PartialEq + std::fmt::Debug + 'static>(
 
 /// Where each context field's value comes from: always the database (or the changed row's
 /// key), never a predicate.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 enum Source {
     /// Column `n` of the resolution query's row.
     Column(usize),
@@ -339,27 +387,96 @@ enum Source {
     Key,
 }
 
-/// One context field: where its value comes from, and the predicates it is checked against.
-#[derive(Clone)]
-struct Slot {
-    source: Source,
-    column: ColumnKey,
-    predicates: Arc<[Predicate]>,
+/// How to resolve one event's contexts for rows of one model, whatever the transaction:
+/// planned once for the program per database, model and event (see [`shape`]).
+struct Shape {
+    /// Per context field: where its value comes from, and the column it reads.
+    fields: Vec<(Source, ColumnKey)>,
+    /// The context query; `None` when every field is the changed row's key.
+    query: Option<ContextQuery>,
+    /// Whether a field is the changed row's key (which then checks the key's predicates).
+    key_field: bool,
 }
 
-/// How to resolve the contexts of one event for rows of one model.
+impl Shape {
+    fn new<DB: Dialect, M: Model>(spec: &TriggerSpec, from: Option<&str>) -> Self
+    where
+        M::Key: TrackedKey<DB>,
+    {
+        let key_column = M::info().primary_key_column().name;
+        let mut select = ContextSelect::new();
+        let fields: Vec<(Source, ColumnKey)> = spec
+            .contexts
+            .iter()
+            .map(|context| {
+                let source = if context.links.is_empty() && context.column.column == key_column {
+                    Source::Key
+                } else {
+                    Source::Column(select.column(context))
+                };
+                (source, context.column)
+            })
+            .collect();
+        let key_field = fields.iter().any(|(s, _)| matches!(s, Source::Key));
+        let query = (!select.is_empty()).then(|| select.finish::<DB, M>(from));
+        Self {
+            fields,
+            query,
+            key_field,
+        }
+    }
+}
+
+type ShapeCache = RwLock<ProgramKeyMap<(TypeId, TypeId, TypeId), Arc<Shape>>>;
+
+/// The shape of `event` for rows of `M`: planned the first time, then shared for the rest of
+/// the program. Reading from another relation (`from`) plans it for this call only.
+fn shape<DB, M>(event: &TrackedEvent<DB>, spec: &TriggerSpec, from: Option<&str>) -> Arc<Shape>
+where
+    DB: Dialect,
+    M: Model,
+    M::Key: TrackedKey<DB>,
+{
+    if from.is_some() {
+        return Arc::new(Shape::new::<DB, M>(spec, from));
+    }
+    static CACHE: OnceLock<ShapeCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(ShapeCache::default);
+    let key = (
+        TypeId::of::<DB>(),
+        TypeId::of::<M>(),
+        (event.descriptor.type_id)(),
+    );
+    if let Some(shape) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return shape.clone();
+    }
+    cache
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_insert_with(|| Arc::new(Shape::new::<DB, M>(spec, None)))
+        .clone()
+}
+
+/// A shape with the open transaction's predicates: what the context rows of one event and
+/// model read, shared by them.
 struct Plan {
-    slots: Vec<Slot>,
-    /// The predicates on the changed model's primary key.
+    shape: Arc<Shape>,
+    /// Per field, the predicates on its column (empty when the transaction has none).
+    predicates: Vec<Vec<Predicate>>,
+    /// The predicates on the changed model's key, when no field checks them already.
     key_predicates: Vec<Predicate>,
-    needs_query: bool,
-    /// `SELECT t0.key, <columns> FROM table t0 JOIN ...`, without the `WHERE`.
-    select: String,
 }
 
 impl Plan {
-    fn new<M: Model>(spec: &TriggerSpec, predicates: &[Predicate], from: Option<&str>) -> Self {
-        let key_column = M::info().primary_key_column().name;
+    fn new<M: Model>(shape: Arc<Shape>, predicates: &[Predicate]) -> Self {
+        if predicates.is_empty() {
+            return Self {
+                shape,
+                predicates: Vec::new(),
+                key_predicates: Vec::new(),
+            };
+        }
         let on = |column: ColumnKey| -> Vec<Predicate> {
             predicates
                 .iter()
@@ -367,102 +484,28 @@ impl Plan {
                 .cloned()
                 .collect()
         };
-        let mut columns = Vec::new();
-        let mut joins = String::new();
-        // Aliases of the joined tables, by the path of links that leads to them.
-        let mut aliases: Vec<(Vec<(&'static str, &'static str)>, String)> = Vec::new();
-        let slots: Vec<Slot> = spec
-            .contexts
-            .iter()
-            .map(|context| {
-                let source = if context.links.is_empty() && context.column.column == key_column {
-                    Source::Key
-                } else {
-                    let alias = join_path(context, &mut aliases, &mut joins);
-                    columns.push(format!("{alias}.{}", quote(context.column.column)));
-                    Source::Column(columns.len())
-                };
-                Slot {
-                    source,
-                    column: context.column,
-                    predicates: on(context.column).into(),
-                }
-            })
-            .collect();
-        let needs_query = !columns.is_empty();
-        let mut select = format!("SELECT t0.{}", quote(key_column));
-        for column in &columns {
-            select.push_str(", ");
-            select.push_str(column);
-        }
-        select.push_str(" FROM ");
-        select.push_str(&from.map_or_else(|| quote(M::TABLE), str::to_owned));
-        select.push_str(" t0");
-        select.push_str(&joins);
         let key = ColumnKey {
             table: M::TABLE,
-            column: key_column,
-        };
-        // A context field that is the changed row's key checks the key's predicates already.
-        let key_predicates = if slots.iter().any(|s| matches!(s.source, Source::Key)) {
-            Vec::new()
-        } else {
-            on(key)
+            column: M::info().primary_key_column().name,
         };
         Self {
-            slots,
-            key_predicates,
-            needs_query,
-            select,
+            predicates: shape.fields.iter().map(|(_, column)| on(*column)).collect(),
+            key_predicates: if shape.key_field { Vec::new() } else { on(key) },
+            shape,
         }
     }
 
-    fn sql<DB: Dialect, M: Model>(&self, keys: usize) -> String
-    where
-        M::Key: TrackedKey<DB>,
-    {
-        let mut sql = self.select.clone();
-        sql.push_str(" WHERE ");
-        let key_column = format!("t0.{}", quote(M::info().primary_key_column().name));
-        <M::Key as TrackedKey<DB>>::push_any_of(&mut sql, &key_column, 1, keys);
-        sql
+    /// The predicates on field `index`'s column.
+    fn predicates(&self, index: usize) -> &[Predicate] {
+        self.predicates.get(index).map_or(&[], Vec::as_slice)
     }
-}
-
-/// Joins the tables of `context`'s path (sharing joins with paths already joined) and returns
-/// the alias of the last one.
-fn join_path(
-    context: &ContextPath,
-    aliases: &mut Vec<(Vec<(&'static str, &'static str)>, String)>,
-    joins: &mut String,
-) -> String {
-    let mut path = Vec::new();
-    let mut current = "t0".to_owned();
-    for link in &context.links {
-        path.push((link.from.table, link.foreign_key.name));
-        current = match aliases.iter().find(|(p, _)| *p == path) {
-            Some((_, alias)) => alias.clone(),
-            None => {
-                let alias = format!("t{}", aliases.len() + 1);
-                joins.push_str(&format!(
-                    " JOIN {} {alias} ON {alias}.{} = {current}.{}",
-                    quote(link.to.table),
-                    quote(link.to.primary_key_column().name),
-                    quote(link.foreign_key.name),
-                ));
-                aliases.push((path.clone(), alias.clone()));
-                alias
-            }
-        };
-    }
-    current
 }
 
 /// The context of one changed row, as the event's `FromContext` reads it: the values the
 /// database holds for the row, checked against the transaction's context predicates.
 pub struct ContextRow<DB: Dialect> {
     row: Option<DB::Row>,
-    slots: Vec<Slot>,
+    plan: Arc<Plan>,
     key: ErasedKey,
     contradictions: Vec<Found>,
 }
@@ -470,7 +513,7 @@ pub struct ContextRow<DB: Dialect> {
 impl<DB: Dialect> std::fmt::Debug for ContextRow<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ContextRow")
-            .field("fields", &self.slots.len())
+            .field("fields", &self.plan.shape.fields.len())
             .finish_non_exhaustive()
     }
 }
@@ -483,11 +526,13 @@ where
     T: for<'r> Decode<'r, DB> + Type<DB> + Clone + PartialEq + std::fmt::Debug + 'static,
 {
     fn context_value(&mut self, field: usize, name: &'static str) -> Result<T, ContextError> {
-        let slot = self
-            .slots
+        let plan = &self.plan;
+        let (source, column) = plan
+            .shape
+            .fields
             .get(field)
             .ok_or(ContextError::Missing { field: name })?;
-        let value: T = match slot.source {
+        let value: T = match *source {
             Source::Column(index) => {
                 let row = self
                     .row
@@ -506,8 +551,8 @@ where
         };
         check(
             &mut self.contradictions,
-            &slot.column,
-            &slot.predicates,
+            column,
+            plan.predicates(field),
             &value,
         );
         Ok(value)

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::resolve::{
     Change, ContextRow, ErasedKey, ResolveScope, Resolved, Resolver, resolve_all, resolver,
 };
+use crate::sql::session as sql;
 use crate::tracked::TrackedEvents;
 
 /// One entry of the change log of the open transaction.
@@ -309,7 +310,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             failed = tracing::field::Empty,
             queued = tracing::field::Empty,
         );
-        async move {
+        let work = async move {
             let mut changes = log.len();
             let scope = ResolveScope {
                 tracked: &self.tracked,
@@ -346,7 +347,7 @@ impl<DB: Dialect> TrackedSession<DB> {
                         // commit. PostgreSQL answers COMMIT with a silent rollback after a
                         // failed statement, and the events of the changes it undid must not
                         // go out.
-                        DB::execute(&mut tx, sqlx::query("SELECT 1")).await?;
+                        DB::execute(&mut tx, sqlx::query(sql::STILL_OPEN)).await?;
                     }
                     tx.commit().await?;
                     let delivered = dispatch::publish(
@@ -378,9 +379,13 @@ impl<DB: Dialect> TrackedSession<DB> {
             span.record("failed", summary.failed);
             span.record("queued", summary.queued);
             Ok(summary)
+        };
+        // Without a subscriber for it, the span is not entered at every poll of the commit.
+        if span.is_disabled() {
+            work.await
+        } else {
+            work.instrument(span).await
         }
-        .instrument(span)
-        .await
     }
 
     /// Rolls the transaction back: its changes are forgotten and nothing is published.
@@ -397,7 +402,7 @@ impl<DB: Dialect> TrackedSession<DB> {
     /// Begins a nested transaction (a savepoint).
     pub async fn begin_nested(&mut self) -> Result<(), Error> {
         let depth = self.nested.len();
-        let sql = format!("SAVEPOINT mercure_track_{depth}");
+        let sql = sql::savepoint(depth);
         DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
         self.nested.push(Savepoint {
             log: self.log.len(),
@@ -413,7 +418,7 @@ impl<DB: Dialect> TrackedSession<DB> {
             .len()
             .checked_sub(1)
             .ok_or(Error::NoNestedTransaction)?;
-        let sql = format!("RELEASE SAVEPOINT mercure_track_{depth}");
+        let sql = sql::release(depth);
         DB::execute(self.conn().await?, sqlx::query(&sql)).await?;
         self.nested.pop();
         Ok(())
@@ -427,8 +432,8 @@ impl<DB: Dialect> TrackedSession<DB> {
             .len()
             .checked_sub(1)
             .ok_or(Error::NoNestedTransaction)?;
-        let rollback = format!("ROLLBACK TO SAVEPOINT mercure_track_{depth}");
-        let release = format!("RELEASE SAVEPOINT mercure_track_{depth}");
+        let rollback = sql::rollback_to(depth);
+        let release = sql::release(depth);
         let conn = self.conn().await?;
         DB::execute(conn, sqlx::query(&rollback)).await?;
         DB::execute(conn, sqlx::query(&release)).await?;

@@ -1,12 +1,13 @@
 //! Which events a session tracks, and how it builds each from a resolved context.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 
 use mercure_track::{
     AnyEvent, ContextError, EventDescriptor, FromContext, MercureEvent, TriggerKey, TriggerSpec,
     registry,
 };
+
+use mercure_track::registry::ProgramKeyMap;
 
 use crate::dialect::Dialect;
 use crate::resolve::ContextRow;
@@ -30,13 +31,13 @@ impl<DB: Dialect> TrackedEvent<DB> {
 }
 
 pub(crate) struct TrackedEvents<DB: Dialect> {
-    events: HashMap<TypeId, TrackedEvent<DB>>,
+    events: ProgramKeyMap<TypeId, TrackedEvent<DB>>,
 }
 
 impl<DB: Dialect> Default for TrackedEvents<DB> {
     fn default() -> Self {
         Self {
-            events: HashMap::new(),
+            events: ProgramKeyMap::default(),
         }
     }
 }

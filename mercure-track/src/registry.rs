@@ -6,12 +6,60 @@
 
 use std::any::TypeId;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use crate::event::{EventDescriptor, TriggerSpec};
 use crate::model::TriggerKey;
 
 /// A registered event. Submitted by generated code.
+/// A hasher for the program's own keys (type ids, table and column names): they come from the
+/// code, never from input, so a fast multiply-rotate hash serves where the default SipHash
+/// (built against crafted input) costs a few hundred instructions per lookup.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgramKeyHasher(u64);
+
+impl ProgramKeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for ProgramKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by the program's own keys (see [`ProgramKeyHasher`]).
+#[doc(hidden)]
+pub type ProgramKeyMap<K, V> = HashMap<K, V, BuildHasherDefault<ProgramKeyHasher>>;
+
 #[doc(hidden)]
 pub struct Registration(pub &'static EventDescriptor);
 
@@ -19,11 +67,11 @@ inventory::collect!(Registration);
 
 struct Index {
     all: Vec<&'static EventDescriptor>,
-    by_trigger: HashMap<TriggerKey, Vec<&'static EventDescriptor>>,
-    by_type_id: HashMap<TypeId, &'static EventDescriptor>,
+    by_trigger: ProgramKeyMap<TriggerKey, Vec<&'static EventDescriptor>>,
+    by_type_id: ProgramKeyMap<TypeId, &'static EventDescriptor>,
     by_type_name: HashMap<&'static str, Vec<&'static EventDescriptor>>,
-    batches_by_collected: HashMap<TypeId, Vec<&'static EventDescriptor>>,
-    triggers: HashMap<TypeId, Vec<TriggerSpec>>,
+    batches_by_collected: ProgramKeyMap<TypeId, Vec<&'static EventDescriptor>>,
+    triggers: ProgramKeyMap<TypeId, Vec<TriggerSpec>>,
     /// Type strings shared by several events, found once when the index is built.
     duplicates: Vec<RegistryError>,
 }
@@ -39,11 +87,11 @@ fn index() -> &'static Index {
         all.sort_by_key(|d| (d.type_name, d.rust_name));
         let mut index = Index {
             all: all.clone(),
-            by_trigger: HashMap::new(),
-            by_type_id: HashMap::new(),
+            by_trigger: ProgramKeyMap::default(),
+            by_type_id: ProgramKeyMap::default(),
             by_type_name: HashMap::new(),
-            batches_by_collected: HashMap::new(),
-            triggers: HashMap::new(),
+            batches_by_collected: ProgramKeyMap::default(),
+            triggers: ProgramKeyMap::default(),
             duplicates: Vec::new(),
         };
         for descriptor in all {

@@ -41,6 +41,16 @@ fn order_update(order: &str) -> (Vec<String>, String) {
     (event.topics(), event.to_json().expect("json"))
 }
 
+/// A second event of the same change as `ImageUpdate`, with another context: its plan must
+/// not be mistaken for `ImageUpdate`'s (plans are kept for the program).
+#[derive(Debug, Clone, PartialEq, MercureEvent)]
+#[mercure(type = "coloring_image", topic = "images/{image_id}")]
+#[trigger(ColoringVersion::status)]
+struct ColoringImage {
+    #[context(Image::id)]
+    image_id: i64,
+}
+
 macro_rules! session_tests {
     ($module:ident, $db:ty, $setup:expr $(, #[$needs:meta])*) => {
         mod $module {
@@ -118,6 +128,52 @@ macro_rules! session_tests {
                     stored_status(&db.pool, "coloring_versions", "200").await,
                     "PROCESSING"
                 );
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn two_events_of_one_change_each_read_their_own_context_in_every_commit() {
+                let db = setup!("two_events_of_one_change_each_read_their_own_context_in_every_commit");
+                let coloring_image = |image_id| {
+                    let event = ColoringImage { image_id };
+                    (event.topics(), event.to_json().expect("json"))
+                };
+                for (status, id, order, image) in [("P1", 200, "B", 20), ("P2", 100, "A", 10)] {
+                    let recording = RecordingPublisher::new();
+                    let mut session = new_session(&db.pool, &recording);
+                    session.track_changes::<ImageUpdate>();
+                    session.track_changes::<ColoringImage>();
+                    ColoringVersion::set_status_by_key(&mut session, id, status)
+                        .await
+                        .expect("set");
+                    let summary = session.commit().await.expect("commit");
+                    assert_eq!((summary.events, summary.unresolved), (2, 0));
+                    let got = published(&recording);
+                    assert!(got.contains(&image_update(order, image)), "{got:?}");
+                    assert!(got.contains(&coloring_image(image)), "{got:?}");
+                }
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
+            async fn rows_changed_in_any_order_each_get_their_own_context() {
+                let db = setup!("rows_changed_in_any_order_each_get_their_own_context");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<ImageUpdate>();
+                for id in [300, 100, 200] {
+                    ColoringVersion::set_status_by_key(&mut session, id, "ORDERED")
+                        .await
+                        .expect("set");
+                }
+                let summary = session.commit().await.expect("commit");
+                assert_eq!((summary.events, summary.context_queries), (3, 1));
+                let got = published(&recording);
+                for (order, image) in [("C", 30), ("A", 10), ("B", 20)] {
+                    assert!(got.contains(&image_update(order, image)), "{got:?}");
+                }
                 finish(db).await;
             }
 

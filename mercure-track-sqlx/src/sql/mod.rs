@@ -4,12 +4,15 @@
 //! A statement whose text depends only on the model (and the dialect) is built once for the
 //! program, by [`cached`], and shared afterwards.
 
+pub(crate) mod resolve;
+pub(crate) mod session;
 pub(crate) mod set_based;
 pub(crate) mod write;
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
+
+use mercure_track::registry::ProgramKeyMap;
 
 /// What a cached statement is for: the statement kind and a column index where it matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +29,7 @@ pub(crate) enum Kind {
     Delete,
 }
 
-type Cache = RwLock<HashMap<(TypeId, TypeId, Kind), &'static str>>;
+type Cache = RwLock<ProgramKeyMap<(TypeId, TypeId, Kind), &'static str>>;
 
 /// The statement `kind` of model `M` on database `DB`: built by `build` the first time, then
 /// shared for the rest of the program (each distinct statement is leaked once: there are
