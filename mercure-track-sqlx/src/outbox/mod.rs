@@ -203,9 +203,6 @@ pub(crate) async fn write<DB: Dialect>(
     conn: &mut DB::Connection,
     updates: Vec<Outgoing>,
 ) -> Result<(), Error> {
-    const INSERT: &str = "INSERT INTO mercure_outbox \
-        (id, event_type, topics, data, private, created_at, next_attempt_at, lane, batch) \
-        VALUES ($1, $2, $3, $4, $5, $6, $6, $3, $7)";
     if updates.is_empty() {
         return Ok(());
     }
@@ -216,7 +213,7 @@ pub(crate) async fn write<DB: Dialect>(
             serde_json::to_string(&outgoing.update.topics).unwrap_or_else(|_| "[]".to_owned());
         let batch = mercure_track::registry::event_by_type_name(outgoing.event_type)
             .is_some_and(|descriptor| descriptor.is_batch());
-        let mut query: SqlQuery<'_, DB> = sqlx::query(INSERT);
+        let mut query: SqlQuery<'_, DB> = sqlx::query(store::statements::insert());
         query = DB::bind_text(query, &id);
         query = DB::bind_text(query, outgoing.event_type);
         query = DB::bind_text(query, &topics);
@@ -249,9 +246,6 @@ pub struct OutboxRecord {
     pub last_error: Option<String>,
 }
 
-const RECORD_COLUMNS: &str =
-    "seq, id, event_type, topics, data, private, attempts, next_attempt_at, last_error";
-
 fn record<DB: Dialect>(row: &DB::Row) -> Result<(OutboxRecord, i64), Error> {
     let id = DB::decode_text(row, 1)?;
     let topics: Vec<String> =
@@ -275,9 +269,7 @@ fn record<DB: Dialect>(row: &DB::Row) -> Result<(OutboxRecord, i64), Error> {
 
 /// The dead-lettered events, oldest first.
 pub async fn dead_letters<DB: Dialect>(pool: &Pool<DB>) -> Result<Vec<OutboxRecord>, Error> {
-    let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM mercure_outbox WHERE dead_at IS NOT NULL ORDER BY seq"
-    );
+    let sql = store::statements::dead_letters();
     let mut conn = pool.acquire().await?;
     let rows = DB::fetch_all(&mut conn, sqlx::query(&sql)).await?;
     rows.iter()
@@ -288,13 +280,8 @@ pub async fn dead_letters<DB: Dialect>(pool: &Pool<DB>) -> Result<Vec<OutboxReco
 /// How many events wait for delivery (dead letters excluded).
 pub async fn pending<DB: Dialect>(pool: &Pool<DB>) -> Result<i64, Error> {
     let mut conn = pool.acquire().await?;
-    let row = DB::fetch_optional(
-        &mut conn,
-        sqlx::query(
-            "SELECT COUNT(*) FROM mercure_outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
-        ),
-    )
-    .await?;
+    let sql = store::statements::pending();
+    let row = DB::fetch_optional(&mut conn, sqlx::query(&sql)).await?;
     Ok(match row {
         Some(row) => DB::decode_i64(&row, 0)?,
         None => 0,
@@ -306,13 +293,13 @@ pub async fn pending<DB: Dialect>(pool: &Pool<DB>) -> Result<i64, Error> {
 /// anew. Returns how many.
 pub async fn redrive<DB: Dialect>(pool: &Pool<DB>, ids: Option<&[String]>) -> Result<u64, Error> {
     let mut conn = pool.acquire().await?;
-    const REDRIVE: &str = "UPDATE mercure_outbox SET dead_at = NULL, attempts = 0, next_attempt_at = $1, \
-        last_error = NULL, group_seq = NULL, claimed_by = NULL, claimed_until = NULL, created_at = $1 \
-        WHERE dead_at IS NOT NULL";
     match ids {
-        None => Ok(DB::execute(&mut conn, DB::bind_i64(sqlx::query(REDRIVE), now_ms())).await?),
+        None => {
+            let sql = store::statements::redrive(false);
+            Ok(DB::execute(&mut conn, DB::bind_i64(sqlx::query(&sql), now_ms())).await?)
+        }
         Some(ids) => {
-            let sql = format!("{REDRIVE} AND id = $2");
+            let sql = store::statements::redrive(true);
             let mut total = 0;
             for id in ids {
                 let query = DB::bind_text(DB::bind_i64(sqlx::query(&sql), now_ms()), id);

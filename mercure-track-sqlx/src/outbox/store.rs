@@ -1,13 +1,62 @@
-//! The relay's SQL: claim, record, and the counts. Each function is one short statement or
+//! The outbox's SQL, all of it: the commit's insert, the relay's claim and record, the counts,
+//! dead letters and redrive. Each function is one short statement or
 //! one short transaction; none is ever open while the hub is called.
 
 use super::merge::Merger;
-use super::{OutboxRecord, RECORD_COLUMNS, record};
+use super::{OutboxRecord, record};
 use crate::dialect::{Dialect, SqlQuery};
 use crate::error::Error;
 
+/// The outbox table's name: every statement of the outbox takes it from here.
+pub(crate) const TABLE: &str = "mercure_outbox";
+
+/// The columns [`record`](super::record) reads, in its order.
+pub(crate) const RECORD_COLUMNS: &str =
+    "seq, id, event_type, topics, data, private, attempts, next_attempt_at, last_error";
+
 /// Pending: neither delivered nor dead.
-const PENDING: &str = "delivered_at IS NULL AND dead_at IS NULL";
+pub(crate) const PENDING: &str = "delivered_at IS NULL AND dead_at IS NULL";
+
+/// The statements the outbox module runs outside the relay, built from [`TABLE`].
+pub(crate) mod statements {
+    use std::sync::LazyLock;
+
+    use super::{PENDING, RECORD_COLUMNS, TABLE};
+
+    /// The commit's insert of one event: `$6` is both its creation time and when it is due,
+    /// its lane is its topic set (`$3`).
+    pub(crate) fn insert() -> &'static str {
+        // On every outbox commit: built once.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO {TABLE} \
+                 (id, event_type, topics, data, private, created_at, next_attempt_at, lane, batch) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $3, $7)"
+            )
+        });
+        &SQL
+    }
+
+    /// The dead letters, oldest first.
+    pub(crate) fn dead_letters() -> String {
+        format!("SELECT {RECORD_COLUMNS} FROM {TABLE} WHERE dead_at IS NOT NULL ORDER BY seq")
+    }
+
+    /// How many events wait.
+    pub(crate) fn pending() -> String {
+        format!("SELECT COUNT(*) FROM {TABLE} WHERE {PENDING}")
+    }
+
+    /// Puts dead letters back in line (`$1`: now), all of them or (`by_id`) the one with id `$2`.
+    pub(crate) fn redrive(by_id: bool) -> String {
+        format!(
+            "UPDATE {TABLE} SET dead_at = NULL, attempts = 0, next_attempt_at = $1, \
+             last_error = NULL, group_seq = NULL, claimed_by = NULL, claimed_until = NULL, \
+             created_at = $1 WHERE dead_at IS NOT NULL{}",
+            if by_id { " AND id = $2" } else { "" }
+        )
+    }
+}
 
 /// A group of outbox rows claimed by one relay, sent as one update.
 #[derive(Debug, Clone)]
@@ -90,16 +139,16 @@ pub(crate) async fn claim<DB: Dialect>(
 ) -> Result<Vec<Run>, Error> {
     let heads = format!(
         "WITH RECURSIVE lanes(lane) AS ( \
-             SELECT * FROM (SELECT o.lane FROM mercure_outbox o WHERE o.delivered_at IS NULL \
+             SELECT * FROM (SELECT o.lane FROM {TABLE} o WHERE o.delivered_at IS NULL \
                  AND o.dead_at IS NULL ORDER BY o.lane LIMIT 1) AS first_lane \
              UNION ALL \
-             SELECT (SELECT o.lane FROM mercure_outbox o WHERE o.delivered_at IS NULL \
+             SELECT (SELECT o.lane FROM {TABLE} o WHERE o.delivered_at IS NULL \
                  AND o.dead_at IS NULL AND o.lane > l.lane ORDER BY o.lane LIMIT 1) \
              FROM lanes l WHERE l.lane IS NOT NULL), \
-         heads AS (SELECT (SELECT o.seq FROM mercure_outbox o WHERE o.lane = l.lane \
+         heads AS (SELECT (SELECT o.seq FROM {TABLE} o WHERE o.lane = l.lane \
                  AND o.delivered_at IS NULL AND o.dead_at IS NULL ORDER BY o.seq LIMIT 1) AS seq \
              FROM lanes l WHERE l.lane IS NOT NULL) \
-         SELECT o.seq, o.lane, o.batch FROM heads h JOIN mercure_outbox o ON o.seq = h.seq \
+         SELECT o.seq, o.lane, o.batch FROM heads h JOIN {TABLE} o ON o.seq = h.seq \
          WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= $1 \
              AND (o.claimed_until IS NULL OR o.claimed_until <= $1) \
          ORDER BY o.batch DESC, o.seq LIMIT $2{}",
@@ -159,7 +208,7 @@ async fn form_run<DB: Dialect>(
 ) -> Result<Vec<Forming>, Error> {
     let sql = format!(
         "SELECT {RECORD_COLUMNS}, created_at, batch, COALESCE(group_seq, -1), \
-             COALESCE(claimed_until, -1) FROM mercure_outbox \
+             COALESCE(claimed_until, -1) FROM {TABLE} \
          WHERE lane = $1 AND seq >= $2 AND {PENDING} ORDER BY seq LIMIT $3"
     );
     // A lane of batch events merges up to `merge` rows into one group: it reads enough rows
@@ -261,7 +310,7 @@ async fn group_members<DB: Dialect>(
     group: i64,
 ) -> Result<Vec<(i64, String)>, Error> {
     let sql = format!(
-        "SELECT seq, data FROM mercure_outbox WHERE group_seq = $1 AND seq <> $1 AND {PENDING} \
+        "SELECT seq, data FROM {TABLE} WHERE group_seq = $1 AND seq <> $1 AND {PENDING} \
          ORDER BY seq"
     );
     let mut rows = Vec::new();
@@ -304,7 +353,7 @@ async fn lease_rows<'a, DB: Dialect>(
         format!("COALESCE(group_seq, CASE{cases} ELSE seq END)")
     };
     let sql = format!(
-        "UPDATE mercure_outbox SET claimed_by = $1, claimed_until = $2, group_seq = {group_seq} \
+        "UPDATE {TABLE} SET claimed_by = $1, claimed_until = $2, group_seq = {group_seq} \
          WHERE seq IN ({}) AND {PENDING}",
         placeholders(3, seqs.len())
     );
@@ -364,7 +413,7 @@ pub(crate) async fn record_outcomes<DB: Dialect>(
             ("claimed_by = NULL, claimed_until = NULL".to_owned(), 2)
         };
         let sql = format!(
-            "UPDATE mercure_outbox SET {set} WHERE claimed_by = $1 AND {PENDING} \
+            "UPDATE {TABLE} SET {set} WHERE claimed_by = $1 AND {PENDING} \
              AND group_seq IN ({}) RETURNING group_seq",
             placeholders(first, groups.len())
         );
@@ -383,33 +432,24 @@ pub(crate) async fn record_outcomes<DB: Dialect>(
             }
         }
     }
+    // A retry or a dead letter counts an attempt and ends the lease.
+    let retry = format!(
+        "UPDATE {TABLE} SET next_attempt_at = $1, last_error = $2, \
+         attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL \
+         WHERE group_seq = $3 AND claimed_by = $4 AND {PENDING}"
+    );
+    let dead = format!(
+        "UPDATE {TABLE} SET dead_at = $1, last_error = $2, \
+         attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL \
+         WHERE group_seq = $3 AND claimed_by = $4 AND {PENDING}"
+    );
     for (n, (group, record)) in outcomes.iter().enumerate() {
         let query: SqlQuery<'_, DB> = match record {
             Record::Delivered | Record::Release => continue,
-            Record::Retry { due, error } => DB::bind_text(
-                DB::bind_i64(
-                    sqlx::query(
-                        "UPDATE mercure_outbox SET next_attempt_at = $1, last_error = $2, \
-                         attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL \
-                         WHERE group_seq = $3 AND claimed_by = $4 \
-                         AND delivered_at IS NULL AND dead_at IS NULL",
-                    ),
-                    *due,
-                ),
-                error,
-            ),
-            Record::Dead { error } => DB::bind_text(
-                DB::bind_i64(
-                    sqlx::query(
-                        "UPDATE mercure_outbox SET dead_at = $1, last_error = $2, \
-                         attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL \
-                         WHERE group_seq = $3 AND claimed_by = $4 \
-                         AND delivered_at IS NULL AND dead_at IS NULL",
-                    ),
-                    now,
-                ),
-                error,
-            ),
+            Record::Retry { due, error } => {
+                DB::bind_text(DB::bind_i64(sqlx::query(&retry), *due), error)
+            }
+            Record::Dead { error } => DB::bind_text(DB::bind_i64(sqlx::query(&dead), now), error),
         };
         let query = DB::bind_text(DB::bind_i64(query, *group), owner);
         changed[n] = DB::execute(tx, query).await?;
@@ -427,7 +467,7 @@ pub(crate) async fn next_due<DB: Dialect>(
     let sql = format!(
         "SELECT COALESCE(MIN(CASE WHEN next_attempt_at > $1 THEN next_attempt_at END), -1), \
                 COALESCE(MIN(CASE WHEN claimed_by <> $2 AND claimed_until > $1 THEN claimed_until END), -1) \
-         FROM mercure_outbox WHERE {PENDING}"
+         FROM {TABLE} WHERE {PENDING}"
     );
     let query = DB::bind_text(DB::bind_i64(sqlx::query(&sql), now), owner);
     let Some(row) = DB::fetch_optional(conn, query).await? else {
@@ -446,18 +486,15 @@ pub(crate) async fn counts<DB: Dialect>(
     conn: &mut DB::Connection,
     now: i64,
 ) -> Result<(i64, Option<i64>, i64, i64), Error> {
-    let query = DB::bind_i64(
-        sqlx::query(
-            "SELECT \
-               COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN 1 ELSE 0 END), 0), \
-               COALESCE(MIN(CASE WHEN delivered_at IS NULL AND dead_at IS NULL THEN created_at END), -1), \
-               COALESCE(SUM(CASE WHEN delivered_at IS NULL AND dead_at IS NULL \
-                   AND claimed_until > $1 THEN 1 ELSE 0 END), 0), \
-               COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) \
-             FROM mercure_outbox",
-        ),
-        now,
+    let sql = format!(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN {PENDING} THEN 1 ELSE 0 END), 0), \
+           COALESCE(MIN(CASE WHEN {PENDING} THEN created_at END), -1), \
+           COALESCE(SUM(CASE WHEN {PENDING} AND claimed_until > $1 THEN 1 ELSE 0 END), 0), \
+           COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) \
+         FROM {TABLE}"
     );
+    let query = DB::bind_i64(sqlx::query(&sql), now);
     let Some(row) = DB::fetch_optional(conn, query).await? else {
         return Ok((0, None, 0, 0));
     };
@@ -474,11 +511,7 @@ pub(crate) async fn prune<DB: Dialect>(
     conn: &mut DB::Connection,
     cutoff: i64,
 ) -> Result<u64, Error> {
-    let query = DB::bind_i64(
-        sqlx::query(
-            "DELETE FROM mercure_outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1",
-        ),
-        cutoff,
-    );
+    let sql = format!("DELETE FROM {TABLE} WHERE delivered_at IS NOT NULL AND delivered_at < $1");
+    let query = DB::bind_i64(sqlx::query(&sql), cutoff);
     Ok(DB::execute(conn, query).await?)
 }
