@@ -58,12 +58,18 @@ impl ContextSelect {
         select.push_str(" WHERE ");
         let mut one = select.clone();
         <M::Key as TrackedKey<DB>>::push_any_of(&mut one, &key, 1, 1);
+        // One parameter for any number of keys (an array): the text for several keys never
+        // changes, and is built here once.
+        let many = (<M::Key as TrackedKey<DB>>::key_params(2) == 1).then(|| {
+            let mut many = select.clone();
+            <M::Key as TrackedKey<DB>>::push_any_of(&mut many, &key, 1, 2);
+            many
+        });
         ContextQuery {
             select,
             key,
             one,
-            // One parameter for any number of keys (an array): the text never changes.
-            same_for_any_count: <M::Key as TrackedKey<DB>>::key_params(2) == 1,
+            many,
         }
     }
 
@@ -97,9 +103,11 @@ pub(crate) struct ContextQuery {
     select: String,
     /// `t0.<key column>`.
     key: String,
-    /// The statement for one key (for any number on PostgreSQL).
+    /// The statement for one key.
     one: String,
-    same_for_any_count: bool,
+    /// The statement for any number of keys above one, when it does not depend on the number
+    /// (PostgreSQL).
+    many: Option<String>,
 }
 
 impl ContextQuery {
@@ -108,8 +116,11 @@ impl ContextQuery {
     where
         M::Key: TrackedKey<DB>,
     {
-        if count == 1 || self.same_for_any_count {
+        if count == 1 {
             return Cow::Borrowed(&self.one);
+        }
+        if let Some(many) = &self.many {
+            return Cow::Borrowed(many);
         }
         let mut sql = String::with_capacity(self.select.len() + self.key.len() + 8 + 3 * count);
         sql.push_str(&self.select);
