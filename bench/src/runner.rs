@@ -327,13 +327,17 @@ const ONE_ROW_SIDES: [&str; 5] = [
 /// The measurements on one database, written once for both: `$db` is the sqlx database,
 /// `$statements` the counter of its statements in [`Counts`].
 macro_rules! measurements {
-    ($module:ident, $db:ty, $statements:ident) => {
+    ($module:ident, $db:ty, $statements:ident, $begin:literal) => {
         /// The measurements on this database.
         pub mod $module {
             use super::*;
             use mercure_track::Model as _;
 
             type Db = $db;
+
+            /// The session's `BEGIN` on this database (SQLite: `BEGIN IMMEDIATE`, the write
+            /// lock taken at once), for the hand-written sides that issue its statements.
+            const SESSION_BEGIN: &str = $begin;
 
             fn session(
                 pool: &Pool<Db>,
@@ -375,7 +379,11 @@ macro_rules! measurements {
                 status: &str,
                 checked: bool,
             ) -> Result<(), sqlx::Error> {
-                let mut tx = pool.begin().await?;
+                let mut tx = if checked {
+                    pool.begin_with(SESSION_BEGIN).await?
+                } else {
+                    pool.begin().await?
+                };
                 let (update, contexts) = if checked {
                     (CHECKED_UPDATE, CONTEXT_CHECKED)
                 } else {
@@ -402,7 +410,7 @@ macro_rules! measurements {
                 id: i64,
                 status: &str,
             ) -> Result<(), sqlx::Error> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(SESSION_BEGIN).await?;
                 let (id, _image, _status): (i64, i64, String) =
                     sqlx::query_as(FIND).bind(id).fetch_one(&mut *tx).await?;
                 let changed = sqlx::query(CHECKED_UPDATE)
@@ -729,8 +737,8 @@ macro_rules! measurements {
     };
 }
 
-measurements!(sqlite, Sqlite, sqlite_statements);
-measurements!(postgres, Postgres, pg_statements);
+measurements!(sqlite, Sqlite, sqlite_statements, "BEGIN IMMEDIATE");
+measurements!(postgres, Postgres, pg_statements, "BEGIN");
 
 /// Updates per second through the publisher against a raw reqwest loop, same concurrency,
 /// same hub; two interleaved rounds each, the better of each side kept.
