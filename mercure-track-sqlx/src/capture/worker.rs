@@ -12,7 +12,7 @@ use super::{Capture, LOG_COLUMNS, LogRow, commits, forget, resolve_rows};
 use crate::dialect::{Dialect, SqlQuery};
 use crate::dispatch;
 use crate::error::Error;
-use crate::outbox::now_ms;
+use crate::outbox::{duration_ms, now_ms};
 use crate::resolve::ResolveScope;
 
 /// Where a capture loop delivers the events of captured changes.
@@ -261,8 +261,7 @@ impl<DB: Dialect> CaptureLoop<DB> {
     /// Claims the first unclaimed (or expired) rows of the log, in log order, in one statement.
     async fn claim(&self) -> Result<Vec<LogRow>, Error> {
         let now = now_ms();
-        let until =
-            now.saturating_add(i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX));
+        let until = now.saturating_add(duration_ms(self.config.lease));
         let mut conn = self.pool.acquire().await?;
         if let Some(peek) = DB::CAPTURE.peek {
             let query = DB::bind_i64(sqlx::query(peek), now);

@@ -191,10 +191,16 @@ pub(crate) fn committed<DB: Dialect>(pool: &Pool<DB>) {
     wake::committed(pool);
 }
 
+/// Milliseconds since the epoch: the outbox's and the change log's clock.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, duration_ms)
+}
+
+/// A duration in the clock's milliseconds (saturating).
+pub(crate) fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Writes a commit's updates into the outbox, inside its transaction. Each row's lane is its

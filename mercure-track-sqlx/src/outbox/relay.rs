@@ -10,9 +10,9 @@ use mercure_track::{PublishError, PublishOutcome, Publisher};
 use sqlx::Pool;
 use tracing::Instrument as _;
 
-use super::now_ms;
 use super::store::{self, ClaimLimits, Claimed, Lease, Record, Run};
 use super::wake::{self, RelayState};
+use super::{duration_ms, now_ms};
 use crate::dialect::Dialect;
 use crate::error::Error;
 
@@ -568,8 +568,4 @@ impl<DB: Dialect> Relay<DB> {
             behind
         }
     }
-}
-
-fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
