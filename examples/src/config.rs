@@ -198,12 +198,21 @@ impl AppConfig {
         .into_iter()
         .flatten()
         {
-            for secret in url_secrets(url) {
-                text = text.replace(&secret, "***");
-            }
+            text = redact_secrets_of(url, &text);
         }
         text
     }
+}
+
+/// `text` (an error message, say) with the secrets of `url` — the password of its user
+/// information and its `password` query parameters, as written and percent-decoded —
+/// replaced by `***`.
+pub fn redact_secrets_of(url: &str, text: &str) -> String {
+    let mut text = text.to_owned();
+    for secret in url_secrets(url) {
+        text = text.replace(&secret, "***");
+    }
+    text
 }
 
 /// What a URL must not show: the password of its user information and the values of its

@@ -14,7 +14,7 @@
 use std::process::ExitCode;
 
 use mercure_track_examples::app::sqlite_options;
-use mercure_track_examples::config::redact_url;
+use mercure_track_examples::config::{redact_secrets_of, redact_url};
 use sqlx::Connection;
 
 #[tokio::main(flavor = "current_thread")]
@@ -35,13 +35,7 @@ async fn main() -> ExitCode {
         }
         Err(error) => {
             // The error may quote the URL: its password is never printed.
-            let mut shown = error.to_string();
-            if let Ok(parsed) = url::Url::parse(&url)
-                && let Some(password) = parsed.password()
-            {
-                shown = shown.replace(password, "***");
-            }
-            eprintln!("error: {shown}");
+            eprintln!("error: {}", redact_secrets_of(&url, &error.to_string()));
             ExitCode::FAILURE
         }
     }
