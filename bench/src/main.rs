@@ -3,9 +3,11 @@
 //! on loopback.
 //!
 //! ```text
-//! cargo run --release -p mercure-track-bench -- [--json] [--quick] [--load] [--relay] [--capture]
+//! cargo run --release -p mercure-track-bench -- [--json] [--quick] [--one-row] [--load] [--relay] [--capture]
 //! ```
 //!
+//! `--one-row` runs only the one-row commits (section 1 of BENCHMARKS.md): no set-based sizes,
+//! throughput or load.
 //! `--capture` runs only the capture bench (`capture.rs`).
 //! `--instructions <tracked|hand> <commits> [postgres]` runs only one-row commits of one side
 //! (on SQLite, or PostgreSQL), for an instruction count under `valgrind --tool=callgrind` (see BENCHMARKS.md).
@@ -41,6 +43,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json_only = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
+    // Only the one-row commits (section 1): no set-based sizes, throughput or load.
+    let one_row_only = args.iter().any(|a| a == "--one-row");
     if args.iter().any(|a| a == "--load") {
         println!("{}", json!({ "load": load::run(quick, !json_only).await }));
         return Ok(());
@@ -49,8 +53,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return relay::main(quick, json_only).await;
     }
     let options = runner::Options {
-        overhead_rounds: if quick { 30 } else { 400 },
-        scaling_rows: if quick {
+        overhead_rounds: if quick { 30 } else { 2_000 },
+        scaling_rows: if one_row_only {
+            Vec::new()
+        } else if quick {
             vec![1, 10, 100]
         } else {
             vec![1, 10, 100, 1_000, 10_000]
@@ -145,16 +151,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let throughput = runner::throughput(
-        &publisher,
-        &hand,
-        if quick { 1_000 } else { 5_000 },
-        options.concurrency,
-        options.verbose,
-    )
-    .await;
-    report.insert("throughput".into(), throughput);
-    report.insert("load".into(), load::run(quick, options.verbose).await);
+    if !one_row_only {
+        let throughput = runner::throughput(
+            &publisher,
+            &hand,
+            if quick { 1_000 } else { 5_000 },
+            options.concurrency,
+            options.verbose,
+        )
+        .await;
+        report.insert("throughput".into(), throughput);
+        report.insert("load".into(), load::run(quick, options.verbose).await);
+    }
     // The targets of issue 13, each under a name of its own (tracked ÷ hand-written).
     for database in ["sqlite", "postgres"] {
         let figures = report.get(database).cloned().unwrap_or_default();

@@ -196,6 +196,51 @@ const PLAIN_UPDATE: &str = "UPDATE coloring_versions SET status = $1 WHERE id = 
 const CHECKED_UPDATE: &str =
     "UPDATE coloring_versions SET status = $1 WHERE id = $2 AND status IS DISTINCT FROM $1";
 
+/// Does the row exist? (SQLite's second statement, after a checked `UPDATE` that changed nothing.)
+const EXISTS: &str = "SELECT 1 FROM coloring_versions WHERE id = $1";
+
+/// The setter's one statement on PostgreSQL: TRUE when the value changed, FALSE when the row
+/// held it already, no row when there is no such row.
+const PG_SETTER: &str = "WITH changed AS (UPDATE coloring_versions SET status = $1 \
+     WHERE id = $2 AND status IS DISTINCT FROM $1 RETURNING 1) \
+     SELECT TRUE FROM changed \
+     UNION ALL SELECT FALSE FROM coloring_versions WHERE id = $2 AND NOT EXISTS (SELECT FROM changed)";
+
+/// A setter's statements on SQLite, by hand: the checked `UPDATE`; when it changed nothing,
+/// whether the row exists. Whether the value changed; `RowNotFound` for a missing row.
+async fn sqlite_setter(
+    conn: &mut sqlx::SqliteConnection,
+    status: &str,
+    id: i64,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query(CHECKED_UPDATE)
+        .bind(status)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        > 0;
+    if !changed {
+        sqlx::query(EXISTS).bind(id).fetch_one(&mut *conn).await?;
+    }
+    Ok(changed)
+}
+
+/// A setter's statement on PostgreSQL, by hand ([`PG_SETTER`]).
+async fn postgres_setter(
+    conn: &mut sqlx::PgConnection,
+    status: &str,
+    id: i64,
+) -> Result<bool, sqlx::Error> {
+    let row: Option<(bool,)> = sqlx::query_as(PG_SETTER)
+        .bind(status)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|(changed,)| changed)
+        .ok_or(sqlx::Error::RowNotFound)
+}
+
 /// The hand-written read of one row, as `find` reads it.
 const FIND: &str = "SELECT id, image_id, status FROM coloring_versions WHERE id = $1";
 
@@ -266,6 +311,24 @@ fn ratio(tracked: Duration, hand: Duration) -> f64 {
     tracked.as_secs_f64() / hand.as_secs_f64()
 }
 
+/// How many consecutive blocks of rounds the one-row samples are cut into, for the spread of
+/// a ratio within one run.
+const BLOCKS: usize = 10;
+
+/// The lowest and the highest ratio of medians over [`BLOCKS`] consecutive blocks of rounds
+/// (`tracked[i]` and `hand[i]` come from the same round): how far one run's ratio moves.
+fn block_spread(tracked: &[Duration], hand: &[Duration]) -> (f64, f64) {
+    let size = (tracked.len().min(hand.len()) / BLOCKS).max(1);
+    let ratios: Vec<f64> = tracked
+        .chunks(size)
+        .zip(hand.chunks(size))
+        .map(|(t, h)| ratio(median(t.to_vec()), median(h.to_vec())))
+        .collect();
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (low, high)
+}
+
 /// Two medians and their ratio, as JSON.
 fn compared(tracked: Duration, hand: Duration, samples: usize) -> Value {
     json!({
@@ -315,19 +378,23 @@ impl Counted {
     }
 }
 
-/// The sides of the one-row measurements, in the order of the samples.
-const ONE_ROW_SIDES: [&str; 5] = [
+/// The sides of the one-row measurements, in the order of the samples. The last is the
+/// control: the same code as `hand_same_statements` on a row of its own, so that the ratio of
+/// the two shows the resolution of the run (1.000 on a perfectly quiet machine).
+const ONE_ROW_SIDES: [&str; 6] = [
     "tracked",
     "hand",
     "hand_same_statements",
     "find_then_set_tracked",
     "find_then_set_hand",
+    "hand_same_statements_control",
 ];
 
 /// The measurements on one database, written once for both: `$db` is the sqlx database,
-/// `$statements` the counter of its statements in [`Counts`].
+/// `$statements` the counter of its statements in [`Counts`], `$begin` the session's `BEGIN`,
+/// `$setter` a setter's statements written by hand.
 macro_rules! measurements {
-    ($module:ident, $db:ty, $statements:ident, $begin:literal) => {
+    ($module:ident, $db:ty, $statements:ident, $begin:literal, $setter:ident) => {
         /// The measurements on this database.
         pub mod $module {
             use super::*;
@@ -371,35 +438,43 @@ macro_rules! measurements {
             }
 
             /// By hand, one row: `UPDATE`, one context `SELECT`, `COMMIT`, one `POST`;
-            /// `checked`: the session's statements (no change, no write; `orders` joined).
+            /// `same`: the session's statements (its `BEGIN`, its setter's statement, the
+            /// context `SELECT` joining `orders`, only when the value changed).
             async fn hand_one_row(
                 pool: &Pool<Db>,
                 hand: &HandPublisher,
                 id: i64,
                 status: &str,
-                checked: bool,
+                same: bool,
             ) -> Result<(), sqlx::Error> {
-                let mut tx = if checked {
-                    pool.begin_with(SESSION_BEGIN).await?
+                let mut contexts = Vec::new();
+                if same {
+                    let mut tx = pool.begin_with(SESSION_BEGIN).await?;
+                    if $setter(&mut *tx, status, id).await? {
+                        contexts.extend(
+                            sqlx::query_as::<Db, (String, i64)>(CONTEXT_CHECKED)
+                                .bind(id)
+                                .fetch_optional(&mut *tx)
+                                .await?,
+                        );
+                    }
+                    tx.commit().await?;
                 } else {
-                    pool.begin().await?
-                };
-                let (update, contexts) = if checked {
-                    (CHECKED_UPDATE, CONTEXT_CHECKED)
-                } else {
-                    (PLAIN_UPDATE, CONTEXT_PLAIN)
-                };
-                sqlx::query(update)
-                    .bind(status)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let context: Option<(String, i64)> = sqlx::query_as(contexts)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                hand.post_all(context.into_iter().collect(), 1).await;
+                    let mut tx = pool.begin().await?;
+                    sqlx::query(PLAIN_UPDATE)
+                        .bind(status)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    contexts.extend(
+                        sqlx::query_as::<Db, (String, i64)>(CONTEXT_PLAIN)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?,
+                    );
+                    tx.commit().await?;
+                }
+                hand.post_all(contexts, 1).await;
                 Ok(())
             }
 
@@ -413,14 +488,8 @@ macro_rules! measurements {
                 let mut tx = pool.begin_with(SESSION_BEGIN).await?;
                 let (id, _image, _status): (i64, i64, String) =
                     sqlx::query_as(FIND).bind(id).fetch_one(&mut *tx).await?;
-                let changed = sqlx::query(CHECKED_UPDATE)
-                    .bind(status)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
                 let mut contexts = Vec::new();
-                if changed > 0 {
+                if $setter(&mut *tx, status, id).await? {
                     contexts.extend(
                         sqlx::query_as::<Db, (String, i64)>(CONTEXT_CHECKED)
                             .bind(id)
@@ -475,25 +544,31 @@ macro_rules! measurements {
                 Ok(())
             }
 
-            /// Microseconds per setter call that writes the value the row already holds,
-            /// tracked and by hand (the checked `UPDATE` alone), `calls` of each in one
-            /// transaction each, interleaved over `rounds`. On SQLite the setter then runs a
-            /// second statement (does the row exist?); this measures what that costs.
-            async fn unchanged_setter(
+            /// Microseconds per setter call, tracked and by hand (the checked `UPDATE` alone,
+            /// what a developer writes), `calls` of each in one transaction each (rolled
+            /// back), interleaved over `rounds`. `changing`: every call writes a new value;
+            /// otherwise every call writes the value the row already holds (then the setter
+            /// runs a second statement on SQLite, and its one statement's existence check on
+            /// PostgreSQL).
+            async fn setter_cost(
                 pool: &Pool<Db>,
                 publisher: &Arc<dyn Publisher>,
                 calls: usize,
                 rounds: usize,
+                changing: bool,
             ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
                 let (id, value) = (19_002_i64, "UNCHANGED");
                 sqlx::query(PLAIN_UPDATE).bind(value).bind(id).execute(pool).await?;
+                let values: Vec<String> = (0..calls)
+                    .map(|n| if changing { format!("C{n}") } else { value.to_owned() })
+                    .collect();
                 let (mut tracked, mut handwritten) = (Vec::new(), Vec::new());
                 for round in 0..rounds {
                     for side_is_hand in [round % 2 == 0, round % 2 == 1] {
                         let start = Instant::now();
                         if side_is_hand {
                             let mut tx = pool.begin().await?;
-                            for _ in 0..calls {
+                            for value in &values {
                                 sqlx::query(CHECKED_UPDATE)
                                     .bind(value)
                                     .bind(id)
@@ -504,8 +579,9 @@ macro_rules! measurements {
                             handwritten.push(start.elapsed());
                         } else {
                             let mut session = session(pool, publisher, 1);
-                            for _ in 0..calls {
-                                ColoringVersion::set_status_by_key(&mut session, id, value).await?;
+                            for value in &values {
+                                ColoringVersion::set_status_by_key(&mut session, id, value.as_str())
+                                    .await?;
                             }
                             session.rollback().await?;
                             tracked.push(start.elapsed());
@@ -530,7 +606,8 @@ macro_rules! measurements {
                     1 => hand_one_row(pool, hand, 10_000, status, false).await?,
                     2 => hand_one_row(pool, hand, 10_001, status, true).await?,
                     3 => tracked_one_row(pool, publisher, 19_000, status, true).await?,
-                    _ => hand_find_then_set(pool, hand, 19_001, status).await?,
+                    4 => hand_find_then_set(pool, hand, 19_001, status).await?,
+                    _ => hand_one_row(pool, hand, 10_002, status, true).await?,
                 }
                 Ok(())
             }
@@ -584,7 +661,11 @@ macro_rules! measurements {
                         }
                     }
                 }
-                let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+                let medians: Vec<Duration> = samples.iter().cloned().map(median).collect();
+                let same_spread = block_spread(&samples[0], &samples[2]);
+                let find_spread = block_spread(&samples[3], &samples[4]);
+                let control_ratio = ratio(medians[5], medians[2]);
+                let control_spread = block_spread(&samples[5], &samples[2]);
                 let mut one_row_counts = serde_json::Map::new();
                 for (side, name) in ONE_ROW_SIDES.iter().enumerate() {
                     let counted = count(|status| async move {
@@ -596,12 +677,16 @@ macro_rules! measurements {
                 let mut one_row = compared(medians[0], medians[1], options.overhead_rounds);
                 one_row["hand_same_statements_ms"] = json!(millis(medians[2]));
                 one_row["same_statements_ratio"] = json!(ratio(medians[0], medians[2]));
+                one_row["same_statements_ratio_blocks"] = json!([same_spread.0, same_spread.1]);
+                one_row["control_ratio"] = json!(control_ratio);
+                one_row["control_ratio_blocks"] = json!([control_spread.0, control_spread.1]);
                 one_row["counted"] = json!({
                     "tracked": one_row_counts["tracked"],
                     "hand": one_row_counts["hand"],
                     "hand_same_statements": one_row_counts["hand_same_statements"],
                 });
                 let mut find_then_set = compared(medians[3], medians[4], options.overhead_rounds);
+                find_then_set["ratio_blocks"] = json!([find_spread.0, find_spread.1]);
                 find_then_set["counted"] = json!({
                     "tracked": one_row_counts["find_then_set_tracked"],
                     "hand": one_row_counts["find_then_set_hand"],
@@ -609,35 +694,52 @@ macro_rules! measurements {
                 if options.verbose {
                     println!(
                         "{name}: one-row commit  tracked {:.3} ms  hand-written {:.3} ms  ratio {:.3}  \
-                         hand-written with the session's statements {:.3} ms  ratio {:.3}",
+                         hand-written with the session's statements {:.3} ms  ratio {:.3} (blocks {:.3}–{:.3})",
                         millis(medians[0]),
                         millis(medians[1]),
                         ratio(medians[0], medians[1]),
                         millis(medians[2]),
                         ratio(medians[0], medians[2]),
+                        same_spread.0,
+                        same_spread.1,
                     );
                     println!(
-                        "{name}: find then set   tracked {:.3} ms  hand-written {:.3} ms  ratio {:.3}",
+                        "{name}: find then set   tracked {:.3} ms  hand-written {:.3} ms  ratio {:.3} (blocks {:.3}–{:.3})",
                         millis(medians[3]),
                         millis(medians[4]),
                         ratio(medians[3], medians[4]),
+                        find_spread.0,
+                        find_spread.1,
+                    );
+                    println!(
+                        "{name}: control         hand-written with the session's statements, again {:.3} ms  ratio {control_ratio:.3} (blocks {:.3}–{:.3})",
+                        millis(medians[5]),
+                        control_spread.0,
+                        control_spread.1,
                     );
                     println!("{name}: counted (statements at the database, publishes at the hub): {}",
                         Value::Object(one_row_counts.clone()));
                 }
 
-                let (unchanged_tracked, unchanged_hand) =
-                    unchanged_setter(pool, publisher, 200, 15).await?;
-                let unchanged = json!({
-                    "tracked_us": unchanged_tracked,
-                    "hand_us": unchanged_hand,
-                    "ratio": unchanged_tracked / unchanged_hand,
-                });
-                if options.verbose {
-                    println!(
-                        "{name}: setter of an unchanged value  tracked {unchanged_tracked:.1} µs  \
-                         hand-written checked UPDATE {unchanged_hand:.1} µs per call"
+                let mut setters = serde_json::Map::new();
+                for (key, changing) in [("changed_setter", true), ("unchanged_setter", false)] {
+                    let (tracked_us, hand_us) =
+                        setter_cost(pool, publisher, 200, 15, changing).await?;
+                    setters.insert(
+                        key.to_owned(),
+                        json!({
+                            "tracked_us": tracked_us,
+                            "hand_us": hand_us,
+                            "ratio": tracked_us / hand_us,
+                        }),
                     );
+                    if options.verbose {
+                        let what = if changing { "a new value  " } else { "an unchanged value" };
+                        println!(
+                            "{name}: setter of {what}  tracked {tracked_us:.1} µs  \
+                             hand-written checked UPDATE {hand_us:.1} µs per call"
+                        );
+                    }
                 }
 
                 // Set-based writes of n rows: tracked rows 0.., hand-written rows 10 000...
@@ -714,7 +816,8 @@ macro_rules! measurements {
                 Ok(json!({
                     "one_row": one_row,
                     "find_then_set": find_then_set,
-                    "unchanged_setter": unchanged,
+                    "changed_setter": setters["changed_setter"],
+                    "unchanged_setter": setters["unchanged_setter"],
                     "set_based": points,
                 }))
             }
@@ -737,8 +840,14 @@ macro_rules! measurements {
     };
 }
 
-measurements!(sqlite, Sqlite, sqlite_statements, "BEGIN IMMEDIATE");
-measurements!(postgres, Postgres, pg_statements, "BEGIN");
+measurements!(
+    sqlite,
+    Sqlite,
+    sqlite_statements,
+    "BEGIN IMMEDIATE",
+    sqlite_setter
+);
+measurements!(postgres, Postgres, pg_statements, "BEGIN", postgres_setter);
 
 /// Updates per second through the publisher against a raw reqwest loop, same concurrency,
 /// same hub; two interleaved rounds each, the better of each side kept.

@@ -255,7 +255,16 @@ where
                 for chunk in keys.chunks(<M::Key as TrackedKey<DB>>::MAX_KEYS_PER_STATEMENT) {
                     let sql = query.sql::<DB, M>(chunk.len());
                     let query = <M::Key as TrackedKey<DB>>::bind_keys(sqlx::query(&sql), chunk);
-                    for row in DB::fetch_all(conn, query).await? {
+                    // Only the first row of a key is read (`Rows::take`; every join is on a
+                    // primary key, so there is one): with one key the query stops at its
+                    // first row. (`fetch_all` would step on to the end of the rows and wait
+                    // for that answer too: on SQLite a second wake-up of the caller.)
+                    let found = if chunk.len() == 1 {
+                        DB::fetch_optional(conn, query).await?.into_iter().collect()
+                    } else {
+                        DB::fetch_all(conn, query).await?
+                    };
+                    for row in found {
                         let key: M::Key = DB::decode(&row, 0)?;
                         rows.found.push((key, row));
                     }

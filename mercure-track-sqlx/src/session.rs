@@ -329,17 +329,12 @@ impl<DB: Dialect> TrackedSession<DB> {
                 }
             };
             changes += resolved.captured;
-            let prepared = dispatch::prepare(resolved.events);
             let mut summary = CommitSummary {
                 changes,
-                events: prepared.individual.len(),
-                batch_events: prepared.batch.len(),
                 unresolved: resolved.unresolved,
                 context_queries: resolved.queries,
                 ..CommitSummary::default()
             };
-            let mut updates = prepared.individual;
-            updates.extend(prepared.batch);
             match self.delivery {
                 Delivery::Direct => {
                     if resolved.queries == 0 && changes > 0 {
@@ -349,7 +344,11 @@ impl<DB: Dialect> TrackedSession<DB> {
                         // go out.
                         DB::execute(&mut tx, sqlx::query(sql::STILL_OPEN)).await?;
                     }
+                    // The COMMIT follows the last statement at once: the updates are built
+                    // once the transaction's locks are released (and a pause between two
+                    // statements can let SQLite's worker thread fall asleep).
                     tx.commit().await?;
+                    let updates = prepare(&mut summary, resolved.events);
                     let delivered = dispatch::publish(
                         &self.publisher,
                         self.background.as_ref(),
@@ -362,6 +361,7 @@ impl<DB: Dialect> TrackedSession<DB> {
                     summary.queued = delivered.queued;
                 }
                 Delivery::Outbox => {
+                    let updates = prepare(&mut summary, resolved.events);
                     summary.queued = updates.len();
                     crate::outbox::write::<DB>(&mut tx, updates).await?;
                     tx.commit().await?;
@@ -534,6 +534,17 @@ impl<DB: Dialect> TrackedSession<DB> {
             self.log.push(Entry::Resolved { events, unresolved });
         }
     }
+}
+
+/// Deduplicates `events` and builds their batch events (see [`dispatch::prepare`]); counts
+/// both in `summary`. Returns the updates, individual events first.
+fn prepare(summary: &mut CommitSummary, events: Vec<Box<dyn AnyEvent>>) -> Vec<dispatch::Outgoing> {
+    let prepared = dispatch::prepare(events);
+    summary.events = prepared.individual.len();
+    summary.batch_events = prepared.batch.len();
+    let mut updates = prepared.individual;
+    updates.extend(prepared.batch);
+    updates
 }
 
 /// The events of a commit's change log, resolved.

@@ -31,15 +31,10 @@ where
         let conn = self.conn().await?;
         let query = sqlx::query(sql).bind(value).bind(key);
         let changed = if DB::WRITABLE_CTE {
-            let row = DB::fetch_optional(conn, query).await?;
-            let (changed, found) = match row {
-                Some(row) => (DB::decode_i64(&row, 0)? > 0, DB::decode_bool(&row, 1)?),
-                None => (false, false),
-            };
-            if !found {
-                return Err(not_found::<M>(key));
+            match DB::fetch_optional(conn, query).await? {
+                Some(row) => DB::decode_bool(&row, 0)?,
+                None => return Err(not_found::<M>(key)),
             }
-            changed
         } else {
             let affected = DB::execute(conn, query).await?;
             if affected == 0 {

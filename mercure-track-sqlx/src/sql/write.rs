@@ -19,11 +19,12 @@ fn column_list<M: Model>() -> String {
 
 /// A setter's statement for column `index`: `$1` the value, `$2` the key.
 ///
-/// With [`Dialect::WRITABLE_CTE`] (PostgreSQL) it returns one row, `(changed, found)`: whether
-/// the value changed (0 or 1) and whether the row exists, so that one statement tells
-/// "changed", "unchanged" and "missing" apart. Otherwise (SQLite, whose `WITH` cannot hold an
-/// `UPDATE`) it is the bare `UPDATE`, whose affected-row count says "changed"; the caller
-/// then runs [`exists`] only when nothing changed (an in-process call, no network round trip).
+/// With [`Dialect::WRITABLE_CTE`] (PostgreSQL) it returns at most one row: `TRUE` when the
+/// value changed, `FALSE` when the row already held it, no row when there is no such row, so
+/// that one statement tells "changed", "unchanged" and "missing" apart. When the value changes,
+/// the existence check is not run. Otherwise (SQLite, whose `WITH` cannot hold an `UPDATE`) it
+/// is the bare `UPDATE`, whose affected-row count says "changed"; the caller then runs
+/// [`exists`] only when nothing changed (an in-process call, no network round trip).
 pub(crate) fn set_column<DB: Dialect, M: Model>(index: usize) -> &'static str {
     cached::<DB, M>(Kind::Set(index), || {
         let table = quote(M::TABLE);
@@ -35,10 +36,14 @@ pub(crate) fn set_column<DB: Dialect, M: Model>(index: usize) -> &'static str {
         let update =
             format!("UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} {distinct} $1");
         if DB::WRITABLE_CTE {
+            // At most one row: TRUE when the value changed (the second branch's one-time
+            // filter then skips its index scan), FALSE when the row holds the value already,
+            // none when there is no such row. The order of the branches does not matter.
             format!(
                 "WITH __changed AS ({update} RETURNING 1) \
-                 SELECT (SELECT COUNT(*) FROM __changed), \
-                 EXISTS (SELECT 1 FROM {table} WHERE {key} = $2)"
+                 SELECT TRUE FROM __changed \
+                 UNION ALL SELECT FALSE FROM {table} WHERE {key} = $2 \
+                 AND NOT EXISTS (SELECT FROM __changed)"
             )
         } else {
             update
