@@ -156,13 +156,11 @@ async fn pages_follow_orders_and_colorings_live_in_chromium() {
 
 /// PostgreSQL, with `CAPTURE=1` in each delivery mode (the capture loop woken by `NOTIFY`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One `ignore` for both needs: two would be a duplicate attribute when both are missing.
 #[cfg_attr(
-    not(mercure_track_browser),
-    ignore = "needs Chromium, Node and playwright-core (cd examples/tests/browser && npm ci)"
-)]
-#[cfg_attr(
-    not(mercure_track_pg),
-    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+    not(all(mercure_track_browser, mercure_track_pg)),
+    ignore = "needs Chromium, Node and playwright-core (cd examples/tests/browser && npm ci) \
+              and PostgreSQL (set MERCURE_TRACK_PG_URL)"
 )]
 async fn pages_follow_orders_live_in_chromium_on_postgres() {
     let server = support::pg_server();
