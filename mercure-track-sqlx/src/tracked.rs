@@ -7,8 +7,6 @@ use mercure_track::{
     registry,
 };
 
-use mercure_track::registry::ProgramKeyMap;
-
 use crate::dialect::Dialect;
 use crate::resolve::ContextRow;
 
@@ -17,6 +15,8 @@ use crate::resolve::ContextRow;
 pub(crate) type BuildEvent<DB> = fn(&mut ContextRow<DB>) -> Result<Box<dyn AnyEvent>, ContextError>;
 
 pub(crate) struct TrackedEvent<DB: Dialect> {
+    /// The event's type.
+    type_id: TypeId,
     pub(crate) descriptor: &'static EventDescriptor,
     pub(crate) build: BuildEvent<DB>,
     /// The event's triggers with their context paths, computed once for the program.
@@ -30,15 +30,17 @@ impl<DB: Dialect> TrackedEvent<DB> {
     }
 }
 
+/// The events one session tracks, in the order tracking started.
+///
+/// A list searched by type, not a map: a session tracks a few events, and a new session (one
+/// per request, per commit) then costs no table and no hashing.
 pub(crate) struct TrackedEvents<DB: Dialect> {
-    events: ProgramKeyMap<TypeId, TrackedEvent<DB>>,
+    events: Vec<TrackedEvent<DB>>,
 }
 
 impl<DB: Dialect> Default for TrackedEvents<DB> {
     fn default() -> Self {
-        Self {
-            events: ProgramKeyMap::default(),
-        }
+        Self { events: Vec::new() }
     }
 }
 
@@ -55,13 +57,20 @@ impl<DB: Dialect> TrackedEvents<DB> {
     where
         E: MercureEvent + FromContext<ContextRow<DB>>,
     {
-        self.events
-            .entry(TypeId::of::<E>())
-            .or_insert_with(|| TrackedEvent {
+        let type_id = TypeId::of::<E>();
+        if self.get(type_id).is_none() {
+            self.events.push(TrackedEvent {
+                type_id,
                 descriptor: E::descriptor(),
                 build: build::<DB, E>,
                 triggers: registry::triggers_of(E::descriptor()),
             });
+        }
+    }
+
+    /// The tracked event of type `type_id`, if it is tracked.
+    fn get(&self, type_id: TypeId) -> Option<&TrackedEvent<DB>> {
+        self.events.iter().find(|event| event.type_id == type_id)
     }
 
     /// The tracked events a change of `trigger` fires, through the registry's index.
@@ -71,7 +80,7 @@ impl<DB: Dialect> TrackedEvents<DB> {
     ) -> impl Iterator<Item = &TrackedEvent<DB>> {
         registry::events_triggered_by(trigger)
             .iter()
-            .filter_map(|descriptor| self.events.get(&(descriptor.type_id)()))
+            .filter_map(|descriptor| self.get((descriptor.type_id)()))
     }
 
     /// Whether a change of `trigger` fires any tracked event.
@@ -81,6 +90,6 @@ impl<DB: Dialect> TrackedEvents<DB> {
 
     /// The tracked events' descriptors.
     pub(crate) fn descriptors(&self) -> impl Iterator<Item = &'static EventDescriptor> + '_ {
-        self.events.values().map(|event| event.descriptor)
+        self.events.iter().map(|event| event.descriptor)
     }
 }

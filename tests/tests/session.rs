@@ -90,6 +90,24 @@ macro_rules! session_tests {
 
             #[tokio::test]
             $(#[$needs])*
+            async fn tracking_an_event_twice_tracks_it_once() {
+                let db = setup!("tracking_an_event_twice_tracks_it_once");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<ImageUpdate>();
+                session.track_changes::<ImageUpdate>();
+                assert_eq!(session.tracked_events().len(), 1);
+                ColoringVersion::set_status_by_key(&mut session, 200, "PROCESSING")
+                    .await
+                    .expect("set");
+                let summary = session.commit().await.expect("commit");
+                // One event, resolved by one query: not once per call to `track_changes`.
+                assert_eq!((summary.events, summary.context_queries), (1, 1));
+                finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
             async fn setter_publishes_after_commit_with_the_rows_context() {
                 let db = setup!("setter_publishes_after_commit_with_the_rows_context");
                 let recording = RecordingPublisher::new();
