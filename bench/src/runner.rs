@@ -311,6 +311,39 @@ fn ratio(tracked: Duration, hand: Duration) -> f64 {
     tracked.as_secs_f64() / hand.as_secs_f64()
 }
 
+/// The order of the sides in each round: a new permutation per round, from a fixed seed (the
+/// same orders in every run). A rotation would put each side after the same other side in
+/// almost every round, and what a side leaves behind (its connection going back to the pool
+/// in a task, the hub finishing its answer, SQLite's WAL) would always fall on the same next
+/// side; shuffled, every side follows every other about equally often.
+struct Order {
+    sides: Vec<usize>,
+    state: u64,
+}
+
+impl Order {
+    fn new(sides: usize) -> Self {
+        Self {
+            sides: (0..sides).collect(),
+            state: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// The next round's order (Fisher–Yates, with xorshift64* as the generator).
+    fn next_round(&mut self) -> &[usize] {
+        for i in (1..self.sides.len()).rev() {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            let random = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            // `i + 1` sides left to place: a modulo bias of (i + 1) / 2^64 does not matter.
+            let j = (random % (i as u64 + 1)) as usize;
+            self.sides.swap(i, j);
+        }
+        &self.sides
+    }
+}
+
 /// How many consecutive blocks of rounds the one-row samples are cut into, for the spread of
 /// a ratio within one run.
 const BLOCKS: usize = 10;
@@ -646,14 +679,14 @@ macro_rules! measurements {
                 options: &Options,
             ) -> Result<Value, Box<dyn std::error::Error>> {
                 let concurrency = options.concurrency;
-                // One row per commit, five sides interleaved, their order rotating; a new
-                // status each round, so that every write changes its row.
+                // One row per commit, the sides interleaved in a new order each round (see
+                // `Order`); a new status each round, so that every write changes its row.
                 let warmup = options.overhead_rounds / 10 + 1;
                 let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); ONE_ROW_SIDES.len()];
+                let mut order = Order::new(ONE_ROW_SIDES.len());
                 for round in 0..options.overhead_rounds + warmup {
                     let status = format!("R{round}");
-                    for turn in 0..ONE_ROW_SIDES.len() {
-                        let side = (turn + round) % ONE_ROW_SIDES.len();
+                    for &side in order.next_round() {
                         let start = Instant::now();
                         one_row_side(side, pool, publisher, hand, &status).await?;
                         if round >= warmup {
