@@ -757,7 +757,7 @@ macro_rules! measurements {
                 let mut setters = serde_json::Map::new();
                 for (key, changing) in [("changed_setter", true), ("unchanged_setter", false)] {
                     let (tracked_us, hand_us) =
-                        setter_cost(pool, publisher, 200, 15, changing).await?;
+                        setter_cost(pool, publisher, 200, 41, changing).await?;
                     setters.insert(
                         key.to_owned(),
                         json!({
