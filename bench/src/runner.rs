@@ -470,57 +470,44 @@ macro_rules! measurements {
                 Ok(())
             }
 
-            /// By hand, one row: `UPDATE`, one context `SELECT`, `COMMIT`, one `POST`;
-            /// `same`: the session's statements (its `BEGIN`, its setter's statement, the
-            /// context `SELECT` joining `orders`, only when the value changed).
+            /// By hand, one row, as a developer writes it: `BEGIN`, `UPDATE`, one context
+            /// `SELECT`, `COMMIT`, one `POST`.
             async fn hand_one_row(
                 pool: &Pool<Db>,
                 hand: &HandPublisher,
                 id: i64,
                 status: &str,
-                same: bool,
             ) -> Result<(), sqlx::Error> {
-                let mut contexts = Vec::new();
-                if same {
-                    let mut tx = pool.begin_with(SESSION_BEGIN).await?;
-                    if $setter(&mut *tx, status, id).await? {
-                        contexts.extend(
-                            sqlx::query_as::<Db, (String, i64)>(CONTEXT_CHECKED)
-                                .bind(id)
-                                .fetch_optional(&mut *tx)
-                                .await?,
-                        );
-                    }
-                    tx.commit().await?;
-                } else {
-                    let mut tx = pool.begin().await?;
-                    sqlx::query(PLAIN_UPDATE)
-                        .bind(status)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    contexts.extend(
-                        sqlx::query_as::<Db, (String, i64)>(CONTEXT_PLAIN)
-                            .bind(id)
-                            .fetch_optional(&mut *tx)
-                            .await?,
-                    );
-                    tx.commit().await?;
-                }
-                hand.post_all(contexts, 1).await;
+                let mut tx = pool.begin().await?;
+                sqlx::query(PLAIN_UPDATE)
+                    .bind(status)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let context: Option<(String, i64)> = sqlx::query_as(CONTEXT_PLAIN)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                hand.post_all(context.into_iter().collect(), 1).await;
                 Ok(())
             }
 
-            /// By hand, seed-shaped: read the row, then the session's statements.
-            async fn hand_find_then_set(
+            /// By hand, the session's statements: its `BEGIN`; with `find`, the row read
+            /// first as `find` reads it (seed-shaped); its setter's statement; the context
+            /// `SELECT` joining `orders`, only when the value changed; `COMMIT`; one `POST`.
+            async fn hand_same_statements(
                 pool: &Pool<Db>,
                 hand: &HandPublisher,
                 id: i64,
                 status: &str,
+                find: bool,
             ) -> Result<(), sqlx::Error> {
                 let mut tx = pool.begin_with(SESSION_BEGIN).await?;
-                let (id, _image, _status): (i64, i64, String) =
-                    sqlx::query_as(FIND).bind(id).fetch_one(&mut *tx).await?;
+                if find {
+                    let _row: (i64, i64, String) =
+                        sqlx::query_as(FIND).bind(id).fetch_one(&mut *tx).await?;
+                }
                 let mut contexts = Vec::new();
                 if $setter(&mut *tx, status, id).await? {
                     contexts.extend(
@@ -636,11 +623,11 @@ macro_rules! measurements {
             ) -> Result<(), Box<dyn std::error::Error>> {
                 match side {
                     0 => tracked_one_row(pool, publisher, 0, status, false).await?,
-                    1 => hand_one_row(pool, hand, 10_000, status, false).await?,
-                    2 => hand_one_row(pool, hand, 10_001, status, true).await?,
+                    1 => hand_one_row(pool, hand, 10_000, status).await?,
+                    2 => hand_same_statements(pool, hand, 10_001, status, false).await?,
                     3 => tracked_one_row(pool, publisher, 19_000, status, true).await?,
-                    4 => hand_find_then_set(pool, hand, 19_001, status).await?,
-                    _ => hand_one_row(pool, hand, 10_002, status, true).await?,
+                    4 => hand_same_statements(pool, hand, 19_001, status, true).await?,
+                    _ => hand_same_statements(pool, hand, 10_002, status, false).await?,
                 }
                 Ok(())
             }
