@@ -345,8 +345,8 @@ impl<DB: Dialect> TrackedSession<DB> {
                         DB::execute(&mut tx, sqlx::query(sql::STILL_OPEN)).await?;
                     }
                     // The COMMIT follows the last statement at once: the updates are built
-                    // once the transaction's locks are released (and a pause between two
-                    // statements can let SQLite's worker thread fall asleep).
+                    // once the transaction's locks (SQLite's write lock, PostgreSQL's row
+                    // locks) are released.
                     tx.commit().await?;
                     let updates = prepare(&mut summary, resolved.events);
                     let delivered = dispatch::publish(
