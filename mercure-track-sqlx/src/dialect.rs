@@ -53,6 +53,10 @@ pub trait Dialect: Database + Sized + sealed::Sealed {
     const WRITABLE_CTE: bool;
 
     /// Runs a statement; returns the number of rows it affected.
+    ///
+    /// These futures are boxed on purpose: an unboxed `impl Future + Send` here makes the
+    /// futures of the generated setters fail to prove `Send` in generic code (rust-lang/rust
+    /// #100013), and a session's future could no longer be spawned.
     #[doc(hidden)]
     fn execute<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,

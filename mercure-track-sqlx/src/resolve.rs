@@ -72,7 +72,12 @@ struct Contradiction {
 
 impl Resolved {
     pub(crate) fn extend(&mut self, other: Resolved) {
-        self.events.extend(other.events);
+        // Most commits resolve one model: its events move in, uncopied.
+        if self.events.is_empty() {
+            self.events = other.events;
+        } else {
+            self.events.extend(other.events);
+        }
         self.queries += other.queries;
         self.unresolved.extend(other.unresolved);
         self.contradictions.extend(other.contradictions);
@@ -156,11 +161,11 @@ where
 /// Resolves the changes of several models, one resolver call each, in first-changed order.
 pub(crate) async fn resolve_all<DB: Dialect>(
     conn: &mut DB::Connection,
-    groups: &[(Resolver<DB>, Vec<Change>)],
+    groups: &[(TypeId, Resolver<DB>, Vec<Change>)],
     scope: &ResolveScope<'_, DB>,
 ) -> Result<Resolved, Error> {
     let mut all = Resolved::default();
-    for (resolver, changes) in groups {
+    for (_, resolver, changes) in groups {
         all.extend(resolver(&mut *conn, changes, scope).await?);
     }
     Ok(all)

@@ -590,11 +590,7 @@ async fn resolve_log<DB: Dialect>(
             },
         }
     }
-    let groups: Vec<_> = by_model
-        .into_iter()
-        .map(|(_, resolver, changes)| (resolver, changes))
-        .collect();
-    let mut resolved = resolve_all(&mut **tx, &groups, scope).await?;
+    let mut resolved = resolve_all(&mut **tx, &by_model, scope).await?;
     let mut captured = 0;
     if let Some((capture, mark)) = capture {
         // The same change seen by a setter and by the capture builds equal events: one goes out.
@@ -607,7 +603,11 @@ async fn resolve_log<DB: Dialect>(
     }
     let queries = resolved.queries;
     let (more, skipped) = resolved.settle();
-    events.extend(more);
+    if events.is_empty() {
+        events = more;
+    } else {
+        events.extend(more);
+    }
     Ok(ResolvedLog {
         events,
         captured,

@@ -92,11 +92,7 @@ impl HubPublisher {
         self.inner.protocol
     }
 
-    async fn send(&self, token: &str, body: String) -> Result<String, PublishError> {
-        // A JWT is base64url and dots: always a valid header value; a token that is not one
-        // is not a JWT.
-        let authorization = HeaderValue::try_from(format!("Bearer {token}"))
-            .map_err(|error| PublishError::Jwt(Box::new(error)))?;
+    async fn send(&self, authorization: HeaderValue, body: String) -> Result<String, PublishError> {
         let response = self
             .inner
             .client
@@ -146,10 +142,10 @@ impl HubPublisher {
             }
             return Ok(PublishOutcome::Skipped);
         };
-        let token = signer
-            .token()
+        let authorization = signer
+            .authorization()
             .map_err(|error| PublishError::Jwt(Box::new(error)))?;
-        let id = self.send(&token, update.form_body()).await?;
+        let id = self.send(authorization, update.form_body()).await?;
         tracing::debug!(topics = ?update.topics, id, "published");
         *self
             .inner

@@ -5,6 +5,7 @@ use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::{EncodingKey, Header};
+use reqwest::header::HeaderValue;
 
 use super::config::{Algorithm, JwtKey};
 use super::error::{ConfigError, TokenError};
@@ -100,9 +101,10 @@ pub struct JwtSigner {
     cached: RwLock<Option<Cached>>,
 }
 
-#[derive(Clone)]
 struct Cached {
     token: String,
+    /// `Bearer <token>`, built once per token: each clone shares its bytes.
+    authorization: HeaderValue,
     /// When to sign again: `None` for a token without expiry.
     refresh_at: Option<SystemTime>,
 }
@@ -165,27 +167,47 @@ impl JwtSigner {
 
     /// The current token, signed again when it is close to expiring.
     pub fn token(&self) -> Result<String, TokenError> {
+        self.current(|cached| cached.token.clone())
+    }
+
+    /// The current token as an `Authorization` header value (`Bearer <token>`), signed again
+    /// when it is close to expiring. Built once per token: no copy per request.
+    pub(crate) fn authorization(&self) -> Result<HeaderValue, TokenError> {
+        self.current(|cached| cached.authorization.clone())
+    }
+
+    /// `read` of the current token, signed again first when it is close to expiring.
+    fn current<T>(&self, read: impl Fn(&Cached) -> T) -> Result<T, TokenError> {
         let now = SystemTime::now();
         if let Ok(cached) = self.cached.read()
             && let Some(cached) = cached
                 .as_ref()
                 .filter(|c| c.refresh_at.is_none_or(|at| now < at))
         {
-            return Ok(cached.token.clone());
+            return Ok(read(cached));
         }
         let token = self.minter.mint_at(&self.grants, now)?;
+        // A JWT is base64url and dots: always a valid header value; a token that is not one
+        // is not a JWT.
+        let mut authorization = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|error| TokenError::Sign(Box::new(error)))?;
+        // A secret: shown as `Sensitive` in any `Debug` of the request's headers.
+        authorization.set_sensitive(true);
         let refresh_at = self.minter.ttl.map(|ttl| {
             let margin = (ttl / 10).min(Duration::from_secs(60));
             // The token was signed, so `now + ttl` is representable.
             now.checked_add(ttl - margin).unwrap_or(now)
         });
+        let fresh = Cached {
+            token,
+            authorization,
+            refresh_at,
+        };
+        let value = read(&fresh);
         if let Ok(mut cached) = self.cached.write() {
-            *cached = Some(Cached {
-                token: token.clone(),
-                refresh_at,
-            });
+            *cached = Some(fresh);
         }
-        Ok(token)
+        Ok(value)
     }
 }
 
@@ -262,6 +284,34 @@ mod tests {
             (exp - 61..=exp - 59).contains(&refresh),
             "refresh {refresh}, exp {exp}"
         );
+    }
+
+    #[test]
+    fn the_authorization_header_is_the_current_token_hidden_from_debug() {
+        let signer = JwtSigner::publisher(
+            &JwtKey::new("k"),
+            Algorithm::Hs256,
+            vec!["*".into()],
+            Some(Duration::from_secs(3600)),
+        )
+        .expect("signer");
+        let header = signer.authorization().expect("header");
+        let token = signer.token().expect("token");
+        assert_eq!(header.to_str().ok(), Some(format!("Bearer {token}").as_str()));
+        assert!(header.is_sensitive());
+        assert!(!format!("{header:?}").contains(&token));
+        // A stale entry, due for signing again: the header follows the new token.
+        if let Ok(mut cached) = signer.cached.write() {
+            *cached = Some(Cached {
+                token: "stale".to_owned(),
+                authorization: HeaderValue::from_static("Bearer stale"),
+                refresh_at: Some(UNIX_EPOCH),
+            });
+        }
+        let header = signer.authorization().expect("header");
+        let token = signer.token().expect("token");
+        assert_ne!(token, "stale");
+        assert_eq!(header.to_str().ok(), Some(format!("Bearer {token}").as_str()));
     }
 
     #[test]
