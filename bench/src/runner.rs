@@ -632,15 +632,28 @@ macro_rules! measurements {
                 Ok(())
             }
 
-            /// The statements and publishes of one run of `run`, on the counting pool, after
+            /// The statements and publishes of one run of `run` on the `counting` pool, after
             /// one uncounted run (connections opened, statements prepared). `run` takes the
             /// status to write, new for each run so that every write changes its rows.
-            async fn count<F, Fut>(run: F) -> Result<Counted, Box<dyn std::error::Error>>
+            async fn count<F, Fut>(
+                counting: &Pool<Db>,
+                run: F,
+            ) -> Result<Counted, Box<dyn std::error::Error>>
             where
                 F: Fn(String) -> Fut,
                 Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error>>>,
             {
                 run("warm-up".to_owned()).await?;
+                // sqlx returns a released connection to its pool in a task of its own: until
+                // then the pool would open a new connection, whose set-up statements (the
+                // schema's `SET search_path`, SQLite's commit) would be counted as the run's.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while counting.num_idle() < counting.size() as usize {
+                    if Instant::now() > deadline {
+                        return Err("the counting pool's connections did not come back".into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 crate::count::listen_to_sqlite(true);
                 let before = Counts::now();
                 // The hub counts a publish before it answers: every publish awaited is counted.
@@ -688,7 +701,7 @@ macro_rules! measurements {
                 let control_spread = block_spread(&samples[5], &samples[2]);
                 let mut one_row_counts = serde_json::Map::new();
                 for (side, name) in ONE_ROW_SIDES.iter().enumerate() {
-                    let counted = count(|status| async move {
+                    let counted = count(counting, |status| async move {
                         one_row_side(side, counting, publisher, hand, &status).await
                     })
                     .await?;
@@ -794,14 +807,14 @@ macro_rules! measurements {
                         }
                     }
                     let (tracked_ids, hand_ids) = (&tracked_ids, &hand_ids);
-                    let tracked_counted = count(|status| async move {
+                    let tracked_counted = count(counting, |status| async move {
                         let status = format!("S{rows}-{status}");
                         tracked_set_based(counting, publisher, tracked_ids, &status, concurrency)
                             .await?;
                         Ok(())
                     })
                     .await?;
-                    let hand_counted = count(|status| async move {
+                    let hand_counted = count(counting, |status| async move {
                         let status = format!("S{rows}-{status}");
                         hand_set_based(counting, hand, hand_ids, &status, concurrency).await?;
                         Ok(())
