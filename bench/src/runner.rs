@@ -570,13 +570,24 @@ macro_rules! measurements {
             /// otherwise every call writes the value the row already holds (then the setter
             /// runs a second statement on SQLite, and its one statement's existence check on
             /// PostgreSQL).
+            ///
+            /// Both sides run on one connection of their own: on this 2-core machine one
+            /// connection of a pool at a time can run its statements about 12 times slower
+            /// (its thread's placement; BENCHMARKS.md, "Setter cost"), and alternating
+            /// transactions would give it to whichever side goes first.
             async fn setter_cost(
-                pool: &Pool<Db>,
+                shared: &Pool<Db>,
                 publisher: &Arc<dyn Publisher>,
                 calls: usize,
                 rounds: usize,
                 changing: bool,
             ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+                let pool = &shared
+                    .options()
+                    .clone()
+                    .max_connections(1)
+                    .connect_with((*shared.connect_options()).clone())
+                    .await?;
                 let (id, value) = (19_002_i64, "UNCHANGED");
                 sqlx::query(PLAIN_UPDATE).bind(value).bind(id).execute(pool).await?;
                 let values: Vec<String> = (0..calls)
@@ -608,6 +619,7 @@ macro_rules! measurements {
                         }
                     }
                 }
+                pool.close().await;
                 let per_call = |samples| median(samples).as_secs_f64() * 1e6 / calls as f64;
                 Ok((per_call(tracked), per_call(handwritten)))
             }
