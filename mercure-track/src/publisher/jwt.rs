@@ -297,7 +297,10 @@ mod tests {
         .expect("signer");
         let header = signer.authorization().expect("header");
         let token = signer.token().expect("token");
-        assert_eq!(header.to_str().ok(), Some(format!("Bearer {token}").as_str()));
+        assert_eq!(
+            header.to_str().ok(),
+            Some(format!("Bearer {token}").as_str())
+        );
         assert!(header.is_sensitive());
         assert!(!format!("{header:?}").contains(&token));
         // A stale entry, due for signing again: the header follows the new token.
@@ -311,7 +314,10 @@ mod tests {
         let header = signer.authorization().expect("header");
         let token = signer.token().expect("token");
         assert_ne!(token, "stale");
-        assert_eq!(header.to_str().ok(), Some(format!("Bearer {token}").as_str()));
+        assert_eq!(
+            header.to_str().ok(),
+            Some(format!("Bearer {token}").as_str())
+        );
     }
 
     #[test]
