@@ -70,14 +70,19 @@ struct Contradiction {
     found: Found,
 }
 
+/// Appends `more` to `events`; when `events` is empty (most commits: one model, nothing
+/// resolved before), `more` moves in, uncopied.
+pub(crate) fn append_events(events: &mut Vec<Box<dyn AnyEvent>>, more: Vec<Box<dyn AnyEvent>>) {
+    if events.is_empty() {
+        *events = more;
+    } else {
+        events.extend(more);
+    }
+}
+
 impl Resolved {
     pub(crate) fn extend(&mut self, other: Resolved) {
-        // Most commits resolve one model: its events move in, uncopied.
-        if self.events.is_empty() {
-            self.events = other.events;
-        } else {
-            self.events.extend(other.events);
-        }
+        append_events(&mut self.events, other.events);
         self.queries += other.queries;
         self.unresolved.extend(other.unresolved);
         self.contradictions.extend(other.contradictions);

@@ -15,7 +15,8 @@ use crate::dialect::{Dialect, TrackedKey};
 use crate::dispatch::{self, Background};
 use crate::error::Error;
 use crate::resolve::{
-    Change, ContextRow, ErasedKey, ResolveScope, Resolved, Resolver, resolve_all, resolver,
+    Change, ContextRow, ErasedKey, ResolveScope, Resolved, Resolver, append_events, resolve_all,
+    resolver,
 };
 use crate::sql::session as sql;
 use crate::tracked::TrackedEvents;
@@ -603,11 +604,7 @@ async fn resolve_log<DB: Dialect>(
     }
     let queries = resolved.queries;
     let (more, skipped) = resolved.settle();
-    if events.is_empty() {
-        events = more;
-    } else {
-        events.extend(more);
-    }
+    append_events(&mut events, more);
     Ok(ResolvedLog {
         events,
         captured,
