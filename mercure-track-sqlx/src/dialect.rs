@@ -3,12 +3,20 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::{Database, Decode, Encode, Postgres, Row as _, Sqlite, Type};
 
 /// A query with its bound arguments (machinery of the session, not API).
 #[doc(hidden)]
 pub type SqlQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// The future of [`Dialect::execute`]: sqlx's, mapped to the number of rows affected.
+#[doc(hidden)]
+pub type Executed<'c, DB> = futures_util::future::Map<
+    BoxFuture<'c, Result<<DB as Database>::QueryResult, sqlx::Error>>,
+    fn(Result<<DB as Database>::QueryResult, sqlx::Error>) -> Result<u64, sqlx::Error>,
+>;
 
 /// A database the tracked session runs on: SQLite or PostgreSQL.
 ///
@@ -54,14 +62,16 @@ pub trait Dialect: Database + Sized + sealed::Sealed {
 
     /// Runs a statement; returns the number of rows it affected.
     ///
-    /// These futures are boxed on purpose: an unboxed `impl Future + Send` here makes the
-    /// futures of the generated setters fail to prove `Send` in generic code (rust-lang/rust
-    /// #100013), and a session's future could no longer be spawned.
+    /// These futures are nameable types, never `impl Future`: an opaque `impl Future + Send`
+    /// here makes the futures of the generated setters fail to prove `Send` in generic code
+    /// (rust-lang/rust#100013), and a session's future could no longer be spawned. They are
+    /// sqlx's own boxed futures, handed on as they are (no second box, no `async` layer
+    /// around them: each layer is polled again at every wake-up of the statement).
     #[doc(hidden)]
     fn execute<'c, 'q: 'c>(
         conn: &'c mut Self::Connection,
         query: SqlQuery<'q, Self>,
-    ) -> BoxFuture<'c, Result<u64, sqlx::Error>>;
+    ) -> Executed<'c, Self>;
 
     /// Runs a query; returns its rows.
     #[doc(hidden)]
@@ -120,22 +130,25 @@ macro_rules! shared_dialect_methods {
         fn execute<'c, 'q: 'c>(
             conn: &'c mut Self::Connection,
             query: SqlQuery<'q, Self>,
-        ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
-            Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+        ) -> Executed<'c, Self> {
+            // A closure without captures: a plain function pointer, so the type has a name.
+            let rows_affected: fn(Result<<Self as Database>::QueryResult, sqlx::Error>) -> _ =
+                |result| result.map(|done| done.rows_affected());
+            FutureExt::map(sqlx::Executor::execute(conn, query), rows_affected)
         }
 
         fn fetch_all<'c, 'q: 'c>(
             conn: &'c mut Self::Connection,
             query: SqlQuery<'q, Self>,
         ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
-            Box::pin(query.fetch_all(conn))
+            sqlx::Executor::fetch_all(conn, query)
         }
 
         fn fetch_optional<'c, 'q: 'c>(
             conn: &'c mut Self::Connection,
             query: SqlQuery<'q, Self>,
         ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
-            Box::pin(query.fetch_optional(conn))
+            sqlx::Executor::fetch_optional(conn, query)
         }
 
         fn decode<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>

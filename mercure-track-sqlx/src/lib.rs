@@ -78,7 +78,7 @@ mod sql;
 mod tracked;
 mod write;
 
-pub use dialect::{Dialect, KeyValue, SqlQuery, TrackedKey};
+pub use dialect::{Dialect, Executed, KeyValue, SqlQuery, TrackedKey};
 pub use dispatch::{Background, DEFAULT_BACKGROUND_LIMIT, drain};
 pub use error::Error;
 pub use resolve::ContextRow;
