@@ -147,8 +147,9 @@ pub(crate) type Resolver<DB> = for<'a> fn(
     &'a ResolveScope<'a, DB>,
 ) -> BoxFuture<'a, Result<Resolved, Error>>;
 
-/// A tracked event, the keys it needs in first-changed order, and the same keys as a set.
-type EventKeys<'e, DB, K> = (&'e TrackedEvent<DB>, Vec<K>, HashSet<K>);
+/// A tracked event, the keys it needs in first-changed order, and the same keys as a set once
+/// they are many.
+type EventKeys<'e, DB, K> = (&'e TrackedEvent<DB>, Vec<K>, Option<HashSet<K>>);
 
 /// Up to this many keys per event, a new key is searched in the list instead of a set.
 const SEARCHED_KEYS: usize = 8;
@@ -209,18 +210,14 @@ where
             let Some(key) = change.key.downcast_ref::<M::Key>() else {
                 // The session records a change with `resolver::<DB, M>` and a key of
                 // `M::Key` together, so this cannot happen; say so loudly if it does.
-                tracing::error!(
-                    table = M::TABLE,
-                    trigger = ?change.trigger,
-                    "change dropped: its key is not the key type of its model (a bug)"
-                );
+                log_wrong_key(M::TABLE, change.trigger);
                 continue;
             };
             for event in scope.tracked.triggered_by(change.trigger) {
                 let index = match per_event.iter().position(|(e, ..)| std::ptr::eq(*e, event)) {
                     Some(index) => index,
                     None => {
-                        per_event.push((event, Vec::new(), HashSet::new()));
+                        per_event.push((event, Vec::new(), None));
                         per_event.len() - 1
                     }
                 };
@@ -229,10 +226,8 @@ where
                 let new = if keys.len() < SEARCHED_KEYS {
                     !keys.contains(key)
                 } else {
-                    if seen.is_empty() {
-                        seen.extend(keys.iter().cloned());
-                    }
-                    seen.insert(key.clone())
+                    seen.get_or_insert_with(|| keys.iter().cloned().collect())
+                        .insert(key.clone())
                 };
                 if new {
                     keys.push(key.clone());
@@ -248,18 +243,13 @@ where
         for (event, keys, _) in per_event {
             let Some(spec) = event.spec_for_table(M::TABLE) else {
                 // The registry indexes an event under a trigger only with its spec.
-                tracing::error!(
-                    event = event.descriptor.type_name,
-                    table = M::TABLE,
-                    rows = keys.len(),
-                    "events dropped: no context paths from this table (a bug)"
-                );
+                log_no_spec(event.descriptor.type_name, M::TABLE, keys.len());
                 continue;
             };
-            let plan = Arc::new(Plan::new::<M>(
+            let plan = Plan::new::<M>(
                 shape::<DB, M>(event, spec, from.as_deref()),
                 scope.predicates,
-            ));
+            );
             let mut rows = Rows::<DB, M::Key>::default();
             if let Some(query) = &plan.shape.query {
                 for chunk in keys.chunks(<M::Key as TrackedKey<DB>>::MAX_KEYS_PER_STATEMENT) {
@@ -269,14 +259,14 @@ where
                     // primary key, so there is one): with one key the query stops at its
                     // first row. (`fetch_all` would step on to the end of the rows and wait
                     // for that answer too: on SQLite a second wake-up of the caller.)
-                    let found = if chunk.len() == 1 {
-                        DB::fetch_optional(conn, query).await?.into_iter().collect()
+                    if chunk.len() == 1 {
+                        if let Some(row) = DB::fetch_optional(conn, query).await? {
+                            rows.push(row)?;
+                        }
                     } else {
-                        DB::fetch_all(conn, query).await?
-                    };
-                    for row in found {
-                        let key: M::Key = DB::decode(&row, 0)?;
-                        rows.found.push((key, row));
+                        for row in DB::fetch_all(conn, query).await? {
+                            rows.push(row)?;
+                        }
                     }
                     resolved.queries += 1;
                 }
@@ -300,14 +290,18 @@ where
                 let mut source = ContextRow {
                     row,
                     plan: plan.clone(),
-                    key: Arc::new(key.clone()),
+                    // Kept only for the fields that read it.
+                    key: plan
+                        .shape
+                        .key_field
+                        .then(|| Arc::new(key.clone()) as ErasedKey),
                     contradictions: Vec::new(),
                 };
                 // The changed row's own key is known: check the predicates on it too.
                 check(
                     &mut source.contradictions,
                     &key_column,
-                    &plan.key_predicates,
+                    plan.key_predicates(),
                     &key,
                 );
                 match (event.build)(&mut source) {
@@ -333,32 +327,70 @@ where
     })
 }
 
+/// Logs a change whose key is not its model's key type (a bug). Out of line: the resolver's
+/// code stays compact.
+#[cold]
+#[inline(never)]
+fn log_wrong_key(table: &'static str, trigger: TriggerKey) {
+    tracing::error!(
+        table,
+        ?trigger,
+        "change dropped: its key is not the key type of its model (a bug)"
+    );
+}
+
+/// Logs an event tracked for a table it has no context paths from (a bug).
+#[cold]
+#[inline(never)]
+fn log_no_spec(event: &'static str, table: &'static str, rows: usize) {
+    tracing::error!(
+        event,
+        table,
+        rows,
+        "events dropped: no context paths from this table (a bug)"
+    );
+}
+
 /// The rows of a context query, taken by key: searched while they are few, indexed once they
 /// are many.
 struct Rows<DB: Dialect, K> {
     found: Vec<(K, DB::Row)>,
-    by_key: HashMap<K, DB::Row>,
+    /// Built once there are more than [`SEARCHED_KEYS`] rows.
+    by_key: Option<HashMap<K, DB::Row>>,
 }
 
 impl<DB: Dialect, K> Default for Rows<DB, K> {
     fn default() -> Self {
         Self {
             found: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: None,
         }
     }
 }
 
 impl<DB: Dialect, K: Eq + std::hash::Hash> Rows<DB, K> {
+    /// Adds a row of the query, known by its first column (the changed row's key).
+    fn push(&mut self, row: DB::Row) -> Result<(), sqlx::Error>
+    where
+        K: TrackedKey<DB>,
+    {
+        let key: K = DB::decode(&row, 0)?;
+        self.found.push((key, row));
+        Ok(())
+    }
+
     fn take(&mut self, key: &K) -> Option<DB::Row> {
         if self.found.len() > SEARCHED_KEYS {
-            self.by_key.extend(self.found.drain(..));
+            self.by_key
+                .get_or_insert_with(HashMap::new)
+                .extend(self.found.drain(..));
         }
-        if self.by_key.is_empty() {
-            let index = self.found.iter().position(|(k, _)| k == key)?;
-            Some(self.found.swap_remove(index).1)
-        } else {
-            self.by_key.remove(key)
+        match &mut self.by_key {
+            Some(by_key) => by_key.remove(key),
+            None => {
+                let index = self.found.iter().position(|(k, _)| k == key)?;
+                Some(self.found.swap_remove(index).1)
+            }
         }
     }
 }
@@ -478,13 +510,21 @@ where
 }
 
 /// A shape with the open transaction's predicates: what the context rows of one event and
-/// model read, shared by them.
+/// model read, shared by them. Two reference counts, no allocation of its own: a transaction
+/// without predicates (most) shares nothing else.
+#[derive(Clone)]
 struct Plan {
     shape: Arc<Shape>,
-    /// Per field, the predicates on its column (empty when the transaction has none).
-    predicates: Vec<Vec<Predicate>>,
+    /// The predicates of the fields' columns; `None` when the transaction has none.
+    checks: Option<Arc<Checks>>,
+}
+
+/// The open transaction's predicates, by what they check.
+struct Checks {
+    /// Per field, the predicates on its column.
+    fields: Vec<Vec<Predicate>>,
     /// The predicates on the changed model's key, when no field checks them already.
-    key_predicates: Vec<Predicate>,
+    key: Vec<Predicate>,
 }
 
 impl Plan {
@@ -492,8 +532,7 @@ impl Plan {
         if predicates.is_empty() {
             return Self {
                 shape,
-                predicates: Vec::new(),
-                key_predicates: Vec::new(),
+                checks: None,
             };
         }
         let on = |column: ColumnKey| -> Vec<Predicate> {
@@ -507,16 +546,27 @@ impl Plan {
             table: M::TABLE,
             column: M::info().primary_key_column().name,
         };
+        let checks = Checks {
+            fields: shape.fields.iter().map(|(_, column)| on(*column)).collect(),
+            key: if shape.key_field { Vec::new() } else { on(key) },
+        };
         Self {
-            predicates: shape.fields.iter().map(|(_, column)| on(*column)).collect(),
-            key_predicates: if shape.key_field { Vec::new() } else { on(key) },
             shape,
+            checks: Some(Arc::new(checks)),
         }
     }
 
     /// The predicates on field `index`'s column.
     fn predicates(&self, index: usize) -> &[Predicate] {
-        self.predicates.get(index).map_or(&[], Vec::as_slice)
+        self.checks
+            .as_ref()
+            .and_then(|checks| checks.fields.get(index))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The predicates on the changed model's key that no field checks.
+    fn key_predicates(&self) -> &[Predicate] {
+        self.checks.as_ref().map_or(&[], |checks| &checks.key)
     }
 }
 
@@ -524,8 +574,9 @@ impl Plan {
 /// database holds for the row, checked against the transaction's context predicates.
 pub struct ContextRow<DB: Dialect> {
     row: Option<DB::Row>,
-    plan: Arc<Plan>,
-    key: ErasedKey,
+    plan: Plan,
+    /// The changed row's key, when a field reads it.
+    key: Option<ErasedKey>,
     contradictions: Vec<Found>,
 }
 
@@ -564,7 +615,8 @@ where
             }
             Source::Key => self
                 .key
-                .downcast_ref::<T>()
+                .as_ref()
+                .and_then(|key| key.downcast_ref::<T>())
                 .cloned()
                 .ok_or(ContextError::Missing { field: name })?,
         };

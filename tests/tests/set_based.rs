@@ -228,6 +228,61 @@ macro_rules! set_based_tests {
 
             #[tokio::test]
             $(#[$needs])*
+            async fn twenty_rows_changed_twice_each_get_one_event_with_their_own_context_from_one_query() {
+                let db = setup!();
+                // Twenty chains (order, line item, image, coloring version), more than the
+                // resolver searches in a list: its keys and rows are then indexed.
+                let mut sql = String::new();
+                for n in 0..20 {
+                    sql.push_str(&format!(
+                        "INSERT INTO orders (id, status) VALUES ('N{n}', 'NEW');
+                         INSERT INTO line_items (id, order_id) VALUES ({li}, 'N{n}');
+                         INSERT INTO images (id, line_item_id) VALUES ({im}, {li});
+                         INSERT INTO coloring_versions (id, image_id, status) VALUES ({cv}, {im}, 'PENDING');",
+                        li = 500 + n,
+                        im = 5_000 + n,
+                        cv = 50_000 + n,
+                    ));
+                }
+                plain(&db.pool, &sql).await;
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<ImageUpdate>();
+                // Each key twice in the filter: each row is still changed, and returned, once.
+                let keys: Vec<i64> = (0..40).map(|n| 50_000 + (n * 7) % 20).collect();
+                let mut changed = ColoringVersion::update()
+                    .set(ColoringVersion::status, "DONE")
+                    .filter(ColoringVersion::id.in_keys(keys))
+                    .execute(&mut session)
+                    .await
+                    .expect("update");
+                changed.sort_unstable();
+                assert_eq!(changed, (50_000..50_020).collect::<Vec<i64>>());
+                // And each row again, by its setter: every key twice in the commit's log.
+                for id in 50_000..50_020 {
+                    assert!(ColoringVersion::set_status_by_key(&mut session, id, "SHIPPED")
+                        .await
+                        .expect("set"));
+                }
+                let summary = session.commit().await.expect("commit");
+                assert_eq!(
+                    (summary.changes, summary.events, summary.context_queries, summary.unresolved),
+                    (40, 20, 1, 0)
+                );
+                let mut got = published(&recording);
+                got.sort();
+                // And the batch event that counts them.
+                let mut want: Vec<_> = (0..20)
+                    .map(|n| image_update(&format!("N{n}"), 5_000 + n))
+                    .chain([update_of(&ImageCount { count: 20 })])
+                    .collect();
+                want.sort();
+                assert_eq!(got, want);
+                mercure_track_tests::db::TestDb::finish(db).await;
+            }
+
+            #[tokio::test]
+            $(#[$needs])*
             async fn delete_where_resolves_contexts_before_the_rows_go() {
                 let db = setup!();
                 plain(
