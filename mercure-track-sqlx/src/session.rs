@@ -345,11 +345,17 @@ impl<DB: Dialect> TrackedSession<DB> {
                         // go out.
                         DB::execute(&mut tx, sqlx::query(sql::STILL_OPEN)).await?;
                     }
-                    // The COMMIT follows the last statement at once: the updates are built
-                    // once the transaction's locks (SQLite's write lock, PostgreSQL's row
-                    // locks) are released.
-                    tx.commit().await?;
-                    let updates = prepare(&mut summary, resolved.events);
+                    // The COMMIT follows the last statement at once, and the updates are
+                    // built while it runs (`join` polls it first: the COMMIT is on its way,
+                    // the locks are not held longer); they go out only once it succeeded.
+                    // Built after it, they added their time to every commit's (measured: the
+                    // step from the COMMIT to the publish answered, 1.1 µs shorter on SQLite
+                    // and about 2 µs on PostgreSQL; BENCHMARKS.md).
+                    let (committed, updates) = futures_util::future::join(tx.commit(), async {
+                        prepare(&mut summary, resolved.events)
+                    })
+                    .await;
+                    committed?;
                     let delivered = dispatch::publish(
                         &self.publisher,
                         self.background.as_ref(),

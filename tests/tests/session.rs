@@ -997,6 +997,70 @@ session_tests!(
     #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
 );
 
+/// PostgreSQL: a commit whose `COMMIT` itself fails (a deferred check refuses it) publishes
+/// nothing, awaited or in the background, although its updates are built while the `COMMIT`
+/// runs; the session's next commit publishes only its own.
+#[tokio::test]
+#[cfg_attr(
+    not(mercure_track_pg),
+    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
+)]
+async fn postgres_a_commit_refused_at_commit_publishes_nothing() {
+    let Some(db) = mercure_track_tests::db::postgres("session_refused_at_commit").await else {
+        return;
+    };
+    sqlx::raw_sql(mercure_track_tests::db::SEED)
+        .execute(&db.pool)
+        .await
+        .expect("seed");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.status = 'DOOMED' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$; \
+         CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON orders \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("deferred trigger");
+    for background in [false, true] {
+        let tracker = TaskTracker::new();
+        let recording = RecordingPublisher::new();
+        let mut session = TrackedSession::new(db.pool.clone(), recording.clone());
+        if background {
+            session = session.background(Background::new(tracker.clone()));
+        }
+        session.track_changes::<OrderUpdate>();
+        Order::set_status_by_key(&mut session, "A", "DOOMED")
+            .await
+            .expect("set");
+        assert!(session.commit().await.is_err(), "the commit fails");
+        // A new value each time: an unchanged one records nothing.
+        let status = if background { "SHIPPED" } else { "READY" };
+        Order::set_status_by_key(&mut session, "B", status)
+            .await
+            .expect("set");
+        session.commit().await.expect("commit");
+        assert_eq!(
+            mercure_track_sqlx::drain(&tracker, Duration::from_secs(5)).await,
+            0
+        );
+        let got: Vec<String> = recording
+            .updates()
+            .into_iter()
+            .map(|u| u.update.data)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                order_update("B").1,
+                r#"{"type":"list_update","order_ids":["B"]}"#.to_owned()
+            ],
+            "background: {background}"
+        );
+    }
+    db.drop_schema().await;
+}
+
 /// A hand-written event whose `write_json` writes bytes that are not UTF-8.
 struct NotUtf8;
 
