@@ -370,8 +370,8 @@ fn block_spread(tracked: &[Duration], hand: &[Duration]) -> (f64, f64) {
 /// commit's time is mostly the server's WAL flush, which on this machine has two modes (the
 /// `COMMIT` step's median was 86 µs in one run, 230–430 µs in others), and a median of such
 /// totals jumps between the modes with a few samples more or less on one side. The control
-/// (two sides running the same code) showed it: its ratio of medians ranged from 0.955 to
-/// 1.034 between runs, its paired ratio from 0.992 to 1.001 (2026-12-07, BENCHMARKS.md).
+/// (two sides running the same code) showed it: over fourteen runs its ratio of medians ranged
+/// from 0.956 to 1.004, its paired ratio from 0.989 to 1.005 (2026-12-07, BENCHMARKS.md).
 /// A difference taken within one round cancels what the two samples share. Both figures are
 /// in the JSON.
 fn paired_ratio(tracked: &[Duration], hand: &[Duration]) -> f64 {
@@ -459,7 +459,7 @@ const ONE_ROW_SIDES: [&str; 6] = [
 /// running the same code) above 1 on PostgreSQL in 13 of 14 runs on 2026-12-07 (0.996 to
 /// 1.034, rows 10 002 against 10 001; SQLite 0.994 to 1.004): the state of a row's page and
 /// of its update chain belongs to the row, and is now shared by every side alike (five runs
-/// after the change: 0.998 to 1.009).
+/// after the change, as ratios of medians: 0.998 to 1.009).
 fn one_row(side: usize, round: usize) -> i64 {
     10_000 + ((side + round) % ONE_ROW_SIDES.len()) as i64
 }
