@@ -163,7 +163,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.insert("throughput".into(), throughput);
         report.insert("load".into(), load::run(quick, options.verbose).await);
     }
-    // The targets of issue 13, each under a name of its own (tracked ÷ hand-written).
+    // The targets of issue 13, each under a name of its own (tracked ÷ hand-written: the
+    // set-based ratio of medians, the one-row and `find`-then-set ratios paired, see
+    // `runner::paired_ratio`).
     for database in ["sqlite", "postgres"] {
         let figures = report.get(database).cloned().unwrap_or_default();
         let set_based_10000 = figures["set_based"]

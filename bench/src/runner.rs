@@ -323,9 +323,13 @@ struct Order {
 
 impl Order {
     fn new(sides: usize) -> Self {
+        Self::with_seed(sides, 0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn with_seed(sides: usize, seed: u64) -> Self {
         Self {
             sides: (0..sides).collect(),
-            state: 0x9E37_79B9_7F4A_7C15,
+            state: seed,
         }
     }
 
@@ -442,7 +446,7 @@ impl Counted {
 }
 
 /// The sides of the one-row measurements, in the order of the samples. The last is the
-/// control: the same code as `hand_same_statements` on a row of its own, so that the ratio of
+/// control: the same code as `hand_same_statements`, so that the ratio of
 /// the two shows the resolution of the run (1.000 on a perfectly quiet machine).
 const ONE_ROW_SIDES: [&str; 6] = [
     "tracked",
@@ -453,16 +457,17 @@ const ONE_ROW_SIDES: [&str; 6] = [
     "hand_same_statements_control",
 ];
 
-/// The row side `side` writes in round `round` of the one-row measurements: the sides share
-/// rows 10 000 to 10 005 (one heap page), each side another row in each round, every row
-/// written once per round. A row of its own per side made the control ratio (two sides
-/// running the same code) above 1 on PostgreSQL in 13 of 14 runs on 2026-12-07 (0.996 to
-/// 1.034, rows 10 002 against 10 001; SQLite 0.994 to 1.004): the state of a row's page and
-/// of its update chain belongs to the row, and is now shared by every side alike (five runs
-/// after the change, as ratios of medians: 0.998 to 1.009).
-fn one_row(side: usize, round: usize) -> i64 {
-    10_000 + ((side + round) % ONE_ROW_SIDES.len()) as i64
-}
+/// The rows of the one-row measurements: 10 000 to 10 005 (one heap page), one per side in
+/// each round, dealt in a new order each round (see [`Order`]: a seed of its own), so that
+/// every side writes every row, after every other side, about equally often. A row of its own
+/// per side made the control ratio (two sides running the same code) above 1 on PostgreSQL in
+/// 13 of 14 runs on 2026-12-07 (0.996 to 1.034, rows 10 002 against 10 001; SQLite 0.994 to
+/// 1.004): the state of a row's page and of its update chain belonged to one side. The counted
+/// runs write row `ONE_ROW_BASE + side`.
+const ONE_ROW_BASE: i64 = 10_000;
+
+/// The seed of the rows' order (the sides' is [`Order::new`]'s).
+const ROWS_SEED: u64 = 0xD1B5_4A32_D192_ED03;
 
 /// The measurements on one database, written once for both: `$db` is the sqlx database,
 /// `$statements` the counter of its statements in [`Counts`], `$begin` the session's `BEGIN`,
@@ -738,12 +743,14 @@ macro_rules! measurements {
                 let warmup = options.overhead_rounds / 10 + 1;
                 let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); ONE_ROW_SIDES.len()];
                 let mut order = Order::new(ONE_ROW_SIDES.len());
+                let mut rows = Order::with_seed(ONE_ROW_SIDES.len(), ROWS_SEED);
                 for round in 0..options.overhead_rounds + warmup {
                     let status = format!("R{round}");
+                    let row_of: Vec<i64> =
+                        rows.next_round().iter().map(|&n| ONE_ROW_BASE + n as i64).collect();
                     for &side in order.next_round() {
                         let start = Instant::now();
-                        one_row_side(side, one_row(side, round), pool, publisher, hand, &status)
-                            .await?;
+                        one_row_side(side, row_of[side], pool, publisher, hand, &status).await?;
                         if round >= warmup {
                             samples[side].push(start.elapsed());
                         }
@@ -752,8 +759,8 @@ macro_rules! measurements {
                 let mut one_row_counts = serde_json::Map::new();
                 for (side, name) in ONE_ROW_SIDES.iter().enumerate() {
                     let counted = count(counting, |status| async move {
-                        one_row_side(side, one_row(side, 0), counting, publisher, hand, &status)
-                            .await
+                        let row = ONE_ROW_BASE + side as i64;
+                        one_row_side(side, row, counting, publisher, hand, &status).await
                     })
                     .await?;
                     one_row_counts.insert((*name).to_owned(), counted.json());
@@ -911,7 +918,7 @@ macro_rules! measurements {
                 hand: &HandPublisher,
             ) -> Result<(), Box<dyn std::error::Error>> {
                 for round in 0..commits {
-                    let row = one_row(side, round);
+                    let row = ONE_ROW_BASE + (round % ONE_ROW_SIDES.len()) as i64;
                     one_row_side(side, row, pool, publisher, hand, &format!("I{round}")).await?;
                 }
                 Ok(())

@@ -3,7 +3,10 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use futures_util::FutureExt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use futures_util::future::BoxFuture;
 use sqlx::{Database, Decode, Encode, Postgres, Row as _, Sqlite, Type};
 
@@ -11,12 +14,25 @@ use sqlx::{Database, Decode, Encode, Postgres, Row as _, Sqlite, Type};
 #[doc(hidden)]
 pub type SqlQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
 
-/// The future of [`Dialect::execute`]: sqlx's, mapped to the number of rows affected.
+/// The future of [`Dialect::execute`]: sqlx's own, answering the number of rows affected.
 #[doc(hidden)]
-pub type Executed<'c, DB> = futures_util::future::Map<
-    BoxFuture<'c, Result<<DB as Database>::QueryResult, sqlx::Error>>,
-    fn(Result<<DB as Database>::QueryResult, sqlx::Error>) -> Result<u64, sqlx::Error>,
->;
+#[must_use = "futures do nothing unless awaited"]
+pub struct Executed<'c, DB: Database> {
+    statement: BoxFuture<'c, Result<DB::QueryResult, sqlx::Error>>,
+    rows_affected: fn(&DB::QueryResult) -> u64,
+}
+
+impl<DB: Database> Future for Executed<'_, DB> {
+    type Output = Result<u64, sqlx::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let rows_affected = self.rows_affected;
+        self.statement
+            .as_mut()
+            .poll(cx)
+            .map(|result| result.map(|done| rows_affected(&done)))
+    }
+}
 
 /// A database the tracked session runs on: SQLite or PostgreSQL.
 ///
@@ -62,7 +78,7 @@ pub trait Dialect: Database + Sized + sealed::Sealed {
 
     /// Runs a statement; returns the number of rows it affected.
     ///
-    /// These futures are nameable types, never `impl Future`: an opaque `impl Future + Send`
+    /// These futures are named types, never `impl Future`: an opaque `impl Future + Send`
     /// here makes the futures of the generated setters fail to prove `Send` in generic code
     /// (rust-lang/rust#100013), and a session's future could no longer be spawned. They are
     /// sqlx's own boxed futures, handed on as they are (no second box, no `async` layer
@@ -131,10 +147,10 @@ macro_rules! shared_dialect_methods {
             conn: &'c mut Self::Connection,
             query: SqlQuery<'q, Self>,
         ) -> Executed<'c, Self> {
-            // A closure without captures: a plain function pointer, so the type has a name.
-            let rows_affected: fn(Result<<Self as Database>::QueryResult, sqlx::Error>) -> _ =
-                |result| result.map(|done| done.rows_affected());
-            FutureExt::map(sqlx::Executor::execute(conn, query), rows_affected)
+            Executed {
+                statement: sqlx::Executor::execute(conn, query),
+                rows_affected: |done| done.rows_affected(),
+            }
         }
 
         fn fetch_all<'c, 'q: 'c>(

@@ -346,15 +346,20 @@ impl<DB: Dialect> TrackedSession<DB> {
                         DB::execute(&mut tx, sqlx::query(sql::STILL_OPEN)).await?;
                     }
                     // The COMMIT follows the last statement at once, and the updates are
-                    // built while it runs (`join` polls it first: the COMMIT is on its way,
-                    // the locks are not held longer); they go out only once it succeeded.
-                    // Built after it, they added their time to every commit's (measured: the
-                    // step from the COMMIT to the publish answered, 1.1 µs shorter on SQLite
-                    // and about 2 µs on PostgreSQL; BENCHMARKS.md).
-                    let (committed, updates) = futures_util::future::join(tx.commit(), async {
-                        prepare(&mut summary, resolved.events)
+                    // built while it runs: `join` polls it first, so it is sent before they
+                    // are built (unless its connection still waits for the end of the last
+                    // statement's answer); they go out only once it succeeded. Built after it, they added their time to
+                    // every commit's (the step from the COMMIT to the publish answered: 1.0 µs
+                    // shorter on SQLite, about 2 µs on PostgreSQL; BENCHMARKS.md). Building
+                    // runs the events' serializers and batch rules: a panic there waits for
+                    // the COMMIT's answer, so that the transaction's fate is known, and goes on.
+                    let (committed, prepared) = futures_util::future::join(tx.commit(), async {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            prepare(&mut summary, resolved.events)
+                        }))
                     })
                     .await;
+                    let updates = prepared.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                     committed?;
                     let delivered = dispatch::publish(
                         &self.publisher,

@@ -198,6 +198,37 @@ async fn a_contradicted_predicate_is_logged_and_ends_with_its_transaction() {
     );
 }
 
+/// A predicate on the changed row's own key is checked even when no field of the event reads
+/// that key (`ImageUpdate` reads an order and an image, not the coloring version).
+#[tokio::test]
+async fn a_predicate_on_the_changed_rows_key_is_checked_when_no_field_reads_it() {
+    let (captured, _guard) = capture();
+    let db = seeded_sqlite().await;
+    let mut session = TrackedSession::new(db.pool.clone(), RecordingPublisher::new());
+    session
+        .track_changes::<ImageUpdate>()
+        .add_tracking_context(ColoringVersion::id.eq(999));
+    ColoringVersion::set_status_by_key(&mut session, 100, "READY")
+        .await
+        .expect("set");
+    let summary = session.commit().await.expect("commit");
+    assert_eq!(summary.events, 1);
+    assert_eq!(captured.count(CONTRADICTED), 1, "{}", captured.text());
+    let text = captured.text();
+    assert!(
+        text.contains("key=100 column=coloring_versions.id asserted=999 found=100"),
+        "{text}"
+    );
+
+    // One that holds says nothing.
+    session.add_tracking_context(ColoringVersion::id.eq(100));
+    ColoringVersion::set_status_by_key(&mut session, 100, "DONE")
+        .await
+        .expect("set");
+    session.commit().await.expect("commit");
+    assert_eq!(captured.count(CONTRADICTED), 1, "{}", captured.text());
+}
+
 #[tokio::test]
 async fn a_skipped_event_is_logged_with_its_row_and_counted() {
     let (captured, _guard) = capture();

@@ -1013,15 +1013,7 @@ async fn postgres_a_commit_refused_at_commit_publishes_nothing() {
         .execute(&db.pool)
         .await
         .expect("seed");
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF NEW.status = 'DOOMED' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$; \
-         CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON orders \
-         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("deferred trigger");
+    mercure_track_tests::db::refuse_doomed_orders_at_commit(&db.pool).await;
     for background in [false, true] {
         let tracker = TaskTracker::new();
         let recording = RecordingPublisher::new();
