@@ -374,8 +374,8 @@ fn block_spread(tracked: &[Duration], hand: &[Duration]) -> (f64, f64) {
 /// commit's time is mostly the server's WAL flush, which on this machine has two modes (the
 /// `COMMIT` step's median was 86 µs in one run, 230–430 µs in others), and a median of such
 /// totals jumps between the modes with a few samples more or less on one side. The control
-/// (two sides running the same code) showed it: over fourteen runs its ratio of medians ranged
-/// from 0.956 to 1.004, its paired ratio from 0.989 to 1.005 (2026-12-07, BENCHMARKS.md).
+/// (two sides running the same code) showed it: over 27 runs its ratio of medians ranged from
+/// 0.956 to 1.024, its paired ratio from 0.988 to 1.007 (2026-12-07, BENCHMARKS.md).
 /// A difference taken within one round cancels what the two samples share. Both figures are
 /// in the JSON.
 fn paired_ratio(tracked: &[Duration], hand: &[Duration]) -> f64 {
