@@ -811,6 +811,36 @@ macro_rules! session_tests {
                 finish(db).await;
             }
 
+            /// A `COMMIT` that the database refuses (a deferred foreign key, checked only at
+            /// the `COMMIT`: every statement before it succeeded) publishes nothing, although
+            /// the commit's updates are built while the `COMMIT` runs.
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_commit_refused_by_a_deferred_foreign_key_publishes_nothing() {
+                let db = setup!("a_commit_refused_by_a_deferred_foreign_key_publishes_nothing");
+                sqlx::raw_sql(
+                    "CREATE TABLE order_notes (id BIGINT PRIMARY KEY, \
+                     order_id TEXT NOT NULL REFERENCES orders (id) DEFERRABLE INITIALLY DEFERRED)",
+                )
+                .execute(&db.pool)
+                .await
+                .expect("table");
+                let recording = RecordingPublisher::new();
+                let mut session = new_session(&db.pool, &recording);
+                session.track_changes::<OrderUpdate>();
+                Order::set_status_by_key(&mut session, "A", "HELD")
+                    .await
+                    .expect("set");
+                sqlx::query("INSERT INTO order_notes (id, order_id) VALUES (1, 'NO SUCH ORDER')")
+                    .execute(session.conn().await.expect("conn"))
+                    .await
+                    .expect("the insert itself succeeds");
+                assert!(session.commit().await.is_err(), "the commit fails");
+                assert!(recording.is_empty(), "{:?}", published(&recording));
+                assert_eq!(stored_status(&db.pool, "orders", "'A'").await, "NEW");
+                finish(db).await;
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn a_failing_hub_never_fails_the_commit() {
