@@ -1,9 +1,8 @@
 //! Everything that differs between SQLite and PostgreSQL, in one place.
 
 use std::fmt::Debug;
-use std::hash::Hash;
-
 use std::future::Future;
+use std::hash::Hash;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
