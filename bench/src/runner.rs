@@ -396,12 +396,13 @@ fn paired_ratio(tracked: &[Duration], hand: &[Duration]) -> f64 {
 /// [`paired_ratio`]) with its spread over blocks of rounds, and the ratio of the medians.
 fn compared(tracked: &[Duration], hand: &[Duration]) -> Value {
     let (low, high) = block_spread(tracked, hand);
+    let (tracked_median, hand_median) = (median(tracked.to_vec()), median(hand.to_vec()));
     json!({
-        "tracked_ms": millis(median(tracked.to_vec())),
-        "hand_ms": millis(median(hand.to_vec())),
+        "tracked_ms": millis(tracked_median),
+        "hand_ms": millis(hand_median),
         "ratio": paired_ratio(tracked, hand),
         "ratio_blocks": [low, high],
-        "ratio_of_medians": ratio(median(tracked.to_vec()), median(hand.to_vec())),
+        "ratio_of_medians": ratio(tracked_median, hand_median),
         "samples": tracked.len().min(hand.len()),
     })
 }

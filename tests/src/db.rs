@@ -173,20 +173,6 @@ pub async fn postgres_pool_in(url: &str, schema: &str) -> PgPool {
         .expect("PostgreSQL pool")
 }
 
-/// PostgreSQL: makes every `COMMIT` of a transaction that set an order's status to `DOOMED`
-/// fail, from a deferred constraint trigger: the statements succeed, the `COMMIT` is refused.
-pub async fn refuse_doomed_orders_at_commit(pool: &PgPool) {
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF NEW.status = 'DOOMED' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$; \
-         CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON orders \
-         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()",
-    )
-    .execute(pool)
-    .await
-    .expect("deferred trigger");
-}
-
 /// The rows every session test starts from: orders A, B, C with one line item, one image and
 /// one coloring version each; order A's image also has an svg version; line item 4 points to
 /// an order that does not exist (a dangling foreign key).

@@ -754,7 +754,15 @@ async fn postgres_a_failed_commit_leaves_no_outbox_row() {
         .await
         .expect("seed");
     outbox::create_table(&db.pool).await.expect("outbox table");
-    mercure_track_tests::db::refuse_doomed_orders_at_commit(&db.pool).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.status = 'DOOMED' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$; \
+         CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER UPDATE ON orders \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("deferred trigger");
     let mut session =
         TrackedSession::new(db.pool.clone(), mercure_track::RecordingPublisher::new()).outbox();
     session.track_changes::<OrderUpdate>();

@@ -812,8 +812,9 @@ macro_rules! session_tests {
             }
 
             /// A `COMMIT` that the database refuses (a deferred foreign key, checked only at
-            /// the `COMMIT`: every statement before it succeeded) publishes nothing, although
-            /// the commit's updates are built while the `COMMIT` runs.
+            /// the `COMMIT`: every statement before it succeeded) publishes nothing, awaited
+            /// or in the background, although the commit's updates are built while the
+            /// `COMMIT` runs; the session's next commit publishes only its own.
             #[tokio::test]
             $(#[$needs])*
             async fn a_commit_refused_by_a_deferred_foreign_key_publishes_nothing() {
@@ -825,19 +826,45 @@ macro_rules! session_tests {
                 .execute(&db.pool)
                 .await
                 .expect("table");
-                let recording = RecordingPublisher::new();
-                let mut session = new_session(&db.pool, &recording);
-                session.track_changes::<OrderUpdate>();
-                Order::set_status_by_key(&mut session, "A", "HELD")
-                    .await
-                    .expect("set");
-                sqlx::query("INSERT INTO order_notes (id, order_id) VALUES (1, 'NO SUCH ORDER')")
+                for background in [false, true] {
+                    let tracker = TaskTracker::new();
+                    let recording = RecordingPublisher::new();
+                    let mut session = new_session(&db.pool, &recording);
+                    if background {
+                        session = session.background(Background::new(tracker.clone()));
+                    }
+                    session.track_changes::<OrderUpdate>();
+                    Order::set_status_by_key(&mut session, "A", "HELD")
+                        .await
+                        .expect("set");
+                    sqlx::query(
+                        "INSERT INTO order_notes (id, order_id) VALUES (1, 'NO SUCH ORDER')",
+                    )
                     .execute(session.conn().await.expect("conn"))
                     .await
                     .expect("the insert itself succeeds");
-                assert!(session.commit().await.is_err(), "the commit fails");
-                assert!(recording.is_empty(), "{:?}", published(&recording));
-                assert_eq!(stored_status(&db.pool, "orders", "'A'").await, "NEW");
+                    assert!(session.commit().await.is_err(), "the commit fails");
+                    assert_eq!(mercure_track_sqlx::drain(&tracker, Duration::from_secs(5)).await, 0);
+                    assert!(recording.is_empty(), "{:?}", published(&recording));
+                    assert_eq!(stored_status(&db.pool, "orders", "'A'").await, "NEW");
+                    // A new value each time: an unchanged one records nothing.
+                    let status = if background { "SHIPPED" } else { "READY" };
+                    Order::set_status_by_key(&mut session, "B", status)
+                        .await
+                        .expect("set");
+                    session.commit().await.expect("commit");
+                    assert_eq!(mercure_track_sqlx::drain(&tracker, Duration::from_secs(5)).await, 0);
+                    let got: Vec<String> =
+                        recording.updates().into_iter().map(|u| u.update.data).collect();
+                    assert_eq!(
+                        got,
+                        [
+                            order_update("B").1,
+                            r#"{"type":"list_update","order_ids":["B"]}"#.to_owned()
+                        ],
+                        "background: {background}"
+                    );
+                }
                 finish(db).await;
             }
 
@@ -1026,62 +1053,6 @@ session_tests!(
     mercure_track_tests::db::postgres,
     #[cfg_attr(not(mercure_track_pg), ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL")]
 );
-
-/// PostgreSQL: a commit whose `COMMIT` itself fails (a deferred check refuses it) publishes
-/// nothing, awaited or in the background, although its updates are built while the `COMMIT`
-/// runs; the session's next commit publishes only its own.
-#[tokio::test]
-#[cfg_attr(
-    not(mercure_track_pg),
-    ignore = "needs PostgreSQL: set MERCURE_TRACK_PG_URL"
-)]
-async fn postgres_a_commit_refused_at_commit_publishes_nothing() {
-    let Some(db) = mercure_track_tests::db::postgres("session_refused_at_commit").await else {
-        return;
-    };
-    sqlx::raw_sql(mercure_track_tests::db::SEED)
-        .execute(&db.pool)
-        .await
-        .expect("seed");
-    mercure_track_tests::db::refuse_doomed_orders_at_commit(&db.pool).await;
-    for background in [false, true] {
-        let tracker = TaskTracker::new();
-        let recording = RecordingPublisher::new();
-        let mut session = TrackedSession::new(db.pool.clone(), recording.clone());
-        if background {
-            session = session.background(Background::new(tracker.clone()));
-        }
-        session.track_changes::<OrderUpdate>();
-        Order::set_status_by_key(&mut session, "A", "DOOMED")
-            .await
-            .expect("set");
-        assert!(session.commit().await.is_err(), "the commit fails");
-        // A new value each time: an unchanged one records nothing.
-        let status = if background { "SHIPPED" } else { "READY" };
-        Order::set_status_by_key(&mut session, "B", status)
-            .await
-            .expect("set");
-        session.commit().await.expect("commit");
-        assert_eq!(
-            mercure_track_sqlx::drain(&tracker, Duration::from_secs(5)).await,
-            0
-        );
-        let got: Vec<String> = recording
-            .updates()
-            .into_iter()
-            .map(|u| u.update.data)
-            .collect();
-        assert_eq!(
-            got,
-            [
-                order_update("B").1,
-                r#"{"type":"list_update","order_ids":["B"]}"#.to_owned()
-            ],
-            "background: {background}"
-        );
-    }
-    db.drop_schema().await;
-}
 
 /// A hand-written event whose `write_json` writes bytes that are not UTF-8.
 struct NotUtf8;
