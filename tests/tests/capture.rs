@@ -276,6 +276,56 @@ macro_rules! capture_tests {
                 finish(db).await;
             }
 
+            /// A key deleted, inserted again under another order and deleted again before the
+            /// loop runs: each deletion's event carries the context its own row had (one event
+            /// per deletion, two topics), whichever way the rows are looked up.
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_key_deleted_twice_in_one_round_publishes_each_deletion_with_its_own_context() {
+                let db = setup!("a_key_deleted_twice_in_one_round_publishes_each_deletion_with_its_own_context");
+                let recording = RecordingPublisher::new();
+                let worker = CaptureLoop::new(
+                    db.pool.clone(),
+                    capture(),
+                    Arc::new(recording.clone()),
+                    fast(),
+                );
+                // Ten other line items deleted in the same round: more rows than a lookup by
+                // search takes, so the indexed lookup runs too.
+                let mut expected = Vec::new();
+                for (n, order) in ["C", "A", "B"].into_iter().enumerate() {
+                    sqlx::query(&format!("INSERT INTO line_items (id, order_id) VALUES (5, '{order}')"))
+                        .execute(&db.pool)
+                        .await
+                        .expect("insert");
+                    sqlx::query("DELETE FROM line_items WHERE id = 5")
+                        .execute(&db.pool)
+                        .await
+                        .expect("delete");
+                    expected.push(event(LineItemRemoved { order_id: order.into(), line_item_id: 5 }));
+                    if n == 0 {
+                        for id in 50..60 {
+                            sqlx::query(&format!("INSERT INTO line_items (id, order_id) VALUES ({id}, 'A')"))
+                                .execute(&db.pool)
+                                .await
+                                .expect("insert");
+                        }
+                        sqlx::query("DELETE FROM line_items WHERE id >= 50")
+                            .execute(&db.pool)
+                            .await
+                            .expect("delete");
+                        expected.extend((50..60).map(|id| event(LineItemRemoved { order_id: "A".into(), line_item_id: id })));
+                    }
+                }
+                let round = worker.run_once().await.expect("round");
+                assert_eq!(round.claimed, 13);
+                let mut got = published(&recording);
+                got.sort();
+                expected.sort();
+                assert_eq!(got, expected);
+                finish(db).await;
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn a_new_loop_resumes_where_the_last_one_was() {

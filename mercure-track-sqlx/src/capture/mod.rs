@@ -453,17 +453,53 @@ where
         if !live.is_empty() {
             resolved.extend(resolve_model_from::<DB, M>(conn, &live, scope, None).await?);
         }
-        if !deleted.is_empty() {
-            let rows: Vec<&LogRow> = deleted.iter().map(|(row, _)| *row).collect();
+        // A key deleted more than once in the round (deleted, inserted again, deleted again)
+        // has a saved row per deletion, each with its own context: the deletions go in
+        // generations (a key's first deletion in the first, its second in the second...), so
+        // that each relation the resolver reads holds one row per key.
+        for generation in generations::<DB, M>(deleted) {
+            let rows: Vec<&LogRow> = generation.iter().map(|(row, _)| *row).collect();
             let from = format!(
                 "(SELECT * FROM {shadow} WHERE mercure_seq IN ({}))",
                 seq_list(&rows)
             );
-            let changes: Vec<Change> = deleted.into_iter().map(|(_, c)| c).collect();
+            let changes: Vec<Change> = generation.into_iter().map(|(_, c)| c).collect();
             resolved.extend(resolve_model_from::<DB, M>(conn, &changes, scope, Some(from)).await?);
         }
         Ok(resolved)
     })
+}
+
+/// Splits the deletions of a round so that no key is deleted twice in one part: a key's
+/// `n`-th deletion goes to part `n`, in log order within each part. Most rounds make one part.
+fn generations<'r, DB, M>(deleted: Vec<(&'r LogRow, Change)>) -> Vec<Vec<(&'r LogRow, Change)>>
+where
+    DB: Dialect,
+    M: Model,
+    M::Key: TrackedKey<DB>,
+{
+    let mut seen: HashMap<&M::Key, usize> = HashMap::new();
+    let placed: Vec<usize> = deleted
+        .iter()
+        .map(|(_, change)| match change.key.downcast_ref::<M::Key>() {
+            Some(key) => {
+                let count = seen.entry(key).or_insert(0);
+                *count += 1;
+                *count - 1
+            }
+            // Not a key of `M` (cannot happen): the resolver logs it.
+            None => 0,
+        })
+        .collect();
+    drop(seen);
+    let mut parts: Vec<Vec<(&'r LogRow, Change)>> = Vec::new();
+    for (deletion, part) in deleted.into_iter().zip(placed) {
+        if parts.len() <= part {
+            parts.resize_with(part + 1, Vec::new);
+        }
+        parts[part].push(deletion);
+    }
+    parts
 }
 
 /// Resolves `rows` (sorted by `seq`) table by table, in the order each table first appears.
