@@ -292,6 +292,16 @@ impl<DB: Dialect> TrackedSession<DB> {
     /// A transaction that cannot commit publishes nothing: on PostgreSQL, once a statement
     /// failed the transaction can only roll back, and a commit with changes recorded returns
     /// the database's error (a commit without any still returns `Ok`, as sqlx does).
+    ///
+    /// # Panics
+    ///
+    /// A panic while the updates are built (an event's `Serialize` or topic formatting, a
+    /// batch rule: code of the program) propagates, and nothing is published. With direct
+    /// delivery, awaited or in the background, the updates are built while the `COMMIT` runs:
+    /// the panic waits for its answer, so when it reaches the caller the transaction has
+    /// committed (or failed) and its changes are visible, without events. With
+    /// [`outbox`](Self::outbox) delivery they are built before the `COMMIT`, and the
+    /// transaction rolls back.
     pub async fn commit(&mut self) -> Result<CommitSummary, Error> {
         // The predicates belong to this transaction, whatever becomes of it.
         let predicates = std::mem::take(&mut self.predicates);

@@ -51,6 +51,36 @@ struct ColoringImage {
     image_id: i64,
 }
 
+/// An order's status, tracked with a batch whose rule has a bug: it panics on a `PANIC`
+/// order.
+#[derive(Debug, Clone, PartialEq, MercureEvent)]
+#[mercure(type = "loud_order", topic = "orders/{order_id}")]
+#[trigger(Order::status)]
+struct LoudOrder {
+    #[context(Order::id)]
+    order_id: String,
+    #[context(Order::status)]
+    status: String,
+}
+
+/// The batch of [`LoudOrder`]s, built by [`loud_rule`].
+#[derive(Debug, Clone, PartialEq, MercureEvent)]
+#[mercure(type = "loud_count", topic = "stats", collect(LoudOrder), from_collected = loud_rule)]
+struct LoudCount {
+    count: usize,
+}
+
+fn loud_rule(collected: &mercure_track::Collected<'_>) -> Option<LoudCount> {
+    let orders: Vec<&LoudOrder> = collected.of::<LoudOrder>().collect();
+    assert!(
+        orders.iter().all(|o| o.status != "PANIC"),
+        "a batch rule with a bug"
+    );
+    Some(LoudCount {
+        count: orders.len(),
+    })
+}
+
 macro_rules! session_tests {
     ($module:ident, $db:ty, $setup:expr $(, #[$needs:meta])*) => {
         mod $module {
@@ -863,6 +893,69 @@ macro_rules! session_tests {
                             r#"{"type":"list_update","order_ids":["B"]}"#.to_owned()
                         ],
                         "background: {background}"
+                    );
+                }
+                finish(db).await;
+            }
+
+            /// A panic while the commit's updates are built (a batch rule) reaches
+            /// the caller of `commit`, and nothing is published. Awaited and in the
+            /// background the updates are built while the `COMMIT` runs: the panic waits for
+            /// its answer, so the change is committed and visible when the panic arrives. With
+            /// the outbox they are built first: the transaction rolls back. Either way the
+            /// pool's connections stay usable and the next commit publishes its own events.
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_panic_while_building_the_updates_reaches_the_caller_and_publishes_nothing() {
+                use futures_util::FutureExt as _;
+                let db = setup!("a_panic_while_building_the_updates_reaches_the_caller_and_publishes_nothing");
+                mercure_track_sqlx::outbox::create_table(&db.pool).await.expect("outbox");
+                for (n, mode) in ["awaited", "background", "outbox"].into_iter().enumerate() {
+                    let tracker = TaskTracker::new();
+                    let recording = RecordingPublisher::new();
+                    let mut session = new_session(&db.pool, &recording);
+                    match mode {
+                        "background" => session = session.background(Background::new(tracker.clone())),
+                        "outbox" => session = session.outbox(),
+                        _ => {}
+                    }
+                    session.track_changes::<LoudOrder>();
+                    // A row of its own per mode, from `NEW`.
+                    let order = ["A", "B", "C"][n];
+                    Order::set_status_by_key(&mut session, order, "PANIC")
+                        .await
+                        .expect("set");
+                    let outcome = std::panic::AssertUnwindSafe(session.commit())
+                        .catch_unwind()
+                        .await;
+                    assert!(outcome.is_err(), "{mode}: the panic reaches the caller");
+                    drop(session);
+                    // Read at once, outside the session: the COMMIT's fate is settled.
+                    let expected = if mode == "outbox" { "NEW" } else { "PANIC" };
+                    assert_eq!(stored_status(&db.pool, "orders", &format!("'{order}'")).await, expected, "{mode}");
+                    assert_eq!(mercure_track_sqlx::drain(&tracker, Duration::from_secs(5)).await, 0);
+                    assert!(recording.is_empty(), "{mode}: {:?}", published(&recording));
+                    let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mercure_outbox")
+                        .fetch_one(&db.pool)
+                        .await
+                        .expect("count");
+                    assert_eq!(queued, 0, "{mode}");
+                    // Every connection of the pool still works, and the next commit publishes
+                    // its own event only.
+                    let mut session = new_session(&db.pool, &recording);
+                    session.track_changes::<LoudOrder>();
+                    Order::set_status_by_key(&mut session, order, "QUIET")
+                        .await
+                        .expect("set");
+                    session.commit().await.expect("commit");
+                    let got: Vec<String> = recording.updates().into_iter().map(|u| u.update.data).collect();
+                    assert_eq!(
+                        got,
+                        [
+                            format!(r#"{{"type":"loud_order","order_id":"{order}","status":"QUIET"}}"#),
+                            r#"{"type":"loud_count","count":1}"#.to_owned()
+                        ],
+                        "{mode}"
                     );
                 }
                 finish(db).await;
