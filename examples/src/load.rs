@@ -187,6 +187,10 @@ pub struct LoadReport {
     pub distinct_ids: usize,
     /// Deliveries of an id received before.
     pub duplicates: usize,
+    /// With the outbox: the list updates the commits call for, and how many reached the hub
+    /// (the relay merges list updates waiting for the same topic into one: fewer arrive than
+    /// were committed, each order named all the same).
+    pub merged_lists: Option<(usize, usize)>,
     /// Seconds the load ran, and from its end until every event had reached the hub.
     pub load_secs: f64,
     /// See [`LoadReport::load_secs`].
@@ -222,6 +226,10 @@ impl LoadReport {
             "changes": self.changes,
             "commits": self.commits,
             "expected_events": self.expected_events,
+            "merged_lists": self.merged_lists.map(|(committed, received)| serde_json::json!({
+                "committed": committed,
+                "received": received,
+            })),
             "received": self.received,
             "distinct_ids": self.distinct_ids,
             "duplicates": self.duplicates,
@@ -250,11 +258,18 @@ impl std::fmt::Display for LoadReport {
         }
         write!(
             f,
-            "; {} events expected, {} received ({} ids, {} duplicates), settled in {:.2} s; {}",
-            self.expected_events,
-            self.received,
-            self.distinct_ids,
-            self.duplicates,
+            "; {} events expected, {} received ({} ids, {} duplicates)",
+            self.expected_events, self.received, self.distinct_ids, self.duplicates,
+        )?;
+        if let Some((committed, received)) = self.merged_lists {
+            write!(
+                f,
+                ", of which list updates {committed} committed, merged by the relay into {received}"
+            )?;
+        }
+        write!(
+            f,
+            ", settled in {:.2} s; {}",
             self.settle_secs,
             if self.failures.is_empty() {
                 "PASS".to_owned()
@@ -731,6 +746,7 @@ fn verdict_into(
                 failures,
             );
             if outbox_mode {
+                report.merged_lists = Some((expected_lists.len(), lists.len()));
                 // Merged by the relay: every order a committed list update names must be named
                 // at the hub, and no other.
                 let named = |lists: &[Vec<String>]| -> BTreeSet<String> {
