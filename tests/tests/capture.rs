@@ -91,6 +91,16 @@ macro_rules! capture_tests {
                 (stop, task)
             }
 
+            /// A loop publishing directly to `recording`, polling fast.
+            fn direct_loop(pool: &sqlx::Pool<Db>, recording: &RecordingPublisher) -> CaptureLoop<Db> {
+                CaptureLoop::new(pool.clone(), capture(), Arc::new(recording.clone()), fast())
+            }
+
+            /// Runs `sql` on the pool, outside any session.
+            async fn run_sql(pool: &sqlx::Pool<Db>, sql: &str) {
+                sqlx::query(sql).execute(pool).await.expect(sql);
+            }
+
             async fn log_rows(pool: &sqlx::Pool<Db>) -> i64 {
                 let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mercure_capture_log")
                     .fetch_one(pool)
@@ -252,20 +262,9 @@ macro_rules! capture_tests {
             async fn deleted_row_event_carries_the_context_it_had() {
                 let db = setup!("deleted_row_event_carries_the_context_it_had");
                 let recording = RecordingPublisher::new();
-                let worker = CaptureLoop::new(
-                    db.pool.clone(),
-                    capture(),
-                    Arc::new(recording.clone()),
-                    fast(),
-                );
-                sqlx::query("INSERT INTO line_items (id, order_id) VALUES (5, 'C')")
-                    .execute(&db.pool)
-                    .await
-                    .expect("insert");
-                sqlx::query("DELETE FROM line_items WHERE id = 5")
-                    .execute(&db.pool)
-                    .await
-                    .expect("delete");
+                let worker = direct_loop(&db.pool, &recording);
+                run_sql(&db.pool, "INSERT INTO line_items (id, order_id) VALUES (5, 'C')").await;
+                run_sql(&db.pool, "DELETE FROM line_items WHERE id = 5").await;
                 let round = worker.run_once().await.expect("round");
                 assert_eq!(round.claimed, 1);
                 assert_eq!(
@@ -276,44 +275,28 @@ macro_rules! capture_tests {
                 finish(db).await;
             }
 
-            /// A key deleted, inserted again under another order and deleted again before the
-            /// loop runs: each deletion's event carries the context its own row had (one event
-            /// per deletion, two topics), whichever way the rows are looked up.
+            /// A key deleted, inserted again under another order and deleted again (three times)
+            /// before the loop runs: each deletion's event carries the context its own row had
+            /// (one event per deletion, each to its own order's topic), whichever way the rows
+            /// are looked up.
             #[tokio::test]
             $(#[$needs])*
             async fn a_key_deleted_twice_in_one_round_publishes_each_deletion_with_its_own_context() {
                 let db = setup!("a_key_deleted_twice_in_one_round_publishes_each_deletion_with_its_own_context");
                 let recording = RecordingPublisher::new();
-                let worker = CaptureLoop::new(
-                    db.pool.clone(),
-                    capture(),
-                    Arc::new(recording.clone()),
-                    fast(),
-                );
+                let worker = direct_loop(&db.pool, &recording);
                 // Ten other line items deleted in the same round: more rows than a lookup by
                 // search takes, so the indexed lookup runs too.
                 let mut expected = Vec::new();
                 for (n, order) in ["C", "A", "B"].into_iter().enumerate() {
-                    sqlx::query(&format!("INSERT INTO line_items (id, order_id) VALUES (5, '{order}')"))
-                        .execute(&db.pool)
-                        .await
-                        .expect("insert");
-                    sqlx::query("DELETE FROM line_items WHERE id = 5")
-                        .execute(&db.pool)
-                        .await
-                        .expect("delete");
+                    run_sql(&db.pool, &format!("INSERT INTO line_items (id, order_id) VALUES (5, '{order}')")).await;
+                    run_sql(&db.pool, "DELETE FROM line_items WHERE id = 5").await;
                     expected.push(event(LineItemRemoved { order_id: order.into(), line_item_id: 5 }));
                     if n == 0 {
                         for id in 50..60 {
-                            sqlx::query(&format!("INSERT INTO line_items (id, order_id) VALUES ({id}, 'A')"))
-                                .execute(&db.pool)
-                                .await
-                                .expect("insert");
+                            run_sql(&db.pool, &format!("INSERT INTO line_items (id, order_id) VALUES ({id}, 'A')")).await;
                         }
-                        sqlx::query("DELETE FROM line_items WHERE id >= 50")
-                            .execute(&db.pool)
-                            .await
-                            .expect("delete");
+                        run_sql(&db.pool, "DELETE FROM line_items WHERE id >= 50").await;
                         expected.extend((50..60).map(|id| event(LineItemRemoved { order_id: "A".into(), line_item_id: id })));
                     }
                 }
