@@ -902,8 +902,8 @@ macro_rules! session_tests {
             /// the caller of `commit`, and nothing is published. Awaited and in the
             /// background the updates are built while the `COMMIT` runs: the panic waits for
             /// its answer, so the change is committed and visible when the panic arrives. With
-            /// the outbox they are built first: the transaction rolls back. Either way the
-            /// pool's connections stay usable and the next commit publishes its own events.
+            /// the outbox they are built first: the transaction rolls back. Either way the pool
+            /// still serves, and the next commit publishes only its own events.
             #[tokio::test]
             $(#[$needs])*
             async fn a_panic_while_building_the_updates_reaches_the_caller_and_publishes_nothing() {
@@ -940,8 +940,8 @@ macro_rules! session_tests {
                         .await
                         .expect("count");
                     assert_eq!(queued, 0, "{mode}");
-                    // Every connection of the pool still works, and the next commit publishes
-                    // its own event only.
+                    // The pool still serves a session (direct delivery), and its commit
+                    // publishes its own events only: nothing of the panicked commit is left.
                     let mut session = new_session(&db.pool, &recording);
                     session.track_changes::<LoudOrder>();
                     Order::set_status_by_key(&mut session, order, "QUIET")
