@@ -429,6 +429,53 @@ macro_rules! capture_tests {
                 finish(db).await;
             }
 
+            /// A loop whose rows another loop took over while it published (its lease ran out)
+            /// forgets none of them: not their log rows, and not the rows the triggers saved of
+            /// what they changed, which the loop holding them needs to build their events.
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_loop_whose_rows_were_taken_over_leaves_them_whole_to_the_new_owner() {
+                let db = setup!("a_loop_whose_rows_were_taken_over_leaves_them_whole_to_the_new_owner");
+                run_sql(&db.pool, "UPDATE orders SET status = 'X' WHERE id = 'A'").await;
+                let stuck = GatedPublisher::closed();
+                let (publishing, gate) = (stuck.entered.clone(), stuck.gate.clone());
+                let first = CaptureLoop::new(db.pool.clone(), capture(), Arc::new(stuck), fast());
+                let round = tokio::spawn(async move { first.run_once().await });
+                tokio::time::timeout(DEADLINE, publishing.notified())
+                    .await
+                    .expect("the first loop publishes");
+                // Meanwhile another loop holds the row (as after the first one's lease ran out).
+                let far = i64::MAX / 2;
+                run_sql(
+                    &db.pool,
+                    &format!("UPDATE mercure_capture_log SET claimed_by = 'other', claimed_until = {far}"),
+                )
+                .await;
+                gate.add_permits(10);
+                let first_round = tokio::time::timeout(DEADLINE, round)
+                    .await
+                    .expect("the first round ends")
+                    .expect("task")
+                    .expect("round");
+                assert_eq!((first_round.claimed, first_round.forgotten), (1, 0));
+                assert_eq!(log_rows(&db.pool).await, 1, "left to the loop that holds it");
+                // That loop dies in turn: the next one still builds the event, with its context.
+                run_sql(&db.pool, "UPDATE mercure_capture_log SET claimed_until = 1").await;
+                let recording = RecordingPublisher::new();
+                let next = direct_loop(&db.pool, &recording);
+                let round = next.run_once().await.expect("round");
+                assert_eq!((round.claimed, round.unresolved, round.forgotten), (1, 0, 1));
+                assert_eq!(
+                    published(&recording),
+                    [
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(ListUpdate { order_ids: vec!["A".into()] }),
+                    ]
+                );
+                assert_eq!(log_rows(&db.pool).await, 0);
+                finish(db).await;
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn thousand_outside_writes_from_four_connections_each_published_once() {

@@ -42,7 +42,9 @@
 //! **publishes** with nothing open, then **deletes** the delivered rows, in one short
 //! transaction (with the outbox write, in outbox mode). The log is the loop's position: a loop
 //! that dies leaves claimed rows whose lease expires, and any loop takes them again — nothing
-//! is lost; with direct delivery an event may then be published twice (at least once); with
+//! is lost (a loop whose lease ran out while it published deletes none of the rows taken
+//! over, nor what the triggers saved of them); with direct delivery an event may then be
+//! published twice (at least once); with
 //! the outbox, the outbox write and the deletion commit together (exactly once into the
 //! outbox). Several loops on PostgreSQL claim with `FOR UPDATE SKIP LOCKED` and never take the
 //! same row while its lease runs (a claim in flight is skipped, not waited for).
@@ -560,12 +562,15 @@ pub(crate) async fn forget<DB: Dialect>(
     let mut tables: Vec<&str> = rows.iter().map(|r| r.table.as_str()).collect();
     tables.sort_unstable();
     tables.dedup();
+    // Only the saved rows of the log rows deleted: a row another loop holds now (this loop's
+    // lease ran out) keeps what its events are built from.
     for table in tables {
         let of_table: Vec<&LogRow> = rows.iter().filter(|r| r.table == table).collect();
+        let seqs = seq_list(&of_table);
         let sql = format!(
-            "DELETE FROM {} WHERE mercure_seq IN ({})",
+            "DELETE FROM {} WHERE mercure_seq IN ({seqs}) \
+             AND mercure_seq NOT IN (SELECT seq FROM mercure_capture_log WHERE seq IN ({seqs}))",
             quote(&ddl::shadow_table(table)),
-            seq_list(&of_table)
         );
         DB::execute(conn, sqlx::query(&sql)).await?;
     }
