@@ -898,12 +898,12 @@ macro_rules! session_tests {
                 finish(db).await;
             }
 
-            /// A panic while the commit's updates are built (a batch rule) reaches
-            /// the caller of `commit`, and nothing is published. Awaited and in the
-            /// background the updates are built while the `COMMIT` runs: the panic waits for
-            /// its answer, so the change is committed and visible when the panic arrives. With
-            /// the outbox they are built first: the transaction rolls back. Either way the pool
-            /// still serves, and the next commit publishes only its own events.
+            /// A panic while the commit's updates are built (a batch rule) reaches the caller of
+            /// `commit`, and nothing is published. Awaited and in the background the updates
+            /// are built while the `COMMIT` runs: the panic waits for its answer, so the change
+            /// is committed and visible when the panic arrives. With the outbox they are built
+            /// first: the transaction rolls back. Either way the pool still serves, and the next
+            /// commit publishes only its own events.
             #[tokio::test]
             $(#[$needs])*
             async fn a_panic_while_building_the_updates_reaches_the_caller_and_publishes_nothing() {

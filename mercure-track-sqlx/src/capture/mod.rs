@@ -44,10 +44,10 @@
 //! that dies leaves claimed rows whose lease expires, and any loop takes them again — nothing
 //! is lost (a loop whose lease ran out while it published deletes none of the rows taken
 //! over, nor what the triggers saved of them); with direct delivery an event may then be
-//! published twice (at least once); with
-//! the outbox, the outbox write and the deletion commit together (exactly once into the
-//! outbox). Several loops on PostgreSQL claim with `FOR UPDATE SKIP LOCKED` and never take the
-//! same row while its lease runs (a claim in flight is skipped, not waited for).
+//! published twice (at least once); with the outbox, the outbox write and the deletion commit
+//! together (exactly once into the outbox). Several loops on PostgreSQL claim with `FOR UPDATE
+//! SKIP LOCKED` and never take the same row while its lease runs (a claim in flight is
+//! skipped, not waited for).
 //!
 //! Wake-up. On PostgreSQL the trigger sends `pg_notify('mercure_capture', schema)`, delivered
 //! at commit; the loop `LISTEN`s and wakes at once for its own schema (the schema current when
