@@ -60,6 +60,9 @@ enum Reason {
     NoRow,
     /// The row was read but a context value could not be taken from it.
     Context(ContextError),
+    /// A captured change whose key the capture's shadow table no longer holds: neither the
+    /// key nor the context can be read (see `crate::capture`).
+    NoSavedRow,
 }
 
 /// A context predicate that the database contradicts for one changed row.
@@ -80,6 +83,19 @@ pub(crate) fn append_events(events: &mut Vec<Box<dyn AnyEvent>>, more: Vec<Box<d
     }
 }
 
+impl Unresolved {
+    /// Event `event` of the captured change in log row `seq` of `table`, whose key the
+    /// capture's shadow table does not hold.
+    pub(crate) fn no_saved_row(event: &'static str, table: &'static str, seq: i64) -> Self {
+        Self {
+            event,
+            table,
+            key: format!("(log row {seq})"),
+            reason: Reason::NoSavedRow,
+        }
+    }
+}
+
 impl Resolved {
     pub(crate) fn extend(&mut self, other: Resolved) {
         append_events(&mut self.events, other.events);
@@ -96,7 +112,7 @@ impl Resolved {
         }
         let unresolved = self.unresolved.swap_remove(0);
         Some(match unresolved.reason {
-            Reason::NoRow => Error::UnresolvedContext {
+            Reason::NoRow | Reason::NoSavedRow => Error::UnresolvedContext {
                 event: unresolved.event,
                 table: unresolved.table,
                 key: unresolved.key,
@@ -126,6 +142,9 @@ impl Resolved {
         for unresolved in &self.unresolved {
             let reason = match &unresolved.reason {
                 Reason::NoRow => "no row joins it to its context".to_owned(),
+                Reason::NoSavedRow => {
+                    "the capture's shadow table does not hold the changed row's key".to_owned()
+                }
                 Reason::Context(error) => error.to_string(),
             };
             tracing::warn!(

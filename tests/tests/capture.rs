@@ -476,6 +476,33 @@ macro_rules! capture_tests {
                 finish(db).await;
             }
 
+            /// A captured change whose saved key is gone from the shadow table (it should not
+            /// happen; it did when a loop forgot rows another loop held) builds no event: the
+            /// round counts each event it fires as unresolved instead of dropping it unseen.
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_captured_change_without_its_saved_key_counts_as_unresolved() {
+                let db = setup!("a_captured_change_without_its_saved_key_counts_as_unresolved");
+                run_sql(&db.pool, "UPDATE orders SET status = 'X' WHERE id IN ('A', 'B')").await;
+                run_sql(&db.pool, "DELETE FROM mercure_capture__orders WHERE id = 'B'").await;
+                let recording = RecordingPublisher::new();
+                let round = direct_loop(&db.pool, &recording).run_once().await.expect("round");
+                assert_eq!(
+                    (round.claimed, round.unresolved, round.forgotten),
+                    (2, 1, 2),
+                    "{round:?}"
+                );
+                assert_eq!(
+                    published(&recording),
+                    [
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(ListUpdate { order_ids: vec!["A".into()] }),
+                    ]
+                );
+                assert_eq!(log_rows(&db.pool).await, 0);
+                finish(db).await;
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn thousand_outside_writes_from_four_connections_each_published_once() {

@@ -127,7 +127,9 @@ pub use worker::{CaptureConfig, CaptureDelivery, CaptureLoop, CaptureRound};
 
 use crate::dialect::{Dialect, SqlQuery, TrackedKey, quote};
 use crate::error::Error;
-use crate::resolve::{Change, ContextRow, ErasedKey, ResolveScope, Resolved, resolve_model_from};
+use crate::resolve::{
+    Change, ContextRow, ErasedKey, ResolveScope, Resolved, Unresolved, resolve_model_from,
+};
 use crate::tracked::TrackedEvents;
 
 pub(crate) const SQLITE_LOG: &str =
@@ -433,11 +435,23 @@ where
         let (mut live, mut deleted) = (Vec::new(), Vec::new());
         for row in rows {
             let Some(key) = keys.get(&row.seq) else {
-                tracing::warn!(
-                    table = M::TABLE,
-                    seq = row.seq,
-                    "captured change without its key in the shadow table: skipped"
-                );
+                // Neither key nor context can be read: each event the change fires (once,
+                // however many of its columns changed) is unresolved, counted in the round and
+                // logged by `settle`, not silently lost.
+                let mut fired: Vec<&'static str> = Vec::new();
+                for trigger in triggers_of::<M>(row) {
+                    for event in scope.tracked.triggered_by(trigger) {
+                        let name = event.descriptor.type_name;
+                        if !fired.contains(&name) {
+                            fired.push(name);
+                            resolved.unresolved.push(Unresolved::no_saved_row(
+                                name,
+                                M::TABLE,
+                                row.seq,
+                            ));
+                        }
+                    }
+                }
                 continue;
             };
             for trigger in triggers_of::<M>(row) {

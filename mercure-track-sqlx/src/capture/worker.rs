@@ -101,7 +101,8 @@ pub struct CaptureRound {
     pub failed: usize,
     /// Updates written to the outbox.
     pub queued: usize,
-    /// Events skipped because their context could not be resolved (each logged).
+    /// Events skipped because their context could not be resolved, or because the shadow
+    /// table no longer held their captured change's key (each logged).
     pub unresolved: usize,
     /// Rows forgotten (delivered).
     pub forgotten: u64,
