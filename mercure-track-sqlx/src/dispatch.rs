@@ -7,7 +7,9 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
-use mercure_track::{AnyEvent, Collected, Publisher, Update, registry};
+use mercure_track::{
+    AnyEvent, Collected, PublishError, PublishOutcome, Publisher, Update, registry,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -254,10 +256,11 @@ pub(crate) async fn publish(
     if updates.is_empty() {
         return Delivered::default();
     }
+    // The one-update commit's path is inline; the others are boxed, so that it stays compact.
     match background {
         Some(background) => {
             let queued = updates.len();
-            background.spawn_all(publisher, updates).await;
+            Box::pin(background.spawn_all(publisher, updates)).await;
             Delivered {
                 queued,
                 ..Delivered::default()
@@ -274,21 +277,28 @@ pub(crate) async fn publish(
                 ..Delivered::default()
             }
         }
-        None => {
-            futures_util::stream::iter(updates)
-                .map(|outgoing| publish_one(publisher.clone(), outgoing))
-                .buffer_unordered(concurrency.max(1))
-                .fold(Delivered::default(), |mut delivered, published| {
-                    if published {
-                        delivered.published += 1;
-                    } else {
-                        delivered.failed += 1;
-                    }
-                    std::future::ready(delivered)
-                })
-                .await
-        }
+        None => Box::pin(publish_many(publisher, concurrency, updates)).await,
     }
+}
+
+/// Publishes `updates`, at most `concurrency` at a time.
+async fn publish_many(
+    publisher: &Arc<dyn Publisher>,
+    concurrency: usize,
+    updates: Vec<Outgoing>,
+) -> Delivered {
+    futures_util::stream::iter(updates)
+        .map(|outgoing| publish_one(publisher.clone(), outgoing))
+        .buffer_unordered(concurrency.max(1))
+        .fold(Delivered::default(), |mut delivered, published| {
+            if published {
+                delivered.published += 1;
+            } else {
+                delivered.failed += 1;
+            }
+            std::future::ready(delivered)
+        })
+        .await
 }
 
 /// Publishes one update; whether the hub accepted it.
@@ -297,20 +307,34 @@ async fn publish_one(publisher: Arc<dyn Publisher>, outgoing: Outgoing) -> bool 
     let topics = update.topics.clone();
     match publisher.publish_update(update).await {
         Ok(outcome) => {
-            tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published");
+            log_published(event_type, &topics, &outcome);
             true
         }
         Err(error) => {
-            tracing::warn!(
-                event_type,
-                ?topics,
-                status = ?error.status(),
-                %error,
-                "event not published"
-            );
+            log_not_published(event_type, &topics, &error);
             false
         }
     }
+}
+
+/// Logs a publish the hub accepted. Out of line, as [`log_not_published`]: the publish's own
+/// code stays compact.
+#[inline(never)]
+fn log_published(event_type: &'static str, topics: &[String], outcome: &PublishOutcome) {
+    tracing::debug!(event_type, ?topics, ids = ?outcome.ids(), "event published");
+}
+
+/// Logs a publish that failed.
+#[cold]
+#[inline(never)]
+fn log_not_published(event_type: &'static str, topics: &[String], error: &PublishError) {
+    tracing::warn!(
+        event_type,
+        ?topics,
+        status = ?error.status(),
+        %error,
+        "event not published"
+    );
 }
 
 /// Stops a background tracker and waits for its publishes (and the commits still waiting for

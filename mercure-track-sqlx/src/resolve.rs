@@ -245,8 +245,7 @@ where
                 let new = if keys.len() < SEARCHED_KEYS {
                     !keys.contains(key)
                 } else {
-                    seen.get_or_insert_with(|| keys.iter().cloned().collect())
-                        .insert(key.clone())
+                    insert_into_set(keys, seen, key)
                 };
                 if new {
                     keys.push(key.clone());
@@ -291,18 +290,15 @@ where
                 }
             }
             let needs_query = plan.shape.query.is_some();
-            let unresolved = |key: &M::Key, reason| Unresolved {
-                event: event.descriptor.type_name,
-                table: M::TABLE,
-                key: format!("{key:?}"),
-                reason,
-            };
+            let event_type = event.descriptor.type_name;
             for key in keys {
                 let row = match (needs_query, rows.take(&key)) {
                     (false, _) => None,
                     (true, Some(row)) => Some(row),
                     (true, None) => {
-                        resolved.unresolved.push(unresolved(&key, Reason::NoRow));
+                        resolved
+                            .unresolved
+                            .push(unresolved::<M>(event_type, &key, Reason::NoRow));
                         continue;
                     }
                 };
@@ -326,24 +322,63 @@ where
                 match (event.build)(&mut source) {
                     Ok(built) => resolved.events.push(built),
                     Err(error) => {
+                        let reason = Reason::Context(error);
                         resolved
                             .unresolved
-                            .push(unresolved(&key, Reason::Context(error)));
+                            .push(unresolved::<M>(event_type, &key, reason));
                         continue;
                     }
                 }
-                for found in source.contradictions {
-                    resolved.contradictions.push(Contradiction {
-                        event: event.descriptor.type_name,
-                        table: M::TABLE,
-                        key: format!("{key:?}"),
-                        found,
-                    });
+                if !source.contradictions.is_empty() {
+                    contradicted::<M>(&mut resolved, event_type, &key, source.contradictions);
                 }
             }
         }
         Ok(resolved)
     })
+}
+
+/// Inserts `key` into the set of `keys` (built from them the first time); whether it is new.
+/// Out of line: a commit of a few rows does not carry the set's code inline.
+#[inline(never)]
+fn insert_into_set<K: Clone + Eq + std::hash::Hash>(
+    keys: &[K],
+    seen: &mut Option<HashSet<K>>,
+    key: &K,
+) -> bool {
+    seen.get_or_insert_with(|| keys.iter().cloned().collect())
+        .insert(key.clone())
+}
+
+/// Event `event` of the row of `M` with key `key`, unresolved for `reason`.
+#[cold]
+#[inline(never)]
+fn unresolved<M: Model>(event: &'static str, key: &M::Key, reason: Reason) -> Unresolved {
+    Unresolved {
+        event,
+        table: M::TABLE,
+        key: format!("{key:?}"),
+        reason,
+    }
+}
+
+/// Keeps the predicates contradicted for event `event` of the row of `M` with key `key`.
+#[cold]
+#[inline(never)]
+fn contradicted<M: Model>(
+    resolved: &mut Resolved,
+    event: &'static str,
+    key: &M::Key,
+    found: Vec<Found>,
+) {
+    for found in found {
+        resolved.contradictions.push(Contradiction {
+            event,
+            table: M::TABLE,
+            key: format!("{key:?}"),
+            found,
+        });
+    }
 }
 
 /// Logs a change whose key is not its model's key type (a bug). Out of line: the resolver's
@@ -433,6 +468,18 @@ fn check<T: PartialEq + std::fmt::Debug + 'static>(
     if predicates.is_empty() || predicates.iter().any(|p| p.value::<T>() == Some(value)) {
         return;
     }
+    contradiction(found, column, predicates, value);
+}
+
+/// Keeps what `value` contradicted of `predicates`.
+#[cold]
+#[inline(never)]
+fn contradiction<T: PartialEq + std::fmt::Debug + 'static>(
+    found: &mut Vec<Found>,
+    column: &ColumnKey,
+    predicates: &[Predicate],
+    value: &T,
+) {
     let asserted: Vec<String> = predicates
         .iter()
         .map(|p| match p.value::<T>() {

@@ -277,7 +277,8 @@ impl<DB: Dialect> TrackedSession<DB> {
             None => {
                 let mut tx = self.pool.begin_with(DB::BEGIN).await?;
                 if let Some((_, mark)) = &mut self.capture {
-                    *mark = crate::capture::session_mark::<DB>(&mut tx).await?;
+                    // Boxed: sessions without a capture do not carry its code inline.
+                    *mark = Box::pin(crate::capture::session_mark::<DB>(&mut tx)).await?;
                 }
                 tx
             }
@@ -321,6 +322,8 @@ impl<DB: Dialect> TrackedSession<DB> {
             failed = tracing::field::Empty,
             queued = tracing::field::Empty,
         );
+        // Kept only when a subscriber listens: the summary is recorded into it at the end.
+        let recorded = (!span.is_disabled()).then(|| span.clone());
         let work = async move {
             let mut changes = log.len();
             let scope = ResolveScope {
@@ -386,23 +389,21 @@ impl<DB: Dialect> TrackedSession<DB> {
                     summary.queued = delivered.queued;
                 }
                 Delivery::Outbox => {
-                    let updates = prepare(&mut summary, resolved.events);
-                    summary.queued = updates.len();
-                    crate::outbox::write::<DB>(&mut tx, updates).await?;
-                    tx.commit().await?;
-                    crate::outbox::committed(&self.pool);
+                    // Boxed: direct delivery does not carry the outbox's code inline.
+                    Box::pin(commit_to_outbox(
+                        tx,
+                        &self.pool,
+                        &mut summary,
+                        resolved.events,
+                    ))
+                    .await?;
                 }
             }
             // Plain SQL on captured tables left for the capture loops of this process.
             crate::capture::committed::<DB>();
-            let span = tracing::Span::current();
-            span.record("events", summary.events);
-            span.record("batch_events", summary.batch_events);
-            span.record("unresolved", summary.unresolved);
-            span.record("context_queries", summary.context_queries);
-            span.record("published", summary.published);
-            span.record("failed", summary.failed);
-            span.record("queued", summary.queued);
+            if let Some(span) = &recorded {
+                record_summary(span, &summary);
+            }
             Ok(summary)
         };
         // Without a subscriber for it, the span is not entered at every poll of the commit.
@@ -572,6 +573,34 @@ fn prepare(summary: &mut CommitSummary, events: Vec<Box<dyn AnyEvent>>) -> Vec<d
     updates
 }
 
+/// Outbox delivery of a commit: writes its updates into the outbox in its transaction, then
+/// commits and wakes this process's relays.
+async fn commit_to_outbox<DB: Dialect>(
+    mut tx: Transaction<'static, DB>,
+    pool: &Pool<DB>,
+    summary: &mut CommitSummary,
+    events: Vec<Box<dyn AnyEvent>>,
+) -> Result<(), Error> {
+    let updates = prepare(summary, events);
+    summary.queued = updates.len();
+    crate::outbox::write::<DB>(&mut tx, updates).await?;
+    tx.commit().await?;
+    crate::outbox::committed(pool);
+    Ok(())
+}
+
+/// Records a commit's summary into its span. Out of line: the commit's code stays compact.
+#[inline(never)]
+fn record_summary(span: &tracing::Span, summary: &CommitSummary) {
+    span.record("events", summary.events);
+    span.record("batch_events", summary.batch_events);
+    span.record("unresolved", summary.unresolved);
+    span.record("context_queries", summary.context_queries);
+    span.record("published", summary.published);
+    span.record("failed", summary.failed);
+    span.record("queued", summary.queued);
+}
+
 /// The events of a commit's change log, resolved.
 struct ResolvedLog {
     events: Vec<Box<dyn AnyEvent>>,
@@ -619,7 +648,8 @@ async fn resolve_log<DB: Dialect>(
     let mut captured = 0;
     if let Some((capture, mark)) = capture {
         // The same change seen by a setter and by the capture builds equal events: one goes out.
-        let (own, rows) = crate::capture::take_own(tx, &capture, mark, scope).await?;
+        // Boxed: sessions without a capture do not carry its code inline.
+        let (own, rows) = Box::pin(crate::capture::take_own(tx, &capture, mark, scope)).await?;
         resolved.extend(own);
         captured = rows;
     }

@@ -38,7 +38,8 @@ where
         } else {
             let affected = DB::execute(conn, query).await?;
             if affected == 0 {
-                ensure_exists::<DB, M>(conn, key).await?;
+                // Boxed: the changed value's path does not carry the check's code inline.
+                Box::pin(ensure_exists::<DB, M>(conn, key)).await?;
             }
             affected > 0
         };
@@ -61,6 +62,8 @@ where
     }
 }
 
+#[cold]
+#[inline(never)]
 fn not_found<M: Model>(key: &M::Key) -> Error {
     Error::RowNotFound {
         table: M::TABLE,

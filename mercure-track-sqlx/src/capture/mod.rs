@@ -201,7 +201,10 @@ static COMMITS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
 /// where the database does not notify them (SQLite). A loop woken for another database, or
 /// for a commit that wrote nothing captured, looks at the log with one read and waits again.
 pub(crate) fn committed<DB: Dialect>() {
-    if DB::CAPTURE.listen.is_none() {
+    // No loop of this process waits (none subscribed): nothing to wake, and the counter's
+    // lock, shared by the commits of every thread, is not taken. A loop that subscribes later
+    // reads the log in its first round.
+    if DB::CAPTURE.listen.is_none() && COMMITS.receiver_count() > 0 {
         COMMITS.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

@@ -107,25 +107,8 @@ impl HubPublisher {
         let text = response.text().await.map_err(classify)?;
         if status.is_success() {
             Ok(text)
-        } else if status == reqwest::StatusCode::UNAUTHORIZED
-            || status == reqwest::StatusCode::FORBIDDEN
-        {
-            Err(PublishError::Unauthorized {
-                status: status.as_u16(),
-            })
         } else {
-            let mut body = text;
-            if body.len() > BODY_EXCERPT {
-                let mut cut = BODY_EXCERPT;
-                while !body.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                body.truncate(cut);
-            }
-            Err(PublishError::Status {
-                status: status.as_u16(),
-                body,
-            })
+            Err(refused(status, text))
         }
     }
 
@@ -134,19 +117,14 @@ impl HubPublisher {
             return Err(PublishError::NoTopic);
         }
         let Some(signer) = &self.inner.signer else {
-            if !self.inner.warned_unconfigured.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    hub = %self.inner.url,
-                    "MERCURE_PUBLISHER_JWT_KEY is not set: updates are not published"
-                );
-            }
+            self.skip_unconfigured();
             return Ok(PublishOutcome::Skipped);
         };
         let authorization = signer
             .authorization()
             .map_err(|error| PublishError::Jwt(Box::new(error)))?;
         let id = self.send(authorization, update.form_body()).await?;
-        tracing::debug!(topics = ?update.topics, id, "published");
+        log_published(&update.topics, &id);
         *self
             .inner
             .last_event_id
@@ -154,8 +132,53 @@ impl HubPublisher {
             .unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
         Ok(PublishOutcome::Published { ids: vec![id] })
     }
+
+    /// Warns, once per publisher, that it publishes nothing for want of a key.
+    #[cold]
+    #[inline(never)]
+    fn skip_unconfigured(&self) {
+        if !self.inner.warned_unconfigured.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                hub = %self.inner.url,
+                "MERCURE_PUBLISHER_JWT_KEY is not set: updates are not published"
+            );
+        }
+    }
 }
 
+/// Logs an accepted publish. Out of line, as the error paths below: the publish's own code
+/// stays compact.
+#[inline(never)]
+fn log_published(topics: &[String], id: &str) {
+    tracing::debug!(?topics, id, "published");
+}
+
+/// The error of a hub's answer that is not a success: refused authorization, or another
+/// status with an excerpt of its body.
+#[cold]
+#[inline(never)]
+fn refused(status: reqwest::StatusCode, text: String) -> PublishError {
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return PublishError::Unauthorized {
+            status: status.as_u16(),
+        };
+    }
+    let mut body = text;
+    if body.len() > BODY_EXCERPT {
+        let mut cut = BODY_EXCERPT;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+    }
+    PublishError::Status {
+        status: status.as_u16(),
+        body,
+    }
+}
+
+#[cold]
+#[inline(never)]
 fn classify(error: reqwest::Error) -> PublishError {
     if error.is_timeout() {
         PublishError::Timeout(Box::new(error))
