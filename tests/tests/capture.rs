@@ -109,6 +109,19 @@ macro_rules! capture_tests {
                 n
             }
 
+            /// Asserts that order A's event and its batch event were published, nothing else,
+            /// and that the log is empty.
+            async fn only_order_a_published(recording: &RecordingPublisher, pool: &sqlx::Pool<Db>) {
+                assert_eq!(
+                    published(recording),
+                    [
+                        event(OrderUpdate { order_id: "A".into() }),
+                        event(ListUpdate { order_ids: vec!["A".into()] }),
+                    ]
+                );
+                assert_eq!(log_rows(pool).await, 0);
+            }
+
             #[tokio::test]
             $(#[$needs])*
             async fn outside_write_reaches_the_hub_with_its_context() {
@@ -465,14 +478,7 @@ macro_rules! capture_tests {
                 let next = direct_loop(&db.pool, &recording);
                 let round = next.run_once().await.expect("round");
                 assert_eq!((round.claimed, round.unresolved, round.forgotten), (1, 0, 1));
-                assert_eq!(
-                    published(&recording),
-                    [
-                        event(OrderUpdate { order_id: "A".into() }),
-                        event(ListUpdate { order_ids: vec!["A".into()] }),
-                    ]
-                );
-                assert_eq!(log_rows(&db.pool).await, 0);
+                only_order_a_published(&recording, &db.pool).await;
                 finish(db).await;
             }
 
@@ -492,14 +498,7 @@ macro_rules! capture_tests {
                     (2, 1, 2),
                     "{round:?}"
                 );
-                assert_eq!(
-                    published(&recording),
-                    [
-                        event(OrderUpdate { order_id: "A".into() }),
-                        event(ListUpdate { order_ids: vec!["A".into()] }),
-                    ]
-                );
-                assert_eq!(log_rows(&db.pool).await, 0);
+                only_order_a_published(&recording, &db.pool).await;
                 finish(db).await;
             }
 
