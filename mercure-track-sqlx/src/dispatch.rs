@@ -256,7 +256,7 @@ pub(crate) async fn publish(
     if updates.is_empty() {
         return Delivered::default();
     }
-    // The one-update commit's path is inline; the others are boxed, so that it stays compact.
+    // The awaited one-update path is inline; the others are boxed, so that it stays compact.
     match background {
         Some(background) => {
             let queued = updates.len();

@@ -37,14 +37,16 @@ pub enum Error {
     #[error("no nested transaction is open")]
     NoNestedTransaction,
     /// An event's context could not be resolved (a dangling foreign key, a row deleted in the
-    /// same transaction), and the session is configured to fail then.
+    /// same transaction, a captured change whose key the capture's shadow table no longer
+    /// holds), and the session is configured to fail then.
     #[error("the context of `{event}` for `{table}` row {key} could not be resolved")]
     UnresolvedContext {
         /// The event type.
         event: &'static str,
         /// The changed row's table.
         table: &'static str,
-        /// The changed row's key.
+        /// The changed row's key; for a captured change whose key is unknown, its log row,
+        /// as `(log row N)`.
         key: String,
     },
     /// A resolved context value could not be turned into the event field.

@@ -77,7 +77,8 @@ pub struct CommitSummary {
     /// Batch events prepared.
     pub batch_events: usize,
     /// Events skipped because their context could not be resolved (each logged with the
-    /// event, the table and the row's key); see [`UnresolvedContext`].
+    /// event, the table and the row's key, or a captured change's log row when its key is
+    /// unknown); see [`UnresolvedContext`].
     pub unresolved: usize,
     /// Queries run to resolve contexts.
     pub context_queries: usize,

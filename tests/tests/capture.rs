@@ -499,6 +499,66 @@ macro_rules! capture_tests {
                     "{round:?}"
                 );
                 only_order_a_published(&recording, &db.pool).await;
+
+                // Two changed columns that fire the same event: one unresolved event, not two.
+                assert!(capture::install::<Db, Image>(&db.pool).await.expect("install"));
+                run_sql(
+                    &db.pool,
+                    "UPDATE images SET selected_coloring_id = 100, selected_svg = 1000 WHERE id = 10",
+                )
+                .await;
+                run_sql(&db.pool, "DELETE FROM mercure_capture__images WHERE id = 10").await;
+                let images = Arc::new(Capture::new().model::<Image>().track::<ImageUpdate>());
+                let recording = RecordingPublisher::new();
+                let round = CaptureLoop::new(db.pool.clone(), images, Arc::new(recording.clone()), fast())
+                    .run_once()
+                    .await
+                    .expect("round");
+                assert_eq!(
+                    (round.claimed, round.unresolved, round.forgotten),
+                    (1, 1, 1),
+                    "{round:?}"
+                );
+                assert!(recording.is_empty());
+                finish(db).await;
+            }
+
+            /// The same in a session's own captured change, under the policy that fails: the
+            /// commit is an error and keeps nothing.
+            #[tokio::test]
+            $(#[$needs])*
+            async fn a_sessions_captured_change_without_its_saved_key_fails_a_failing_commit() {
+                let db = setup!("a_sessions_captured_change_without_its_saved_key_fails_a_failing_commit");
+                let recording = RecordingPublisher::new();
+                let mut session = TrackedSession::new(db.pool.clone(), recording.clone())
+                    .capture(capture())
+                    .on_unresolved_context(mercure_track_sqlx::UnresolvedContext::Fail);
+                session.track_changes::<OrderUpdate>();
+                for sql in [
+                    "UPDATE orders SET status = 'RAW' WHERE id = 'A'",
+                    "DELETE FROM mercure_capture__orders",
+                ] {
+                    sqlx::query(sql)
+                        .execute(session.conn().await.expect("conn"))
+                        .await
+                        .expect(sql);
+                }
+                let error = session.commit().await.expect_err("the commit fails");
+                assert!(
+                    matches!(
+                        &error,
+                        mercure_track_sqlx::Error::UnresolvedContext { table: "orders", key, .. }
+                            if key.starts_with("(log row ")
+                    ),
+                    "{error:?}"
+                );
+                let (status,): (String,) = sqlx::query_as("SELECT status FROM orders WHERE id = 'A'")
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("status");
+                assert_ne!(status, "RAW", "rolled back");
+                assert_eq!(log_rows(&db.pool).await, 0, "the log row rolled back too");
+                assert!(recording.is_empty());
                 finish(db).await;
             }
 

@@ -455,6 +455,14 @@ where
                         }
                     }
                 }
+                if fired.is_empty() {
+                    // No event lost, but a state that should not arise: say so.
+                    tracing::warn!(
+                        table = M::TABLE,
+                        seq = row.seq,
+                        "captured change without its key in the shadow table"
+                    );
+                }
                 continue;
             };
             for trigger in triggers_of::<M>(row) {
