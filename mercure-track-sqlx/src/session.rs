@@ -366,8 +366,8 @@ impl<DB: Dialect> TrackedSession<DB> {
                     // it, they added their time to every commit's where the database runs
                     // the COMMIT meanwhile (the step from the COMMIT to the publish answered:
                     // 1.0 µs shorter on SQLite, about 2 µs on PostgreSQL, on the AMD host of
-                    // BENCHMARKS.md; no difference measured on the Intel host, where the work
-                    // is not overlapped). Building runs the events' serializers and
+                    // BENCHMARKS.md; no difference measured on the Intel host nor on the
+                    // fifth session's host, where the work is not overlapped). Building runs the events' serializers and
                     // batch rules: a panic there waits for the COMMIT's answer, so that the
                     // transaction's fate is known, then unwinds on.
                     let (committed, prepared) = futures_util::future::join(tx.commit(), async {
